@@ -1,0 +1,115 @@
+/* broker.h - gpuqd's internal state: queues, connections, backends. */
+#ifndef GPUQ_BROKER_BROKER_H
+#define GPUQ_BROKER_BROKER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "broker/conf.h"
+#include "ipc/proto.h"
+#include "ipc/ring.h"
+
+struct bqueue;
+
+/* A backend consumes one queue's ring.  The CPU backend is threads in
+ * gpuqd; the CUDA backend is a persistent kernel. */
+struct backend_ops {
+	const char *name;
+	/* Start consuming.  Errors: negated errno, GPUQ_ECUDA, GPUQ_EBACKEND.*/
+	int (*start)(struct bqueue *q);
+	/* Stop at once (after drain, or when the drain timed out) and free. */
+	void (*stop)(struct bqueue *q);
+	/* Optional: bytes the client needs to open the VRAM ring (CUDA IPC
+	 * handle); returns 0 when there is none. */
+	int (*ipc_handle)(struct bqueue *q, uint8_t out[64]);
+};
+
+extern const struct backend_ops backend_cpu_ops;
+#ifdef HAVE_CUDA
+extern const struct backend_ops backend_cuda_ops;
+/* 1 if a usable CUDA device exists (auto backend selection). */
+int backend_cuda_available(void);
+#endif
+
+/* A detached client's slot waits here until the consumers have passed every
+ * ticket it could have reserved; only then can the entry be reused. */
+struct bclient_slot {
+	struct bconn *owner; /* attached connection, or NULL */
+	uint64_t detach_head;  /* head when it detached */
+	int reclaim_pending;   /* unpublished tickets still to SKIP */
+	uint64_t *gen_snap;    /* other clients' resv_gen at detach */
+};
+
+struct bqueue {
+	struct queue_config conf;
+	uint32_t handler_id;
+	int fd; /* memfd */
+	struct ipc_ring r;
+	const struct backend_ops *be;
+	void *be_state;
+	struct bclient_slot *slots; /* conf.max_clients */
+	uint64_t final_head;        /* valid once intake is closed */
+	int closed;
+};
+
+#define BCONN_MAX_ATTACH 64
+
+struct bconn {
+	int fd;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	int denied;
+	/* Attachments: queue index and client slot. */
+	uint32_t nattach;
+	struct { uint32_t q, client; } attach[BCONN_MAX_ATTACH];
+	/* Owned by the event loop. */
+	void *loop_priv;
+	int dropping;
+	struct bconn *lnext, *lprev;
+	__attribute__((aligned(8))) uint8_t rx[PROTO_MAX_MSG + 64];
+	__attribute__((aligned(8))) uint8_t tx[PROTO_MAX_MSG];
+};
+
+struct broker {
+	struct gpuqd_config conf;
+	struct bqueue *queues;
+	uint32_t nqueues;
+	uint32_t nconns;
+	uint64_t epoch;
+	uint64_t started_ns;
+	uint64_t drain_deadline_ns;
+	int draining;
+	int listen_fd, lock_fd;
+	char socket_path[CONF_PATH_MAX];
+	struct loop *loop;
+};
+
+/* queue.c */
+int bqueue_create(struct bqueue *q, const struct queue_config *c,
+		  int default_backend, uint64_t epoch);
+void bqueue_destroy(struct bqueue *q);
+int bqueue_attach(struct bqueue *q, struct bconn *c, uint32_t *client);
+void bqueue_detach(struct bqueue *q, uint32_t client);
+/* Periodic work: heartbeat, reclaim of dead producers' tickets, release of
+ * quarantined client slots. */
+void bqueue_tick(struct bqueue *q, uint64_t now_ns);
+/* Stop intake; returns the final ticket count. */
+void bqueue_close_intake(struct bqueue *q);
+/* 1 when every ticket below final_head has been consumed. */
+int bqueue_drained(const struct bqueue *q);
+void bqueue_qstat(const struct bqueue *q, struct proto_qstat *out);
+
+/* ctl.c: the control protocol, shared by both event loops. */
+void ctl_accept(struct broker *b, struct bconn *c);
+void ctl_message(struct broker *b, struct bconn *c, const void *buf, int n);
+void ctl_hangup(struct broker *b, struct bconn *c);
+void ctl_tick(struct broker *b);
+void ctl_begin_drain(struct broker *b, const char *why);
+
+/* log.c */
+void blog(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+extern int blog_verbose;
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * config.h - gpuqd configuration: the file format (docs/runbook.md) and the
+ * command-line flags both land in struct gpuqd_config.
+ */
+#ifndef GPUQ_BROKER_CONFIG_H
+#define GPUQ_BROKER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONF_MAX_QUEUES 32
+#define CONF_MAX_IDS 16
+#define CONF_PATH_MAX 108 /* sun_path */
+
+enum conf_backend { CONF_BACKEND_AUTO = 0, CONF_BACKEND_CPU = 1,
+		    CONF_BACKEND_CUDA = 2 };
+
+struct queue_config {
+	char name[64];        /* [a-zA-Z0-9_.-]{1,63} */
+	char handler[32];     /* echo | checksum | vector */
+	uint32_t capacity;    /* slots, power of two; default 4096 */
+	uint32_t slot_bytes;  /* default 256 */
+	uint32_t result_bytes;/* 0 = the handler's natural size */
+	uint32_t cq_capacity; /* power of two; 0 = capacity */
+	uint32_t max_clients; /* default 64 */
+	uint32_t workers;     /* CPU backend threads; default 1 */
+	int backend;          /* enum conf_backend; default: broker's */
+};
+
+struct gpuqd_config {
+	char socket_path[CONF_PATH_MAX]; /* "" = gpuq_default_socket() */
+	uint32_t socket_mode;            /* default 0660 */
+	int backend;                     /* enum conf_backend; default AUTO */
+	int force_epoll;                 /* 1 = never use io_uring */
+	uint32_t max_connections;        /* default 256 */
+	uint32_t drain_timeout_ms;       /* default 10000 */
+	uint32_t n_allow_uid, n_allow_gid;
+	uid_t allow_uid[CONF_MAX_IDS];   /* none given = broker's euid only */
+	gid_t allow_gid[CONF_MAX_IDS];
+	int verbose;
+	uint32_t nqueues;
+	struct queue_config queues[CONF_MAX_QUEUES];
+};
+
+/* Defaults for everything (no queues). */
+void config_defaults(struct gpuqd_config *c);
+/* Defaults for one queue called name. */
+void config_queue_defaults(struct queue_config *q, const char *name);
+
+/*
+ * Parse a config file into c (on top of what is there).  On error returns
+ * GPUQ_ECONFIG (or a negated errno if the file cannot be read) and writes
+ * "path:line: what is wrong" into err (errcap bytes).
+ */
+int config_load_file(struct gpuqd_config *c, const char *path, char *err,
+		     size_t errcap);
+/* Same, from a buffer; `origin` names it in messages (used by tests and the
+ * fuzz target). */
+int config_load_buffer(struct gpuqd_config *c, const char *buf, size_t len,
+		       const char *origin, char *err, size_t errcap);
+
+/*
+ * Apply one "key=value" setting to section "broker" or to the queue `queue`
+ * (created with defaults if new) - the shared path for file lines and for
+ * gpuqd's --set / --queue flags.  Returns 0 or GPUQ_ECONFIG with a message
+ * (no location prefix) in err.
+ */
+int config_set(struct gpuqd_config *c, const char *queue, const char *key,
+	       const char *value, char *err, size_t errcap);
+
+/* Parse "name[,key=value...]" as given to gpuqd --queue. */
+int config_queue_spec(struct gpuqd_config *c, const char *spec, char *err,
+		      size_t errcap);
+
+/* Check the whole config once loaded: each queue's geometry and handler
+ * exist and fit.  err says which queue and why. */
+int config_validate(const struct gpuqd_config *c, char *err, size_t errcap);
+
+/* Print the effective config in file format (gpuqd --print-config). */
+void config_print(const struct gpuqd_config *c, int fd);
+
+#endif

@@ -1,0 +1,244 @@
+/*
+ * ctl.c - the broker side of the control protocol (ipc/proto.h): checking
+ * credentials, attaching clients to queues, status, drain.  Called by both
+ * event-loop drivers.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+#include "broker/loop.h"
+#include "ipc/clock.h"
+#include "libclient/gpuq.h"
+
+static void reply(struct broker *b, struct bconn *c, uint16_t type,
+		  uint32_t seq, const void *body, uint32_t len, int fd)
+{
+	int n = proto_encode(c->tx, sizeof(c->tx), type, seq, body, len);
+	if (n > 0)
+		loop_send(b->loop, c, c->tx, (size_t)n, fd);
+}
+
+static void reply_error(struct broker *b, struct bconn *c, uint32_t seq,
+			int code)
+{
+	struct proto_error e;
+	memset(&e, 0, sizeof(e));
+	e.code = code;
+	snprintf(e.text, sizeof(e.text), "%s", gpuq_strerror(code));
+	reply(b, c, PROTO_ERROR, seq, &e, sizeof(e), -1);
+}
+
+static int uid_listed(const uid_t *ids, uint32_t n, uid_t id)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return 1;
+	return 0;
+}
+
+static int gid_listed(const gid_t *ids, uint32_t n, gid_t id)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return 1;
+	return 0;
+}
+
+/* SO_PEERCRED was read by the loop at accept.  With no allow_uid list the
+ * broker's own euid is the only uid allowed. */
+static int creds_ok(const struct broker *b, const struct bconn *c)
+{
+	const struct gpuqd_config *k = &b->conf;
+	if (k->n_allow_uid ? uid_listed(k->allow_uid, k->n_allow_uid, c->uid)
+			   : c->uid == geteuid())
+		return 1;
+	return gid_listed(k->allow_gid, k->n_allow_gid, c->gid);
+}
+
+void ctl_accept(struct broker *b, struct bconn *c)
+{
+	b->nconns++;
+	if (!creds_ok(b, c)) {
+		blog(1, "denied pid %d uid %u gid %u", (int)c->pid,
+		     (unsigned)c->uid, (unsigned)c->gid);
+		c->denied = GPUQ_EDENIED;
+	} else if (b->nconns > b->conf.max_connections) {
+		blog(1, "refused pid %d: %u connections", (int)c->pid,
+		     b->nconns - 1);
+		c->denied = GPUQ_ETOOMANY;
+	}
+	/* A refused peer gets its error as the reply to whatever it sends
+	 * first, then the connection closes: nothing else ever leaves. */
+}
+
+static int find_queue(struct broker *b, const char *name)
+{
+	for (uint32_t i = 0; i < b->nqueues; i++)
+		if (!strcmp(b->queues[i].conf.name, name))
+			return (int)i;
+	return -1;
+}
+
+static void on_open(struct broker *b, struct bconn *c, const struct proto_msg *m)
+{
+	const struct proto_open *req = m->body;
+	struct proto_open_ok ok;
+	struct bqueue *q;
+	uint32_t client;
+	int qi = find_queue(b, req->name), rc;
+	if (qi < 0) {
+		reply_error(b, c, m->hdr.seq, GPUQ_ENOQUEUE);
+		return;
+	}
+	if (b->draining || c->nattach >= BCONN_MAX_ATTACH) {
+		reply_error(b, c, m->hdr.seq,
+			    b->draining ? GPUQ_ESHUTDOWN : GPUQ_ETOOMANY);
+		return;
+	}
+	q = &b->queues[qi];
+	rc = bqueue_attach(q, c, &client);
+	if (rc) {
+		reply_error(b, c, m->hdr.seq, rc);
+		return;
+	}
+	c->attach[c->nattach].q = (uint32_t)qi;
+	c->attach[c->nattach].client = client;
+	c->nattach++;
+	memset(&ok, 0, sizeof(ok));
+	ok.client = client;
+	ok.backend = q->r.hdr->backend;
+	ok.map_bytes = q->r.size;
+	if (q->be->ipc_handle && q->be->ipc_handle(q, ok.cuda_ipc) == 0)
+		ok.has_cuda_ipc = 1;
+	blog(2, "pid %d attached to %s as client %u", (int)c->pid, req->name,
+	     client);
+	reply(b, c, PROTO_OPEN_OK, m->hdr.seq, &ok, sizeof(ok), q->fd);
+}
+
+static void detach_one(struct broker *b, struct bconn *c, uint32_t i)
+{
+	bqueue_detach(&b->queues[c->attach[i].q], c->attach[i].client);
+	c->attach[i] = c->attach[--c->nattach];
+}
+
+static void on_close(struct broker *b, struct bconn *c, const struct proto_msg *m)
+{
+	const struct proto_close *req = m->body;
+	for (uint32_t i = 0; i < c->nattach; i++)
+		if (c->attach[i].client == req->client &&
+		    !strcmp(b->queues[c->attach[i].q].conf.name, req->name)) {
+			detach_one(b, c, i);
+			return;
+		}
+	/* CLOSE has no reply; an unknown one is just logged. */
+	blog(1, "pid %d closed client %u of '%s' it does not hold",
+	     (int)c->pid, req->client, req->name);
+}
+
+static void on_status(struct broker *b, struct bconn *c, uint32_t seq)
+{
+	_Alignas(8) uint8_t body[PROTO_MAX_MSG];
+	struct proto_status_ok *st = (struct proto_status_ok *)body;
+	uint32_t n = b->nqueues < PROTO_MAX_QUEUES ? b->nqueues
+						   : PROTO_MAX_QUEUES;
+	memset(st, 0, sizeof(*st));
+	st->broker_pid = getpid();
+	st->nqueues = n;
+	st->epoch = b->epoch;
+	st->uptime_ns = ipc_now_ns() - b->started_ns;
+	for (uint32_t i = 0; i < n; i++)
+		bqueue_qstat(&b->queues[i], &st->q[i]);
+	reply(b, c, PROTO_STATUS_OK, seq, body,
+	      (uint32_t)(sizeof(*st) + n * sizeof(st->q[0])), -1);
+}
+
+void ctl_message(struct broker *b, struct bconn *c, const void *buf, int n)
+{
+	struct proto_msg m;
+	int rc = proto_decode(buf, (size_t)n, &m);
+	if (c->denied) {
+		reply_error(b, c, rc ? 0 : m.hdr.seq, c->denied);
+		loop_drop(b->loop, c);
+		return;
+	}
+	if (rc) {
+		/* Say why, keep the connection: SEQPACKET keeps boundaries,
+		 * so one bad message does not poison the next. */
+		blog(1, "pid %d sent a bad control message: %s", (int)c->pid,
+		     gpuq_strerror(rc));
+		reply_error(b, c, n >= (int)sizeof(struct proto_hdr)
+					  ? m.hdr.seq : 0, rc);
+		return;
+	}
+	switch (m.hdr.type) {
+	case PROTO_HELLO: {
+		struct proto_hello_ok h = { getpid(), IPC_LAYOUT_VERSION,
+					    b->epoch };
+		reply(b, c, PROTO_HELLO_OK, m.hdr.seq, &h, sizeof(h), -1);
+		break;
+	}
+	case PROTO_OPEN:
+		on_open(b, c, &m);
+		break;
+	case PROTO_CLOSE:
+		on_close(b, c, &m);
+		break;
+	case PROTO_STATUS:
+		on_status(b, c, m.hdr.seq);
+		break;
+	case PROTO_SHUTDOWN:
+		ctl_begin_drain(b, "shutdown requested over the socket");
+		on_status(b, c, m.hdr.seq); /* the counts at the start of drain */
+		break;
+	default: /* replies are not requests */
+		reply_error(b, c, m.hdr.seq, GPUQ_EPROTO);
+		break;
+	}
+}
+
+void ctl_hangup(struct broker *b, struct bconn *c)
+{
+	if (c->nattach)
+		blog(2, "pid %d hung up holding %u queue attachments",
+		     (int)c->pid, c->nattach);
+	while (c->nattach)
+		detach_one(b, c, c->nattach - 1);
+	b->nconns--;
+}
+
+void ctl_begin_drain(struct broker *b, const char *why)
+{
+	if (b->draining)
+		return;
+	blog(0, "draining: %s", why);
+	b->draining = 1;
+	b->drain_deadline_ns =
+		ipc_now_ns() + (uint64_t)b->conf.drain_timeout_ms * 1000000ull;
+	for (uint32_t i = 0; i < b->nqueues; i++)
+		bqueue_close_intake(&b->queues[i]);
+}
+
+void ctl_tick(struct broker *b)
+{
+	uint64_t now = ipc_now_ns();
+	int all_drained = 1;
+	for (uint32_t i = 0; i < b->nqueues; i++) {
+		bqueue_tick(&b->queues[i], now);
+		all_drained &= bqueue_drained(&b->queues[i]);
+	}
+	if (!b->draining)
+		return;
+	if (all_drained) {
+		loop_stop(b->loop);
+	} else if (now > b->drain_deadline_ns) {
+		blog(0, "drain timed out after %u ms; stopping anyway",
+		     b->conf.drain_timeout_ms);
+		loop_stop(b->loop);
+	}
+}

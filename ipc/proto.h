@@ -1,0 +1,118 @@
+/*
+ * proto.h - control-socket messages between clients and gpuqd.
+ *
+ * The socket is AF_UNIX SOCK_SEQPACKET, so each message arrives whole or not
+ * at all; every message is a fixed header plus a body whose size the type
+ * fixes.  The decoder trusts nothing: docs/protocol.md lists the checks, and
+ * tests/fuzz_proto.c fuzzes it.
+ */
+#ifndef GPUQ_IPC_PROTO_H
+#define GPUQ_IPC_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ipc/layout.h"
+
+#define PROTO_MAGIC 0x47505551u /* "QUPG" */
+#define PROTO_VERSION 1u
+#define PROTO_MAX_MSG 4096u /* largest message either side sends */
+#define PROTO_MAX_QUEUES 32u  /* queues per STATUS reply */
+
+enum proto_type {
+	PROTO_HELLO = 1,     /* c->b: version check */
+	PROTO_HELLO_OK = 2,  /* b->c: broker pid, epoch */
+	PROTO_OPEN = 3,      /* c->b: queue name */
+	PROTO_OPEN_OK = 4,   /* b->c: client index, map size, CUDA handle; fd */
+	PROTO_CLOSE = 5,     /* c->b: client index (no reply) */
+	PROTO_STATUS = 6,    /* c->b: (empty) */
+	PROTO_STATUS_OK = 7, /* b->c: per-queue counters */
+	PROTO_ERROR = 8,     /* b->c: code and text */
+	PROTO_SHUTDOWN = 9,  /* c->b: drain and stop (operator only) */
+	PROTO_TYPE_MAX = 10,
+};
+
+struct proto_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t body_len;
+	uint32_t seq; /* echoed in the reply */
+};
+
+struct proto_hello_ok {
+	int32_t broker_pid;
+	uint32_t layout_version;
+	uint64_t epoch;
+};
+
+struct proto_open {
+	char name[IPC_NAME_MAX]; /* NUL-terminated */
+};
+
+struct proto_open_ok {
+	uint32_t client;       /* index into the queue's client table */
+	uint32_t backend;      /* enum ipc_backend */
+	uint64_t map_bytes;    /* size to mmap from the passed fd */
+	uint32_t has_cuda_ipc; /* 1 if cuda_ipc holds a cudaIpcMemHandle_t */
+	uint32_t pad;
+	uint8_t cuda_ipc[64];  /* the queue's VRAM ring, for GPU producers */
+};
+
+struct proto_close {
+	uint32_t client;
+	uint32_t pad;
+	char name[IPC_NAME_MAX];
+};
+
+struct proto_qstat {
+	char name[IPC_NAME_MAX];
+	char handler[IPC_HANDLER_MAX];
+	uint32_t capacity, slot_bytes, result_bytes, backend;
+	uint32_t clients, state;
+	uint64_t enqueued, completed, failed, reclaimed, full_events, depth;
+};
+
+struct proto_status_ok {
+	int32_t broker_pid;
+	uint32_t nqueues;
+	uint64_t epoch;
+	uint64_t uptime_ns;
+	struct proto_qstat q[]; /* nqueues entries */
+};
+
+struct proto_error {
+	int32_t code;
+	char text[124];
+};
+
+/* A decoded message: the header, and the body in place. */
+struct proto_msg {
+	struct proto_hdr hdr;
+	const void *body;
+};
+
+/* Check buf[0..n) is one well-formed message; fill *m.
+ * Errors: GPUQ_EPROTO (garbled/truncated/unknown type/bad size or an
+ * unterminated name), GPUQ_EVERSION (other protocol version). */
+int proto_decode(const void *buf, size_t n, struct proto_msg *m);
+
+/* Write header + body into buf (cap bytes); returns total length or
+ * -EMSGSIZE. */
+int proto_encode(void *buf, size_t cap, uint16_t type, uint32_t seq,
+		 const void *body, uint32_t body_len);
+
+/* Send one message (and optionally one fd) / receive one message (and
+ * any passed fd, else *fd = -1).  recv returns bytes, 0 on hang-up, or a
+ * negated errno.  Messages longer than cap are reported as GPUQ_EPROTO. */
+int proto_send(int sock, const void *buf, size_t len, int fd);
+int proto_recv(int sock, void *buf, size_t cap, int *fd);
+
+/* Build a control-message buffer carrying fd for sendmsg(); used by both
+ * proto_send() and the broker's io_uring path. */
+struct msghdr;
+struct iovec;
+void proto_msghdr_fd(struct msghdr *mh, struct iovec *iov, void *cmsgbuf,
+		     size_t cmsgcap, void *buf, size_t len, int fd);
+
+#endif

@@ -1,0 +1,257 @@
+/* ring.c - layout arithmetic, mapping and the non-inline ring steps. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "ipc/clock.h"
+#include "ipc/ring.h"
+#include "libclient/gpuq.h"
+
+#define PAGE 4096u
+#define MAX_SLOT_BYTES (1u << 24)
+#define MAX_CAPACITY (1u << 24)
+
+static int is_pow2(uint32_t v) { return v && !(v & (v - 1)); }
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+struct offsets {
+	uint64_t ctl, workers, clients, states, slots, cq, total;
+	uint32_t slot_stride, cq_stride;
+};
+
+static int layout(const struct ipc_geometry *g, struct offsets *o)
+{
+	if (!is_pow2(g->capacity) || g->capacity > MAX_CAPACITY ||
+	    !is_pow2(g->cq_capacity) || g->cq_capacity > MAX_CAPACITY ||
+	    g->slot_bytes == 0 || g->slot_bytes > MAX_SLOT_BYTES ||
+	    g->result_bytes > MAX_SLOT_BYTES || g->max_clients == 0 ||
+	    g->max_clients > UINT16_MAX || g->nworkers == 0 ||
+	    g->nworkers > IPC_MAX_WORKERS)
+		return GPUQ_ECONFIG;
+	/* Slots and completion entries are 128-byte aligned: whole cache-line
+	 * pairs for the CPU, whole 16-byte vectors for GPU copies. */
+	o->slot_stride = (uint32_t)align_up(IPC_MSG_HDR_BYTES + g->slot_bytes,
+					    IPC_LINE);
+	o->cq_stride = (uint32_t)align_up(IPC_CQ_HDR_BYTES + g->result_bytes,
+					  16);
+	o->ctl = align_up(sizeof(struct ipc_hdr), PAGE);
+	o->workers = o->ctl + sizeof(struct ipc_ctl);
+	o->clients = o->workers + (uint64_t)g->nworkers *
+					  sizeof(struct ipc_worker);
+	o->states = align_up(o->clients + (uint64_t)g->max_clients *
+						  sizeof(struct ipc_client),
+			     PAGE);
+	o->slots = align_up(o->states + (uint64_t)g->capacity * 8, PAGE);
+	o->cq = align_up(o->slots + (uint64_t)g->capacity * o->slot_stride,
+			 PAGE);
+	o->total = align_up(o->cq + (uint64_t)g->max_clients *
+					     g->cq_capacity * o->cq_stride,
+			    PAGE);
+	return 0;
+}
+
+int64_t ipc_layout_size(const struct ipc_geometry *g)
+{
+	struct offsets o;
+	int rc = layout(g, &o);
+	return rc ? rc : (int64_t)o.total;
+}
+
+static void ring_pointers(struct ipc_ring *r, void *base, size_t size)
+{
+	struct ipc_hdr *h = base;
+	r->base = base;
+	r->size = size;
+	r->hdr = h;
+	r->ctl = (struct ipc_ctl *)((uint8_t *)base + h->ctl_off);
+	r->workers = (struct ipc_worker *)((uint8_t *)base + h->workers_off);
+	r->clients = (struct ipc_client *)((uint8_t *)base + h->clients_off);
+	r->states = (uint64_t *)((uint8_t *)base + h->states_off);
+	r->slots = (uint8_t *)base + h->slots_off;
+	r->cq = (uint8_t *)base + h->cq_off;
+	r->mask = h->capacity - 1;
+	r->cq_mask = h->cq_capacity - 1;
+}
+
+int ipc_ring_init(struct ipc_ring *r, void *base, size_t size,
+		  const struct ipc_geometry *g)
+{
+	struct offsets o;
+	struct ipc_hdr *h = base;
+	int rc = layout(g, &o);
+	if (rc)
+		return rc;
+	if (size < o.total)
+		return -EINVAL;
+	h->magic = IPC_MAGIC;
+	h->hdr_bytes = sizeof(*h);
+	h->total_bytes = o.total;
+	h->capacity = g->capacity;
+	h->slot_bytes = g->slot_bytes;
+	h->slot_stride = o.slot_stride;
+	h->result_bytes = g->result_bytes;
+	h->cq_stride = o.cq_stride;
+	h->cq_capacity = g->cq_capacity;
+	h->max_clients = g->max_clients;
+	h->nworkers = g->nworkers;
+	h->ctl_off = o.ctl;
+	h->workers_off = o.workers;
+	h->clients_off = o.clients;
+	h->states_off = o.states;
+	h->slots_off = o.slots;
+	h->cq_off = o.cq;
+	ring_pointers(r, base, size);
+	for (uint64_t t = 0; t < g->capacity; t++)
+		r->states[t] = IPC_STATE(t, IPC_FREE);
+	/* Worker w starts at ticket 0 until it claims work; a frontier of 0
+	 * is always safe. */
+	ipc_store_release(&h->layout_version, IPC_LAYOUT_VERSION);
+	return 0;
+}
+
+/* Validate a header received from a broker before trusting any offset. */
+static int check_hdr(const struct ipc_hdr *h, size_t size)
+{
+	struct ipc_geometry g;
+	struct offsets o;
+	if (size < sizeof(*h) || h->magic != IPC_MAGIC)
+		return GPUQ_EPROTO;
+	if (ipc_load_acquire(&h->layout_version) != IPC_LAYOUT_VERSION)
+		return GPUQ_EVERSION;
+	g.capacity = h->capacity;
+	g.slot_bytes = h->slot_bytes;
+	g.result_bytes = h->result_bytes;
+	g.cq_capacity = h->cq_capacity;
+	g.max_clients = h->max_clients;
+	g.nworkers = h->nworkers;
+	if (layout(&g, &o) || o.total != h->total_bytes || o.total > size ||
+	    o.ctl != h->ctl_off || o.workers != h->workers_off ||
+	    o.clients != h->clients_off || o.states != h->states_off ||
+	    o.slots != h->slots_off || o.cq != h->cq_off ||
+	    o.slot_stride != h->slot_stride || o.cq_stride != h->cq_stride)
+		return GPUQ_EPROTO;
+	return 0;
+}
+
+int ipc_ring_map(struct ipc_ring *r, int fd, size_t size)
+{
+	void *p;
+	int rc;
+	if (size < PAGE)
+		return GPUQ_EPROTO;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	rc = check_hdr(p, size);
+	if (rc) {
+		munmap(p, size);
+		return rc;
+	}
+	ring_pointers(r, p, size);
+	return 0;
+}
+
+void ipc_ring_unmap(struct ipc_ring *r)
+{
+	if (r->base)
+		munmap(r->base, r->size);
+	memset(r, 0, sizeof(*r));
+}
+
+int ipc_reserve(struct ipc_ring *r, uint32_t n, uint64_t *ticket)
+{
+	uint64_t h = ipc_load_relaxed(&r->ctl->head);
+	for (;;) {
+		if (h & IPC_HEAD_CLOSED)
+			return GPUQ_ESHUTDOWN;
+		/* Every slot must be free for its own ticket before we claim:
+		 * consumers free slots out of order, so checking the last one
+		 * alone is not enough. */
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t t = h + i;
+			if (ipc_load_acquire(&r->states[t & r->mask]) !=
+			    IPC_STATE(t, IPC_FREE))
+				return GPUQ_EFULL;
+		}
+		if (ipc_cas(&r->ctl->head, &h, h + n)) {
+			*ticket = h;
+			return 0;
+		}
+		/* h now holds the value another producer moved it to. */
+	}
+}
+
+uint64_t ipc_close_intake(struct ipc_ring *r)
+{
+	uint64_t h = ipc_load_relaxed(&r->ctl->head);
+	while (!(h & IPC_HEAD_CLOSED) &&
+	       !ipc_cas(&r->ctl->head, &h, h | IPC_HEAD_CLOSED))
+		;
+	return h & ~IPC_HEAD_CLOSED;
+}
+
+uint64_t ipc_consumed_frontier(const struct ipc_ring *r)
+{
+	uint64_t lo = UINT64_MAX;
+	for (uint32_t w = 0; w < r->hdr->nworkers; w++) {
+		uint64_t c = ipc_load_acquire(&r->workers[w].cur);
+		if (c < lo)
+			lo = c;
+	}
+	return lo;
+}
+
+uint64_t ipc_skip_unpublished(struct ipc_ring *r, uint64_t lo, uint64_t hi)
+{
+	uint64_t n = 0;
+	if (hi > r->hdr->capacity && lo < hi - r->hdr->capacity)
+		lo = hi - r->hdr->capacity; /* older tickets are all consumed */
+	for (uint64_t t = lo; t < hi; t++) {
+		uint64_t *s = &r->states[t & r->mask];
+		if (ipc_load_acquire(s) == IPC_STATE(t, IPC_FREE)) {
+			ipc_store_release(s, IPC_STATE(t, IPC_SKIP));
+			n++;
+		}
+	}
+	return n;
+}
+
+void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *c)
+{
+	const struct ipc_hdr *h = r->hdr;
+	memset(c, 0, sizeof(*c));
+	for (uint32_t w = 0; w < h->nworkers; w++) {
+		c->completed += ipc_load_relaxed(&r->workers[w].completed);
+		c->failed += ipc_load_relaxed(&r->workers[w].failed);
+		c->skipped += ipc_load_relaxed(&r->workers[w].skipped);
+	}
+	c->published = ipc_load_relaxed(&h->retired_published);
+	c->full_events = ipc_load_relaxed(&h->retired_full);
+	for (uint32_t i = 0; i < h->max_clients; i++) {
+		const struct ipc_client *cl = &r->clients[i];
+		if (ipc_load_acquire(&cl->state) != IPC_CLIENT_ACTIVE)
+			continue;
+		c->published += ipc_load_relaxed(&cl->published);
+		c->full_events += ipc_load_relaxed(&cl->full_events);
+	}
+	c->head = ipc_load_relaxed(&r->ctl->head) & ~IPC_HEAD_CLOSED;
+}
+
+void ipc_backoff_wait(struct ipc_backoff *b)
+{
+	struct timespec ts;
+	if (b->spins < 64) {
+		b->spins++;
+		ipc_cpu_relax();
+		return;
+	}
+	b->sleep_ns = b->sleep_ns ? b->sleep_ns * 2 : 1000;
+	if (b->sleep_ns > b->max_sleep_ns)
+		b->sleep_ns = b->max_sleep_ns;
+	ts.tv_sec = 0;
+	ts.tv_nsec = b->sleep_ns;
+	nanosleep(&ts, NULL);
+}

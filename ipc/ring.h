@@ -1,0 +1,151 @@
+/*
+ * ring.h - the slot-ring protocol over the shared layout in layout.h.
+ *
+ * One implementation serves every party: libgpuqclient (producers), the
+ * broker (creation, reclaim, counters) and the CPU backend (consumer).  The
+ * CUDA backend implements the same consumer steps in device code.
+ */
+#ifndef GPUQ_IPC_RING_H
+#define GPUQ_IPC_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ipc/atomics.h"
+#include "ipc/layout.h"
+
+/* The broker's heartbeat period and the age after which clients call it
+ * dead.  The dead age bounds how long a client call can wait on a dead
+ * broker. */
+#define IPC_HEARTBEAT_PERIOD_NS 100000000ull
+#define IPC_HEARTBEAT_DEAD_NS 800000000ull
+
+/* What a queue is made of; the broker fills it from the config. */
+struct ipc_geometry {
+	uint32_t capacity;
+	uint32_t slot_bytes;
+	uint32_t result_bytes;
+	uint32_t cq_capacity;
+	uint32_t max_clients;
+	uint32_t nworkers;
+};
+
+/* A mapped queue: pointers into the shared memory, the same in every
+ * process that maps it. */
+struct ipc_ring {
+	void *base;
+	size_t size;
+	struct ipc_hdr *hdr;
+	struct ipc_ctl *ctl;
+	struct ipc_worker *workers;
+	struct ipc_client *clients;
+	uint64_t *states;
+	uint8_t *slots;
+	uint8_t *cq;
+	uint64_t mask;    /* capacity - 1 */
+	uint64_t cq_mask; /* cq_capacity - 1 */
+};
+
+/* Check a geometry and return the bytes it needs (> 0), or GPUQ_ECONFIG. */
+int64_t ipc_layout_size(const struct ipc_geometry *g);
+
+/* Broker: lay out and initialise memory of ipc_layout_size() bytes at base,
+ * which must be zero-filled.  layout_version is written last. */
+int ipc_ring_init(struct ipc_ring *r, void *base, size_t size,
+		  const struct ipc_geometry *g);
+
+/* Client: map fd read-write and validate the header against size.
+ * Errors: GPUQ_EVERSION, GPUQ_EPROTO, negated errno from mmap. */
+int ipc_ring_map(struct ipc_ring *r, int fd, size_t size);
+void ipc_ring_unmap(struct ipc_ring *r);
+
+static inline struct ipc_msg_hdr *ipc_slot(const struct ipc_ring *r,
+					   uint64_t ticket)
+{
+	return (struct ipc_msg_hdr *)(r->slots + (ticket & r->mask) *
+						       r->hdr->slot_stride);
+}
+
+static inline struct ipc_cq_entry *ipc_cq_entry(const struct ipc_ring *r,
+						uint32_t client, uint64_t id)
+{
+	size_t idx = (size_t)client * r->hdr->cq_capacity + (id & r->cq_mask);
+	return (struct ipc_cq_entry *)(r->cq + idx * r->hdr->cq_stride);
+}
+
+/* ---- producer side ---- */
+
+/*
+ * Reserve n consecutive tickets without waiting.  Succeeds only if every one
+ * of the n slots is already free for its ticket, so a producer never holds
+ * a ticket while it waits (the probe's deadlock).  The caller must have
+ * marked itself reserving (ipc_client.resv_gen odd) first.
+ * Returns 0 and *ticket, GPUQ_EFULL, or GPUQ_ESHUTDOWN when intake closed.
+ */
+int ipc_reserve(struct ipc_ring *r, uint32_t n, uint64_t *ticket);
+
+/* Fill the message header of the slot for ticket, then publish READY(t)
+ * with a release store.  The payload must be written before this. */
+static inline void ipc_publish(struct ipc_ring *r, uint64_t ticket,
+			       uint16_t client, uint64_t id, uint32_t len)
+{
+	struct ipc_msg_hdr *m = ipc_slot(r, ticket);
+	m->id = id;
+	m->len = len;
+	m->client = client;
+	m->flags = 0;
+	ipc_store_release(&r->states[ticket & r->mask],
+			  IPC_STATE(ticket, IPC_READY));
+}
+
+/* ---- consumer side ---- */
+
+enum ipc_take { IPC_TAKE_WAIT = 0, IPC_TAKE_READY = 1, IPC_TAKE_SKIP = 2 };
+
+/* What ticket t's slot holds now (acquire load). */
+static inline enum ipc_take ipc_take(const struct ipc_ring *r, uint64_t t)
+{
+	uint64_t s = ipc_load_acquire(&r->states[t & r->mask]);
+	if (s == IPC_STATE(t, IPC_READY))
+		return IPC_TAKE_READY;
+	if (s == IPC_STATE(t, IPC_SKIP))
+		return IPC_TAKE_SKIP;
+	return IPC_TAKE_WAIT;
+}
+
+/* Hand ticket t's slot to the producer of ticket t + capacity. */
+static inline void ipc_release_slot(struct ipc_ring *r, uint64_t t)
+{
+	ipc_store_release(&r->states[t & r->mask],
+			  IPC_STATE(t + r->hdr->capacity, IPC_FREE));
+}
+
+/* Publish a result: header fields, then done = id + 1 (release). */
+static inline void ipc_cq_publish(struct ipc_cq_entry *e, uint64_t id,
+				  int32_t status, uint32_t len)
+{
+	e->status = status;
+	e->len = len;
+	ipc_store_release(&e->done, id + 1);
+}
+
+/* ---- broker side ---- */
+
+/* Close intake: set IPC_HEAD_CLOSED and return the final ticket count. */
+uint64_t ipc_close_intake(struct ipc_ring *r);
+
+/* Lowest ticket not yet consumed: the minimum over workers' cur. */
+uint64_t ipc_consumed_frontier(const struct ipc_ring *r);
+
+/* Mark SKIP every ticket in [lo, hi) whose slot is still unpublished.
+ * Only valid once no live producer can own such a ticket.  Returns the
+ * count marked. */
+uint64_t ipc_skip_unpublished(struct ipc_ring *r, uint64_t lo, uint64_t hi);
+
+/* Counters summed over workers and clients, straight from shared memory. */
+struct ipc_counts {
+	uint64_t published, completed, failed, skipped, full_events, head;
+};
+void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *out);
+
+#endif

@@ -1,0 +1,624 @@
+/* client.c - libgpuqclient: connecting, attaching and the producer path. */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ipc/clock.h"
+#include "ipc/proto.h"
+#include "ipc/ring.h"
+#include "libclient/gpuq.h"
+
+/* Replies from a healthy broker take microseconds; this only bounds a hung
+ * one. */
+#define RPC_TIMEOUT_S 5
+/* Scanning for completions stops after this many not-done ids in a row:
+ * results arrive nearly in order, so a long gap means the rest are not done
+ * either, and bounding the scan keeps gpuq_poll() cheap with deep queues. */
+#define POLL_GAP_LIMIT 512u
+#define WAIT_MAX_SLEEP_NS 200000u
+
+struct gpuq_client {
+	int sock;
+	uint32_t seq;
+	int32_t broker_pid;
+	uint64_t epoch;
+	struct gpuq_queue *queues;
+};
+
+struct gpuq_queue {
+	struct gpuq_client *c;
+	struct gpuq_queue *next;
+	struct ipc_ring r;
+	struct ipc_client *me;
+	uint32_t client;
+	uint32_t backend;
+	uint64_t next_id;  /* ids below this were issued */
+	uint64_t released; /* ids below this were read and their entries freed */
+	uint64_t reported; /* ids below this are settled on the next call */
+	uint8_t *taken;    /* per cq entry: result already handed to the user */
+	int loan_open;
+};
+
+/* One request, one reply.  The reply is decoded into *m (body points into
+ * buf); a PROTO_ERROR reply becomes its code. */
+static int rpc(struct gpuq_client *c, uint16_t type, const void *body,
+	       uint32_t len, void *buf, size_t cap, struct proto_msg *m,
+	       int *fd)
+{
+	int n, rc, dummy;
+	uint32_t seq = ++c->seq;
+	if (!fd)
+		fd = &dummy;
+	n = proto_encode(buf, cap, type, seq, body, len);
+	if (n < 0)
+		return n;
+	rc = proto_send(c->sock, buf, (size_t)n, -1);
+	if (rc)
+		return rc == -EPIPE || rc == -ECONNRESET ? GPUQ_EBROKERDEAD : rc;
+	n = proto_recv(c->sock, buf, cap, fd);
+	if (n == 0 || n == -ECONNRESET)
+		rc = GPUQ_EBROKERDEAD;
+	else if (n == -EAGAIN)
+		rc = GPUQ_ETIMEDOUT;
+	else if (n < 0)
+		rc = n;
+	else
+		rc = proto_decode(buf, (size_t)n, m);
+	if (!rc && m->hdr.seq != seq)
+		rc = GPUQ_EPROTO;
+	if (!rc && m->hdr.type == PROTO_ERROR) {
+		const struct proto_error *e = m->body;
+		rc = e->code < 0 ? e->code : GPUQ_EPROTO;
+	}
+	if (rc && *fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return rc;
+}
+
+static int sock_connect(const char *path, int *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { RPC_TIMEOUT_S, 0 };
+	int s, rc;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = errno;
+		close(s);
+		return (rc == ENOENT || rc == ECONNREFUSED || rc == ENOTDIR)
+			       ? GPUQ_ENOBROKER : -rc;
+	}
+	*out = s;
+	return 0;
+}
+
+GPUQ_API int gpuq_connect(const char *socket_path, gpuq_client **out)
+{
+	_Alignas(8) uint8_t buf[PROTO_MAX_MSG];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct gpuq_client *c = NULL;
+	struct proto_msg m;
+	int rc;
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!socket_path) {
+		rc = gpuq_default_socket(path, sizeof(path));
+		if (rc)
+			return rc;
+		socket_path = path;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->sock = -1;
+	rc = sock_connect(socket_path, &c->sock);
+	if (rc)
+		goto fail;
+	rc = rpc(c, PROTO_HELLO, NULL, 0, buf, sizeof(buf), &m, NULL);
+	if (rc)
+		goto fail;
+	if (m.hdr.type != PROTO_HELLO_OK) {
+		rc = GPUQ_EPROTO;
+		goto fail;
+	}
+	{
+		const struct proto_hello_ok *h = m.body;
+		if (h->layout_version != IPC_LAYOUT_VERSION) {
+			rc = GPUQ_EVERSION;
+			goto fail;
+		}
+		c->broker_pid = h->broker_pid;
+		c->epoch = h->epoch;
+	}
+	*out = c;
+	return 0;
+fail:
+	if (c->sock >= 0)
+		close(c->sock);
+	free(c);
+	return rc;
+}
+
+/* Map the fd the broker passed and check it describes what OPEN_OK says. */
+static int attach_ring(struct gpuq_queue *q, const struct proto_open_ok *ok,
+		       int fd)
+{
+	int rc = ipc_ring_map(&q->r, fd, ok->map_bytes);
+	if (rc)
+		return rc;
+	if (ok->client >= q->r.hdr->max_clients ||
+	    ipc_load_acquire(&q->r.clients[ok->client].state) !=
+		    IPC_CLIENT_ACTIVE)
+		return GPUQ_EPROTO;
+	q->client = ok->client;
+	q->me = &q->r.clients[ok->client];
+	q->backend = ok->backend;
+	q->taken = calloc(q->r.hdr->cq_capacity, 1);
+	return q->taken ? 0 : -ENOMEM;
+}
+
+GPUQ_API int gpuq_open(gpuq_client *c, const char *name, gpuq_queue **out)
+{
+	_Alignas(8) uint8_t buf[PROTO_MAX_MSG];
+	struct proto_open req;
+	struct proto_msg m;
+	struct gpuq_queue *q;
+	int fd = -1, rc;
+	if (!c || !name || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (!*name || strlen(name) >= IPC_NAME_MAX)
+		return -EINVAL;
+	memset(&req, 0, sizeof(req));
+	strcpy(req.name, name);
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	rc = rpc(c, PROTO_OPEN, &req, sizeof(req), buf, sizeof(buf), &m, &fd);
+	if (rc)
+		goto fail;
+	if (m.hdr.type != PROTO_OPEN_OK || fd < 0) {
+		rc = GPUQ_EPROTO;
+		goto fail;
+	}
+	rc = attach_ring(q, m.body, fd);
+	if (rc)
+		goto fail;
+	close(fd);
+	q->c = c;
+	q->next = c->queues;
+	c->queues = q;
+	*out = q;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (q->r.base && q->me) {
+		/* The broker attached us; tell it to let go. */
+		struct proto_close cl = { .client = q->client };
+		int n = proto_encode(buf, sizeof(buf), PROTO_CLOSE, ++c->seq,
+				     &cl, sizeof(cl));
+		if (n > 0)
+			proto_send(c->sock, buf, (size_t)n, -1);
+	}
+	ipc_ring_unmap(&q->r);
+	free(q->taken);
+	free(q);
+	return rc;
+}
+
+GPUQ_API void gpuq_close(gpuq_queue *q)
+{
+	_Alignas(8) uint8_t buf[256];
+	struct proto_close cl;
+	struct gpuq_queue **pp;
+	int n;
+	if (!q)
+		return;
+	memset(&cl, 0, sizeof(cl));
+	cl.client = q->client;
+	snprintf(cl.name, sizeof(cl.name), "%s", q->r.hdr->name);
+	n = proto_encode(buf, sizeof(buf), PROTO_CLOSE, ++q->c->seq, &cl,
+			 sizeof(cl));
+	if (n > 0)
+		proto_send(q->c->sock, buf, (size_t)n, -1);
+	for (pp = &q->c->queues; *pp; pp = &(*pp)->next)
+		if (*pp == q) {
+			*pp = q->next;
+			break;
+		}
+	ipc_ring_unmap(&q->r);
+	free(q->taken);
+	free(q);
+}
+
+GPUQ_API void gpuq_disconnect(gpuq_client *c)
+{
+	if (!c)
+		return;
+	while (c->queues)
+		gpuq_close(c->queues);
+	close(c->sock);
+	free(c);
+}
+
+GPUQ_API int gpuq_queue_info_get(const gpuq_queue *q, gpuq_queue_info *o)
+{
+	const struct ipc_hdr *h;
+	if (!q || !o)
+		return -EINVAL;
+	h = q->r.hdr;
+	memset(o, 0, sizeof(*o));
+	snprintf(o->name, sizeof(o->name), "%s", h->name);
+	snprintf(o->handler, sizeof(o->handler), "%s", h->handler);
+	snprintf(o->backend, sizeof(o->backend), "%s",
+		 q->backend == IPC_BACKEND_CUDA ? "cuda" : "cpu");
+	o->capacity = h->capacity;
+	o->slot_bytes = h->slot_bytes;
+	o->result_bytes = h->result_bytes;
+	o->cq_capacity = h->cq_capacity;
+	o->broker_epoch = h->epoch;
+	return 0;
+}
+
+/* ---- liveness ---- */
+
+/* 0 while the broker is alive and accepting, else why not.  Reads the shm
+ * heartbeat and polls the socket: a killed broker hangs the socket up at
+ * once, a hung one stops its heartbeat. */
+static int broker_check(const struct gpuq_queue *q)
+{
+	const struct ipc_hdr *h = q->r.hdr;
+	struct pollfd p = { q->c->sock, POLLRDHUP, 0 };
+	uint64_t hb = ipc_load_acquire(&h->heartbeat_ns);
+	uint32_t st = ipc_load_acquire(&h->state);
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+		return GPUQ_EBROKERDEAD;
+	if (st == IPC_BROKER_STOPPED)
+		return GPUQ_EBROKERDEAD;
+	if (ipc_now_ns() > hb + IPC_HEARTBEAT_DEAD_NS)
+		return GPUQ_EBROKERDEAD;
+	return 0;
+}
+
+/* Deadline helper: 0 when timeout_ms has passed, else 1. */
+static int before(uint64_t deadline) { return ipc_now_ns() < deadline; }
+static uint64_t deadline_of(int timeout_ms)
+{
+	if (timeout_ms < 0)
+		return UINT64_MAX;
+	return ipc_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+}
+
+/* ---- enqueue ---- */
+
+static int check_len(const struct gpuq_queue *q, size_t len)
+{
+	if (len == 0)
+		return GPUQ_EEMPTY;
+	if (len > q->r.hdr->slot_bytes)
+		return GPUQ_ETOOBIG;
+	return 0;
+}
+
+/* Free the completion entries the user has finished with: everything up to
+ * `reported` that was handed out, in id order. */
+static void settle(struct gpuq_queue *q)
+{
+	uint64_t r = q->released;
+	while (r < q->reported && q->taken[r & q->r.cq_mask]) {
+		q->taken[r & q->r.cq_mask] = 0;
+		r++;
+	}
+	if (r != q->released) {
+		q->released = r;
+		ipc_store_release(&q->me->cq_released, r);
+	}
+}
+
+static uint64_t cq_room(const struct gpuq_queue *q)
+{
+	return q->r.hdr->cq_capacity - (q->next_id - q->released);
+}
+
+static void resv_begin(struct gpuq_queue *q)
+{
+	/* seq_cst: the broker's reclaim must see "reserving" before our CAS
+	 * on head can be seen (docs/protocol.md, reclaim). */
+	ipc_store_seqcst(&q->me->resv_gen, q->me->resv_gen + 1);
+}
+
+static void resv_end(struct gpuq_queue *q)
+{
+	ipc_store_release(&q->me->resv_gen, q->me->resv_gen + 1);
+}
+
+/*
+ * Reserve up to want (at least 1, exactly want if exact) tickets, waiting
+ * until the deadline.  Leaves resv_gen odd on success.
+ */
+static int reserve_wait(struct gpuq_queue *q, uint32_t want, int exact,
+			uint64_t deadline, uint64_t *ticket, uint32_t *got)
+{
+	struct ipc_backoff b = IPC_BACKOFF_INIT(WAIT_MAX_SLEEP_NS);
+	int counted = 0, rc;
+	for (;;) {
+		uint32_t n = want;
+		resv_begin(q);
+		rc = ipc_reserve(&q->r, n, ticket);
+		/* Not exact: take whatever prefix of the run is free. */
+		while (rc == GPUQ_EFULL && !exact && n > 1) {
+			n = n / 2;
+			rc = ipc_reserve(&q->r, n, ticket);
+		}
+		if (!rc) {
+			*got = n;
+			return 0;
+		}
+		resv_end(q);
+		if (rc != GPUQ_EFULL)
+			return rc;
+		if (!counted) {
+			ipc_store_relaxed(&q->me->full_events,
+					  q->me->full_events + 1);
+			counted = 1;
+		}
+		if (!before(deadline))
+			return deadline == 0 ? GPUQ_EFULL : GPUQ_ETIMEDOUT;
+		if (b.spins >= 64 && (rc = broker_check(q)))
+			return rc;
+		ipc_backoff_wait(&b);
+	}
+}
+
+static void publish_copies(struct gpuq_queue *q, uint64_t ticket,
+			   const gpuq_iov *msgs, uint32_t n, uint64_t *ids)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct ipc_msg_hdr *m = ipc_slot(&q->r, ticket + i);
+		uint64_t id = q->next_id + i;
+		memcpy(m + 1, msgs[i].data, msgs[i].len);
+		ipc_publish(&q->r, ticket + i, (uint16_t)q->client, id,
+			    (uint32_t)msgs[i].len);
+		if (ids)
+			ids[i] = id;
+	}
+	q->next_id += n;
+	ipc_store_relaxed(&q->me->published, q->me->published + n);
+}
+
+GPUQ_API int gpuq_enqueue_batch(gpuq_queue *q, const gpuq_iov *msgs, size_t n,
+				uint64_t *ids, int timeout_ms)
+{
+	uint64_t deadline;
+	size_t done = 0;
+	int rc = 0;
+	if (!q || (!msgs && n))
+		return -EINVAL;
+	if (q->loan_open)
+		return -EBUSY;
+	for (size_t i = 0; i < n; i++) {
+		if (!msgs[i].data)
+			return -EINVAL;
+		if ((rc = check_len(q, msgs[i].len)))
+			return rc;
+	}
+	if (n > INT32_MAX)
+		return -EINVAL;
+	settle(q);
+	deadline = timeout_ms == 0 ? 0 : deadline_of(timeout_ms);
+	while (done < n) {
+		uint64_t ticket, room = cq_room(q);
+		uint32_t want, got;
+		if (room == 0) {
+			rc = GPUQ_ECQFULL;
+			break;
+		}
+		want = (uint32_t)(n - done < room ? n - done : room);
+		if (want > q->r.hdr->capacity)
+			want = q->r.hdr->capacity;
+		rc = reserve_wait(q, want, 0, deadline, &ticket, &got);
+		if (rc)
+			break;
+		publish_copies(q, ticket, msgs + done, got,
+			       ids ? ids + done : NULL);
+		resv_end(q);
+		done += got;
+	}
+	return done ? (int)done : rc;
+}
+
+GPUQ_API int gpuq_enqueue(gpuq_queue *q, const void *data, size_t len,
+			  uint64_t *id, int timeout_ms)
+{
+	gpuq_iov v = { data, len };
+	int rc;
+	if (!q || !data)
+		return -EINVAL;
+	rc = gpuq_enqueue_batch(q, &v, 1, id, timeout_ms);
+	return rc == 1 ? 0 : rc;
+}
+
+GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
+			  int timeout_ms)
+{
+	uint64_t ticket;
+	uint32_t got;
+	int rc;
+	if (!q || !loan || n == 0 || n > q->r.hdr->capacity)
+		return -EINVAL;
+	if (q->loan_open)
+		return -EBUSY;
+	settle(q);
+	if (cq_room(q) < n)
+		return GPUQ_ECQFULL;
+	rc = reserve_wait(q, n, 1, timeout_ms == 0 ? 0 : deadline_of(timeout_ms),
+			  &ticket, &got);
+	if (rc)
+		return rc;
+	loan->count = n;
+	loan->slot_bytes = q->r.hdr->slot_bytes;
+	loan->first_id = q->next_id;
+	loan->ticket = ticket;
+	q->next_id += n;
+	q->loan_open = 1;
+	return 0;
+}
+
+GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan, uint32_t i)
+{
+	if (!q || !loan || !q->loan_open || i >= loan->count)
+		return NULL;
+	return ipc_slot(&q->r, loan->ticket + i) + 1;
+}
+
+GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens)
+{
+	int rc;
+	if (!q || !loan || !lens || !q->loan_open)
+		return -EINVAL;
+	for (uint32_t i = 0; i < loan->count; i++)
+		if ((rc = check_len(q, lens[i])))
+			return rc;
+	for (uint32_t i = 0; i < loan->count; i++)
+		ipc_publish(&q->r, loan->ticket + i, (uint16_t)q->client,
+			    loan->first_id + i, lens[i]);
+	ipc_store_relaxed(&q->me->published, q->me->published + loan->count);
+	resv_end(q);
+	q->loan_open = 0;
+	return 0;
+}
+
+/* ---- results ---- */
+
+static const struct ipc_cq_entry *done_entry(const struct gpuq_queue *q,
+					     uint64_t id)
+{
+	const struct ipc_cq_entry *e = ipc_cq_entry(&q->r, q->client, id);
+	return ipc_load_acquire(&e->done) == id + 1 ? e : NULL;
+}
+
+/* Hand id's entry to the user; it is freed at the next call (settle()). */
+static void take(struct gpuq_queue *q, uint64_t id)
+{
+	q->taken[id & q->r.cq_mask] = 1;
+	if (id + 1 > q->reported)
+		q->reported = id + 1;
+}
+
+GPUQ_API int gpuq_poll(gpuq_queue *q, gpuq_completion *out, size_t max)
+{
+	size_t n = 0;
+	uint32_t gap = 0;
+	if (!q || (!out && max))
+		return -EINVAL;
+	settle(q);
+	for (uint64_t id = q->released; id < q->next_id && n < max; id++) {
+		const struct ipc_cq_entry *e;
+		if (q->taken[id & q->r.cq_mask])
+			continue;
+		e = done_entry(q, id);
+		if (!e) {
+			if (++gap >= POLL_GAP_LIMIT)
+				break;
+			continue;
+		}
+		gap = 0;
+		out[n].id = id;
+		out[n].status = e->status;
+		out[n].len = e->len;
+		out[n].result = e + 1;
+		take(q, id);
+		n++;
+	}
+	if (n == 0 && q->next_id > q->released) {
+		int rc = broker_check(q);
+		if (rc)
+			return rc;
+	}
+	return (int)n;
+}
+
+GPUQ_API int gpuq_result(gpuq_queue *q, uint64_t id, void *buf, size_t cap,
+			 size_t *len)
+{
+	const struct ipc_cq_entry *e;
+	if (!q || (!buf && cap))
+		return -EINVAL;
+	settle(q);
+	if (id < q->released || id >= q->next_id || q->taken[id & q->r.cq_mask])
+		return GPUQ_ENOTFOUND;
+	e = done_entry(q, id);
+	if (!e)
+		return GPUQ_EAGAIN;
+	if (len)
+		*len = e->len;
+	if (e->len > cap)
+		return -EMSGSIZE;
+	memcpy(buf, e + 1, e->len);
+	take(q, id);
+	settle(q);
+	return e->status;
+}
+
+GPUQ_API int gpuq_wait(gpuq_queue *q, uint64_t id, void *buf, size_t cap,
+		       size_t *len, int timeout_ms)
+{
+	struct ipc_backoff b = IPC_BACKOFF_INIT(WAIT_MAX_SLEEP_NS);
+	uint64_t deadline = deadline_of(timeout_ms);
+	for (;;) {
+		int rc = gpuq_result(q, id, buf, cap, len);
+		if (rc != GPUQ_EAGAIN)
+			return rc;
+		if (timeout_ms == 0 || !before(deadline))
+			return GPUQ_ETIMEDOUT;
+		if (b.spins >= 64 && (rc = broker_check(q)))
+			return rc;
+		ipc_backoff_wait(&b);
+	}
+}
+
+GPUQ_API uint64_t gpuq_inflight(const gpuq_queue *q)
+{
+	return q ? q->next_id - q->released : 0;
+}
+
+GPUQ_API int gpuq_stats_get(const gpuq_queue *q, gpuq_stats *o)
+{
+	struct ipc_counts c;
+	const struct ipc_hdr *h;
+	uint64_t now, hb;
+	if (!q || !o)
+		return -EINVAL;
+	h = q->r.hdr;
+	ipc_counts_read(&q->r, &c);
+	memset(o, 0, sizeof(*o));
+	o->enqueued = c.published;
+	o->completed = c.completed;
+	o->failed = c.failed;
+	o->reclaimed = c.skipped;
+	o->full_events = c.full_events;
+	o->depth = c.head > c.completed + c.skipped
+			   ? c.head - c.completed - c.skipped : 0;
+	o->capacity = h->capacity;
+	o->clients = (uint32_t)ipc_load_relaxed(&h->clients_attached);
+	now = ipc_now_ns();
+	hb = ipc_load_acquire(&h->heartbeat_ns);
+	o->heartbeat_age_ns = now > hb ? now - hb : 0;
+	return 0;
+}
