@@ -19,10 +19,10 @@ AC_DEFUN([GPUQ_CHECK_CUDA], [
       gpuq_have_cuda=yes
       CUDA_CPPFLAGS="-I$cuda_dir/include"
       CUDA_LIBS="-L$cuda_dir/lib64 -lcudart_static -ldl -lrt"
-      AS_IF([test -z "$CUDA_ARCH"], [CUDA_ARCH="-gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90"])
+      AS_IF([test -z "$CUDA_ARCH"], [CUDA_ARCH="-gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_90,code=compute_90"])
       # -fmad=false: the vector handler must give the same bits as the CPU
       # backend, and gcc does not contract a*b+c on x86-64.
-      NVCC_FLAGS="-O2 -std=c++17 -fmad=false $CUDA_ARCH -Xcompiler -Wall,-Wextra,-Werror"
+      NVCC_FLAGS="-O2 -std=c++17 -fmad=false $CUDA_ARCH --compiler-options=-Wall,-Wextra,-Werror"
     ], [
       AS_IF([test "x$with_cuda" != xcheck],
         [AC_MSG_ERROR([--with-cuda given but nvcc or cuda_runtime.h not found under $cuda_dir])])
