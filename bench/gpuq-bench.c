@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench/drive.h"
 #include "bench/procs.h"
@@ -44,13 +45,18 @@ static int producer(int idx, void *arg, struct proc_result *out)
 	struct drive_spec s = { .count = b->count, .batch = b->batch,
 				.window = b->window, .zero_copy = b->zero_copy,
 				.fill = fill, .ctx = b };
+	struct timespec t0, t1;
 	gpuq_client *c;
 	gpuq_queue *q;
 	int rc;
 	(void)idx;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if ((rc = gpuq_connect(b->socket, &c)))
 		return rc;
 	if ((rc = gpuq_open(c, b->queue, &q)) == 0) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		out->attach_us = (double)(t1.tv_sec - t0.tv_sec) * 1e6 +
+				 (double)(t1.tv_nsec - t0.tv_nsec) / 1e3;
 		rc = drive(q, &s, out);
 		gpuq_close(q);
 	}
@@ -61,8 +67,10 @@ static int producer(int idx, void *arg, struct proc_result *out)
 static void report(const struct bench *b, const struct proc_result *r, int rc)
 {
 	uint64_t total = 0, failed = 0;
-	double slowest = 0;
+	double slowest = 0, attach = 0;
 	for (int i = 0; i < b->producers; i++) {
+		if (r[i].attach_us > attach)
+			attach = r[i].attach_us;
 		total += r[i].verified;
 		failed += r[i].failed;
 		if (r[i].seconds > slowest)
@@ -73,10 +81,11 @@ static void report(const struct bench *b, const struct proc_result *r, int rc)
 		printf("{\"queue\":\"%s\",\"producers\":%d,\"messages\":%llu,"
 		       "\"payload_bytes\":%u,\"batch\":%u,\"window\":%u,"
 		       "\"zero_copy\":%d,\"seconds\":%.6f,\"msgs_per_s\":%.0f,"
-		       "\"bytes_per_s\":%.0f,\"failed\":%llu,\"ok\":%s}\n",
+		       "\"bytes_per_s\":%.0f,\"failed\":%llu,"
+		       "\"attach_us_max\":%.1f,\"ok\":%s}\n",
 		       b->queue, b->producers, (unsigned long long)total, b->size,
 		       b->batch, b->window, b->zero_copy, slowest, rate,
-		       rate * b->size, (unsigned long long)failed,
+		       rate * b->size, (unsigned long long)failed, attach,
 		       rc ? "false" : "true");
 		return;
 	}
@@ -91,6 +100,7 @@ static void report(const struct bench *b, const struct proc_result *r, int rc)
 	printf("aggregate: %.3f M msg/s, %.2f GB/s payload, %llu completed in %.3f s%s\n",
 	       rate / 1e6, rate * b->size / 1e9, (unsigned long long)total,
 	       slowest, rc ? "  (ERRORS)" : "");
+	printf("attach (connect + open): slowest producer %.0f us\n", attach);
 }
 
 int main(int argc, char **argv)

@@ -17,7 +17,8 @@ struct proc_result {
 	uint64_t verified;  /* results checked and correct */
 	uint64_t bad;       /* results that were wrong */
 	uint64_t failed;    /* results with a non-zero status */
-	double seconds;     /* from the barrier to the last result */
+	double seconds;     /* from the first enqueue to the last result */
+	double attach_us;   /* gpuq_connect + gpuq_open, if the caller timed it */
 	char what[96];      /* first problem seen, for the report */
 };
 

@@ -141,6 +141,9 @@ static void on_close(struct broker *b, struct bconn *c, const struct proto_msg *
 	     (int)c->pid, req->client, req->name);
 }
 
+_Static_assert(CONF_MAX_QUEUES <= PROTO_MAX_QUEUES,
+	       "every configured queue fits in one STATUS_OK");
+
 static void on_status(struct broker *b, struct bconn *c, uint32_t seq)
 {
 	_Alignas(8) uint8_t body[PROTO_MAX_MSG];

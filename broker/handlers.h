@@ -152,7 +152,7 @@ GPUQ_HD int gpuq_handler_vector(const struct gpuq_hmsg *m, struct gpuq_hres *r)
 	struct gpuq_vector_result v;
 	uint32_t n = m->len / 4;
 	float sq = 0.0f;
-	if (m->len % 4 != 0 || r->cap < sizeof(v))
+	if (m->len == 0 || m->len % 4 != 0 || r->cap < sizeof(v))
 		return 1;
 	v.sum = 0.0f;
 	memcpy(&v.min, m->data, 4);

@@ -16,7 +16,7 @@
 
 #define PROTO_MAGIC 0x47505551u /* "QUPG" */
 #define PROTO_VERSION 1u
-#define PROTO_MAX_MSG 4096u /* largest message either side sends */
+#define PROTO_MAX_MSG 8192u /* largest message either side sends */
 #define PROTO_MAX_QUEUES 32u  /* queues per STATUS reply */
 
 enum proto_type {
@@ -85,6 +85,12 @@ struct proto_error {
 	int32_t code;
 	char text[124];
 };
+
+/* The biggest message is a STATUS_OK listing every queue. */
+IPC_STATIC_ASSERT(sizeof(struct proto_hdr) + sizeof(struct proto_status_ok) +
+			  PROTO_MAX_QUEUES * sizeof(struct proto_qstat) <=
+		  PROTO_MAX_MSG,
+		  "a full STATUS_OK must fit in PROTO_MAX_MSG");
 
 /* A decoded message: the header, and the body in place. */
 struct proto_msg {

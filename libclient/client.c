@@ -44,6 +44,7 @@ struct gpuq_queue {
 	uint64_t reported; /* ids below this are settled on the next call */
 	uint8_t *taken;    /* per cq entry: result already handed to the user */
 	int loan_open;
+	uint64_t sock_checked_ns; /* last hang-up poll of the socket */
 };
 
 /* One request, one reply.  The reply is decoded into *m (body points into
@@ -278,21 +279,27 @@ GPUQ_API int gpuq_queue_info_get(const gpuq_queue *q, gpuq_queue_info *o)
 
 /* ---- liveness ---- */
 
-/* 0 while the broker is alive and accepting, else why not.  Reads the shm
- * heartbeat and polls the socket: a killed broker hangs the socket up at
- * once, a hung one stops its heartbeat. */
-static int broker_check(const struct gpuq_queue *q)
+/* How often a waiting call polls the socket for a hang-up (a system call);
+ * the shared-memory heartbeat is checked on every call. */
+#define SOCK_CHECK_NS 5000000ull
+
+/* 0 while the broker is alive, else GPUQ_EBROKERDEAD.  A broker that exits
+ * or is killed hangs the socket up at once; a hung one stops its heartbeat
+ * (IPC_HEARTBEAT_DEAD_NS); a stopped one says so in the header. */
+static int broker_check(struct gpuq_queue *q)
 {
 	const struct ipc_hdr *h = q->r.hdr;
-	struct pollfd p = { q->c->sock, POLLRDHUP, 0 };
-	uint64_t hb = ipc_load_acquire(&h->heartbeat_ns);
-	uint32_t st = ipc_load_acquire(&h->state);
-	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+	uint64_t now = ipc_now_ns();
+	if (ipc_load_acquire(&h->state) == IPC_BROKER_STOPPED ||
+	    now > ipc_load_acquire(&h->heartbeat_ns) + IPC_HEARTBEAT_DEAD_NS)
 		return GPUQ_EBROKERDEAD;
-	if (st == IPC_BROKER_STOPPED)
-		return GPUQ_EBROKERDEAD;
-	if (ipc_now_ns() > hb + IPC_HEARTBEAT_DEAD_NS)
-		return GPUQ_EBROKERDEAD;
+	if (now - q->sock_checked_ns >= SOCK_CHECK_NS) {
+		struct pollfd p = { q->c->sock, POLLRDHUP, 0 };
+		q->sock_checked_ns = now;
+		if (poll(&p, 1, 0) > 0 &&
+		    (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+			return GPUQ_EBROKERDEAD;
+	}
 	return 0;
 }
 
@@ -420,6 +427,9 @@ GPUQ_API int gpuq_enqueue_batch(gpuq_queue *q, const gpuq_iov *msgs, size_t n,
 	}
 	if (n > INT32_MAX)
 		return -EINVAL;
+	/* Never accept work a dead broker will not do. */
+	if ((rc = broker_check(q)))
+		return rc;
 	settle(q);
 	deadline = timeout_ms == 0 ? 0 : deadline_of(timeout_ms);
 	while (done < n) {
@@ -464,6 +474,8 @@ GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
 		return -EINVAL;
 	if (q->loan_open)
 		return -EBUSY;
+	if ((rc = broker_check(q)))
+		return rc;
 	settle(q);
 	if (cq_room(q) < n)
 		return GPUQ_ECQFULL;

@@ -1,1 +1,464 @@
-int main(void){return 0;}
+/* check_handlers.c - the built-in handlers (broker/handlers.h), called
+ * directly and through gpuq_handler_run(), checked against the independent
+ * reference code in bench/reference.h; and the handler table. */
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/reference.h"
+#include "broker/handler_table.h"
+#include "broker/handlers.h"
+
+Suite *suite_handlers(void);
+
+#define MAXLEN 4096u
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+	uint64_t x = rng_state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	rng_state = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Run handler id on data[0..len) with cap bytes of result room at out;
+ * the whole out buffer (outsz >= cap bytes) is poisoned first so bytes
+ * the handler did not write show. */
+static int run_in(uint32_t id, const void *data, uint32_t len, uint8_t *out,
+		  size_t outsz, uint32_t cap, uint32_t *res_len)
+{
+	struct gpuq_hmsg m = { data, len, 1 };
+	struct gpuq_hres r = { out, cap, 0xdeadu };
+	int rc;
+
+	ck_assert_uint_ge(outsz, cap);
+	memset(out, 0xa5, outsz);
+	rc = gpuq_handler_run(id, &m, &r);
+	*res_len = r.len;
+	return rc;
+}
+
+/* run_in() on an array out: its whole size is poisoned. */
+#define run(id, data, len, out, cap, rl) \
+	run_in(id, data, len, out, sizeof(out), cap, rl)
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* ---- checksum ---- */
+
+static uint32_t crc_via_handler(const void *data, uint32_t len)
+{
+	uint8_t out[8];
+	uint32_t rl;
+
+	ck_assert_int_eq(run(GPUQ_H_CHECKSUM, data, len, out, 4, &rl), 0);
+	ck_assert_uint_eq(rl, 4);
+	return le32(out);
+}
+
+START_TEST(test_crc_vectors)
+{
+	uint8_t buf[32];
+
+	ck_assert_uint_eq(ref_crc32c("123456789", 9), 0xE3069283u);
+	ck_assert_uint_eq(crc_via_handler("123456789", 9), 0xE3069283u);
+	ck_assert_uint_eq(gpuq_crc32c((const uint8_t *)"123456789", 9),
+			  0xE3069283u);
+	memset(buf, 0, sizeof(buf));
+	ck_assert_uint_eq(ref_crc32c(buf, 32), 0x8A9136AAu);
+	ck_assert_uint_eq(crc_via_handler(buf, 32), 0x8A9136AAu);
+	memset(buf, 0xff, sizeof(buf));
+	ck_assert_uint_eq(ref_crc32c(buf, 32), 0x62A8AB43u);
+	ck_assert_uint_eq(crc_via_handler(buf, 32), 0x62A8AB43u);
+	/* 32 bytes 0x00..0x1f (RFC 3720 B.4) */
+	for (int i = 0; i < 32; i++)
+		buf[i] = (uint8_t)i;
+	ck_assert_uint_eq(crc_via_handler(buf, 32), 0x46DD794Eu);
+	/* one byte */
+	ck_assert_uint_eq(crc_via_handler("a", 1), ref_crc32c("a", 1));
+	ck_assert_uint_eq(crc_via_handler("a", 1), 0xC1D04330u);
+}
+END_TEST
+
+/* The result is the CRC's 4 bytes little-endian, whatever the host. */
+START_TEST(test_crc_result_le)
+{
+	uint8_t out[8];
+	uint32_t rl;
+
+	ck_assert_int_eq(run(GPUQ_H_CHECKSUM, "123456789", 9, out, 8, &rl), 0);
+	ck_assert_uint_eq(rl, 4);
+	ck_assert_uint_eq(out[0], 0x83);
+	ck_assert_uint_eq(out[1], 0x92);
+	ck_assert_uint_eq(out[2], 0x06);
+	ck_assert_uint_eq(out[3], 0xE3);
+	/* nothing written past the 4 bytes */
+	ck_assert_uint_eq(out[4], 0xa5);
+	ck_assert_uint_eq(out[7], 0xa5);
+}
+END_TEST
+
+START_TEST(test_crc_random)
+{
+	uint8_t *buf = malloc(MAXLEN);
+
+	ck_assert_ptr_nonnull(buf);
+	rng_state = 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < 1000; i++) {
+		uint32_t len = 1 + (uint32_t)(rnd() % MAXLEN);
+		uint32_t want, got;
+
+		for (uint32_t j = 0; j < len; j++)
+			buf[j] = (uint8_t)rnd();
+		want = ref_crc32c(buf, len);
+		got = crc_via_handler(buf, len);
+		ck_assert_msg(got == want, "case %d len %u: %08x != %08x", i,
+			      len, got, want);
+		/* the incremental form agrees when split anywhere */
+		if (len > 1) {
+			uint32_t cut = (uint32_t)(rnd() % len);
+			uint32_t c = gpuq_crc32c_update(0xffffffffu, buf, cut);
+			c = gpuq_crc32c_update(c, buf + cut, len - cut);
+			ck_assert_uint_eq(c ^ 0xffffffffu, want);
+		}
+	}
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_crc_small_cap)
+{
+	uint8_t out[8];
+	uint32_t rl;
+
+	for (uint32_t cap = 0; cap < 4; cap++) {
+		ck_assert_int_ne(run(GPUQ_H_CHECKSUM, "123456789", 9, out, cap,
+				     &rl), 0);
+		/* nothing written into too little room */
+		for (uint32_t i = cap; i < sizeof(out); i++)
+			ck_assert_uint_eq(out[i], 0xa5);
+	}
+	ck_assert_int_eq(run(GPUQ_H_CHECKSUM, "123456789", 9, out, 4, &rl), 0);
+}
+END_TEST
+
+/* ---- echo ---- */
+
+#define OUTSZ (MAXLEN + 16)
+
+START_TEST(test_echo)
+{
+	uint8_t *in = malloc(MAXLEN), *out = malloc(OUTSZ);
+	uint32_t rl;
+	struct gpuq_hmsg m;
+	struct gpuq_hres r;
+
+	ck_assert_ptr_nonnull(in);
+	ck_assert_ptr_nonnull(out);
+	rng_state = 12345;
+	for (int i = 0; i < 200; i++) {
+		uint32_t len = 1 + (uint32_t)(rnd() % MAXLEN);
+
+		for (uint32_t j = 0; j < len; j++)
+			in[j] = (uint8_t)rnd();
+		ck_assert_int_eq(run_in(GPUQ_H_ECHO, in, len, out, OUTSZ,
+					MAXLEN + 16, &rl), 0);
+		ck_assert_uint_eq(rl, len);
+		ck_assert_mem_eq(out, in, len);
+		/* exactly len bytes: the next one is untouched */
+		ck_assert_uint_eq(out[len], 0xa5);
+	}
+	/* cap == len is enough */
+	ck_assert_int_eq(run_in(GPUQ_H_ECHO, in, 100, out, OUTSZ, 100, &rl), 0);
+	ck_assert_uint_eq(rl, 100);
+	ck_assert_mem_eq(out, in, 100);
+	/* cap < len fails and writes nothing */
+	ck_assert_int_ne(run_in(GPUQ_H_ECHO, in, 100, out, OUTSZ, 99, &rl), 0);
+	ck_assert_uint_eq(out[0], 0xa5);
+	ck_assert_int_ne(run_in(GPUQ_H_ECHO, in, 1, out, OUTSZ, 0, &rl), 0);
+
+	/* the named function is the same */
+	m.data = in;
+	m.len = 7;
+	m.id = 9;
+	r.data = out;
+	r.cap = 16;
+	r.len = 0;
+	ck_assert_int_eq(gpuq_handler_echo(&m, &r), 0);
+	ck_assert_uint_eq(r.len, 7);
+	ck_assert_mem_eq(out, in, 7);
+	free(in);
+	free(out);
+}
+END_TEST
+
+/* ---- vector ---- */
+
+static struct gpuq_vector_result vec(const float *x, uint32_t n)
+{
+	struct gpuq_vector_result v;
+	uint8_t out[32];
+	uint32_t rl;
+
+	ck_assert_int_eq(run(GPUQ_H_VECTOR, x, n * 4, out, sizeof(out), &rl),
+			 0);
+	ck_assert_uint_eq(rl, 16);
+	ck_assert_uint_eq(out[16], 0xa5);
+	memcpy(&v, out, sizeof(v));
+	return v;
+}
+
+START_TEST(test_vector_known)
+{
+	static const float a[] = { 3, 4 };
+	static const float b[] = { -2, -4, 4 };
+	static const float c[] = { -7.5f };
+	static const float d[] = { 1, -1, 1, -1, 2, -2 };
+	static const float e[] = { -3, -1, -2 };
+	struct gpuq_vector_result v;
+
+	v = vec(a, 2);
+	ck_assert_float_eq(v.sum, 7.0f);
+	ck_assert_float_eq(v.l2, 5.0f);
+	ck_assert_float_eq(v.min, 3.0f);
+	ck_assert_float_eq(v.max, 4.0f);
+
+	v = vec(b, 3);
+	ck_assert_float_eq(v.sum, -2.0f);
+	ck_assert_float_eq(v.l2, 6.0f);
+	ck_assert_float_eq(v.min, -4.0f);
+	ck_assert_float_eq(v.max, 4.0f);
+
+	v = vec(c, 1);
+	ck_assert_float_eq(v.sum, -7.5f);
+	ck_assert_float_eq(v.l2, 7.5f);
+	ck_assert_float_eq(v.min, -7.5f);
+	ck_assert_float_eq(v.max, -7.5f);
+
+	v = vec(d, 6);
+	ck_assert_float_eq(v.sum, 0.0f);
+	ck_assert_float_eq(v.l2, sqrtf(12.0f));
+	ck_assert_float_eq(v.min, -2.0f);
+	ck_assert_float_eq(v.max, 2.0f);
+
+	/* all negative: max is negative, not 0 */
+	v = vec(e, 3);
+	ck_assert_float_eq(v.sum, -6.0f);
+	ck_assert_float_eq(v.l2, sqrtf(14.0f));
+	ck_assert_float_eq(v.min, -3.0f);
+	ck_assert_float_eq(v.max, -1.0f);
+	{
+		float got[4] = { v.sum, v.l2, v.min, v.max };
+		ck_assert(ref_vector_ok(e, 3, got));
+		got[3] = 0.0f;
+		ck_assert(!ref_vector_ok(e, 3, got));
+	}
+}
+END_TEST
+
+START_TEST(test_vector_random)
+{
+	float *x = malloc(MAXLEN);
+
+	ck_assert_ptr_nonnull(x);
+	rng_state = 0x0123456789abcdefull;
+	for (int i = 0; i < 1000; i++) {
+		uint32_t n = 1 + (uint32_t)(rnd() % (MAXLEN / 4));
+		struct gpuq_vector_result v;
+		float got[4];
+		/* scales from tiny to large, signs mixed */
+		float scale = (float)(1u << (rnd() % 20)) / 1024.0f;
+
+		for (uint32_t j = 0; j < n; j++)
+			x[j] = ((float)(rnd() % 2000001) - 1000000.0f) /
+			       1000000.0f * scale;
+		v = vec(x, n);
+		got[0] = v.sum;
+		got[1] = v.l2;
+		got[2] = v.min;
+		got[3] = v.max;
+		ck_assert_msg(ref_vector_ok(x, n, got),
+			      "case %d n %u: sum %g l2 %g min %g max %g", i, n,
+			      (double)v.sum, (double)v.l2, (double)v.min,
+			      (double)v.max);
+	}
+	free(x);
+}
+END_TEST
+
+START_TEST(test_vector_bad)
+{
+	static const float x[4] = { 1, 2, 3, 4 };
+	uint8_t out[32];
+	uint32_t rl;
+
+	for (uint32_t len = 1; len < 16; len++) {
+		if (len % 4 == 0)
+			continue;
+		ck_assert_msg(run(GPUQ_H_VECTOR, x, len, out, sizeof(out),
+				  &rl) != 0, "len %u accepted", len);
+		ck_assert_uint_eq(out[0], 0xa5);
+	}
+	for (uint32_t cap = 0; cap < 16; cap++) {
+		ck_assert_int_ne(run(GPUQ_H_VECTOR, x, 16, out, cap, &rl), 0);
+		ck_assert_uint_eq(out[cap], 0xa5);
+	}
+	ck_assert_int_eq(run(GPUQ_H_VECTOR, x, 16, out, 16, &rl), 0);
+	ck_assert_uint_eq(rl, 16);
+}
+END_TEST
+
+/* ---- dispatch and table ---- */
+
+START_TEST(test_unknown_id)
+{
+	static const uint32_t ids[] = { 0, 4, 100, 0xffffffffu };
+	uint8_t out[64];
+	uint32_t rl;
+
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		ck_assert_msg(run(ids[i], "abcd", 4, out, sizeof(out), &rl),
+			      "handler id %u ran", ids[i]);
+}
+END_TEST
+
+/* gpuq_handler_run() dispatches to the named functions. */
+START_TEST(test_dispatch_matches)
+{
+	static const float x[3] = { 1.5f, -2.25f, 8.0f };
+	uint8_t a[64], b[64];
+	uint32_t rl;
+	struct gpuq_hmsg m = { (const uint8_t *)x, sizeof(x), 0 };
+	struct gpuq_hres r = { b, sizeof(b), 0 };
+
+	ck_assert_int_eq(run(GPUQ_H_VECTOR, x, sizeof(x), a, sizeof(a), &rl),
+			 0);
+	memset(b, 0xa5, sizeof(b));
+	ck_assert_int_eq(gpuq_handler_vector(&m, &r), 0);
+	ck_assert_uint_eq(r.len, rl);
+	ck_assert_mem_eq(a, b, sizeof(a));
+
+	ck_assert_int_eq(run(GPUQ_H_CHECKSUM, x, sizeof(x), a, sizeof(a), &rl),
+			 0);
+	memset(b, 0xa5, sizeof(b));
+	r.len = 0;
+	ck_assert_int_eq(gpuq_handler_checksum(&m, &r), 0);
+	ck_assert_uint_eq(r.len, rl);
+	ck_assert_mem_eq(a, b, sizeof(a));
+	ck_assert_uint_eq(le32(a), ref_crc32c(x, sizeof(x)));
+}
+END_TEST
+
+START_TEST(test_lookup)
+{
+	const struct handler_info *h;
+
+	h = handler_lookup("echo");
+	ck_assert_ptr_nonnull(h);
+	ck_assert_str_eq(h->name, "echo");
+	ck_assert_uint_eq(h->id, GPUQ_H_ECHO);
+	ck_assert_uint_eq(h->result_bytes(512), 512);
+	ck_assert_uint_eq(h->result_bytes(1), 1);
+	ck_assert_uint_eq(h->result_bytes(65536), 65536);
+
+	h = handler_lookup("checksum");
+	ck_assert_ptr_nonnull(h);
+	ck_assert_str_eq(h->name, "checksum");
+	ck_assert_uint_eq(h->id, GPUQ_H_CHECKSUM);
+	ck_assert_uint_eq(h->result_bytes(512), 4);
+	ck_assert_uint_eq(h->result_bytes(1), 4);
+
+	h = handler_lookup("vector");
+	ck_assert_ptr_nonnull(h);
+	ck_assert_str_eq(h->name, "vector");
+	ck_assert_uint_eq(h->id, GPUQ_H_VECTOR);
+	ck_assert_uint_eq(h->result_bytes(512), 16);
+	ck_assert_uint_eq(h->result_bytes(4096), 16);
+	ck_assert_uint_eq(sizeof(struct gpuq_vector_result), 16);
+
+	ck_assert_ptr_null(handler_lookup("nope"));
+	ck_assert_ptr_null(handler_lookup(""));
+	ck_assert_ptr_null(handler_lookup("Echo"));
+	ck_assert_ptr_null(handler_lookup("echo "));
+	ck_assert_ptr_null(handler_lookup("check"));
+	ck_assert_ptr_null(handler_lookup("checksums"));
+}
+END_TEST
+
+START_TEST(test_all)
+{
+	const struct handler_info *t = handler_all();
+	int seen_echo = 0, seen_crc = 0, seen_vec = 0, n = 0;
+
+	ck_assert_ptr_nonnull(t);
+	for (; t[n].name; n++) {
+		ck_assert_ptr_nonnull(t[n].result_bytes);
+		ck_assert_ptr_nonnull(t[n].summary);
+		/* every listed entry is what lookup returns for its name */
+		ck_assert_ptr_eq(handler_lookup(t[n].name), &t[n]);
+		seen_echo += !strcmp(t[n].name, "echo") &&
+			     t[n].id == GPUQ_H_ECHO;
+		seen_crc += !strcmp(t[n].name, "checksum") &&
+			    t[n].id == GPUQ_H_CHECKSUM;
+		seen_vec += !strcmp(t[n].name, "vector") &&
+			    t[n].id == GPUQ_H_VECTOR;
+		ck_assert_int_lt(n, 100);
+	}
+	ck_assert_int_eq(n, 3);
+	ck_assert_int_eq(seen_echo, 1);
+	ck_assert_int_eq(seen_crc, 1);
+	ck_assert_int_eq(seen_vec, 1);
+}
+END_TEST
+
+Suite *suite_handlers(void)
+{
+	Suite *s = suite_create("handlers");
+	TCase *tc = tcase_create("checksum");
+	TCase *te = tcase_create("echo");
+	TCase *tv = tcase_create("vector");
+	TCase *tt = tcase_create("table");
+
+	tcase_add_test(tc, test_crc_vectors);
+	tcase_add_test(tc, test_crc_result_le);
+	tcase_add_test(tc, test_crc_random);
+	tcase_add_test(tc, test_crc_small_cap);
+	suite_add_tcase(s, tc);
+
+	tcase_add_test(te, test_echo);
+	suite_add_tcase(s, te);
+
+	tcase_add_test(tv, test_vector_known);
+	tcase_add_test(tv, test_vector_random);
+	tcase_add_test(tv, test_vector_bad);
+	suite_add_tcase(s, tv);
+
+	tcase_add_test(tt, test_unknown_id);
+	tcase_add_test(tt, test_dispatch_matches);
+	tcase_add_test(tt, test_lookup);
+	tcase_add_test(tt, test_all);
+	suite_add_tcase(s, tt);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite_handlers());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

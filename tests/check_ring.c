@@ -1,1 +1,1051 @@
-int main(void){return 0;}
+/* check_ring.c - the slot-ring protocol (ipc/ring.h) in one process: the
+ * test plays producer, consumer and broker by hand on memory laid out by
+ * ipc_ring_init(), plus ipc_ring_map() header validation on a memfd and a
+ * two-thread producer/consumer run. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "bench/reference.h"
+#include "ipc/layout.h"
+#include "ipc/ring.h"
+#include "libclient/gpuq.h"
+
+Suite *suite_ring(void);
+
+#define PAGE 4096u
+
+static const struct ipc_geometry small_geom = {
+	.capacity = 8,
+	.slot_bytes = 64,
+	.result_bytes = 16,
+	.cq_capacity = 16,
+	.max_clients = 2,
+	.nworkers = 1,
+};
+
+/* Zero-filled, page-aligned memory initialised as a queue of geometry g. */
+static void *ring_new(struct ipc_ring *r, const struct ipc_geometry *g)
+{
+	int64_t sz = ipc_layout_size(g);
+	void *base;
+
+	ck_assert_int_gt(sz, 0);
+	ck_assert_int_eq(sz % PAGE, 0);
+	base = aligned_alloc(PAGE, (size_t)sz);
+	ck_assert_ptr_nonnull(base);
+	memset(base, 0, (size_t)sz);
+	memset(r, 0, sizeof(*r));
+	ck_assert_int_eq(ipc_ring_init(r, base, (size_t)sz, g), 0);
+	return base;
+}
+
+static uint8_t *payload(const struct ipc_ring *r, uint64_t t)
+{
+	return (uint8_t *)(ipc_slot(r, t) + 1);
+}
+
+/* Producer: reserve one ticket, write the message for id, publish it. */
+static int produce(struct ipc_ring *r, uint64_t id, uint32_t len,
+		   uint64_t *ticket)
+{
+	int rc = ipc_reserve(r, 1, ticket);
+
+	if (rc)
+		return rc;
+	ref_fill(payload(r, *ticket), len, id);
+	ipc_publish(r, *ticket, 0, id, len);
+	return 0;
+}
+
+/* Consumer: ticket t must be READY and hold message id of len bytes; check
+ * it, post its length as a 4-byte result, free the slot. */
+static void consume(struct ipc_ring *r, uint64_t t, uint64_t id, uint32_t len)
+{
+	uint8_t want[256];
+	struct ipc_msg_hdr *m = ipc_slot(r, t);
+	struct ipc_cq_entry *e;
+
+	ck_assert_uint_le(len, sizeof(want));
+	ck_assert_int_eq(ipc_take(r, t), IPC_TAKE_READY);
+	ck_assert_uint_eq(m->id, id);
+	ck_assert_uint_eq(m->len, len);
+	ck_assert_uint_eq(m->client, 0);
+	ref_fill(want, len, id);
+	ck_assert_mem_eq(payload(r, t), want, len);
+
+	e = ipc_cq_entry(r, m->client, m->id);
+	memcpy(e + 1, &len, 4);
+	ipc_cq_publish(e, m->id, 0, 4);
+	ipc_release_slot(r, t);
+	ipc_store_release(&r->workers[0].cur, t + 1);
+	r->workers[0].completed++;
+	ck_assert_uint_eq(r->states[t & r->mask],
+			  IPC_STATE(t + r->hdr->capacity, IPC_FREE));
+}
+
+static uint64_t head(const struct ipc_ring *r)
+{
+	return ipc_load_relaxed(&r->ctl->head);
+}
+
+/* ---- layout ---- */
+
+START_TEST(test_layout_bad_geometry)
+{
+	static const struct {
+		const char *what;
+		struct ipc_geometry g;
+	} bad[] = {
+		{ "capacity 0", { 0, 64, 16, 16, 2, 1 } },
+		{ "capacity 3", { 3, 64, 16, 16, 2, 1 } },
+		{ "capacity 12", { 12, 64, 16, 16, 2, 1 } },
+		{ "capacity 2^k+1", { 1025, 64, 16, 16, 2, 1 } },
+		{ "cq_capacity 0", { 8, 64, 16, 0, 2, 1 } },
+		{ "cq_capacity 3", { 8, 64, 16, 3, 2, 1 } },
+		{ "cq_capacity 100", { 8, 64, 16, 100, 2, 1 } },
+		{ "slot_bytes 0", { 8, 0, 16, 16, 2, 1 } },
+		{ "max_clients 0", { 8, 64, 16, 16, 0, 1 } },
+		{ "nworkers 0", { 8, 64, 16, 16, 2, 0 } },
+		{ "nworkers > max", { 8, 64, 16, 16, 2, IPC_MAX_WORKERS + 1 } },
+	};
+	struct ipc_geometry g = small_geom;
+	struct ipc_ring r;
+	uint8_t mem[64];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(ipc_layout_size(&bad[i].g) == GPUQ_ECONFIG,
+			      "%s: got %lld", bad[i].what,
+			      (long long)ipc_layout_size(&bad[i].g));
+		/* init refuses the same geometry before touching memory */
+		memset(mem, 0, sizeof(mem));
+		ck_assert_int_eq(ipc_ring_init(&r, mem, sizeof(mem), &bad[i].g),
+				 GPUQ_ECONFIG);
+	}
+	/* The edges that are allowed. */
+	g.nworkers = IPC_MAX_WORKERS;
+	ck_assert_int_gt(ipc_layout_size(&g), 0);
+	g = small_geom;
+	g.capacity = 1;
+	g.cq_capacity = 1;
+	g.max_clients = 1;
+	g.result_bytes = 0;
+	ck_assert_int_gt(ipc_layout_size(&g), 0);
+}
+END_TEST
+
+START_TEST(test_layout_offsets)
+{
+	struct ipc_geometry g = { 64, 100, 40, 32, 5, 3 };
+	struct ipc_ring r;
+	void *base = ring_new(&r, &g);
+	const struct ipc_hdr *h = r.hdr;
+	uint8_t *end = (uint8_t *)base + h->total_bytes;
+	struct ipc_cq_entry *last;
+
+	ck_assert_uint_eq(h->total_bytes, (uint64_t)ipc_layout_size(&g));
+	ck_assert_uint_eq(h->slot_stride % IPC_LINE, 0);
+	ck_assert_uint_ge(h->slot_stride, IPC_MSG_HDR_BYTES + g.slot_bytes);
+	ck_assert_uint_eq(h->cq_stride % 16, 0);
+	ck_assert_uint_ge(h->cq_stride, IPC_CQ_HDR_BYTES + g.result_bytes);
+	ck_assert_uint_ge(h->ctl_off, sizeof(struct ipc_hdr));
+	ck_assert_uint_ge(h->workers_off, h->ctl_off + sizeof(struct ipc_ctl));
+	ck_assert_uint_ge(h->clients_off, h->workers_off +
+				g.nworkers * sizeof(struct ipc_worker));
+	ck_assert_uint_ge(h->states_off, h->clients_off +
+				g.max_clients * sizeof(struct ipc_client));
+	ck_assert_uint_ge(h->slots_off, h->states_off + 8ull * g.capacity);
+	ck_assert_uint_ge(h->cq_off, h->slots_off +
+				(uint64_t)g.capacity * h->slot_stride);
+	ck_assert_uint_ge(h->total_bytes,
+			  h->cq_off + (uint64_t)g.max_clients * g.cq_capacity *
+					      h->cq_stride);
+	ck_assert_uint_eq(h->ctl_off % IPC_LINE, 0);
+	ck_assert_uint_eq(h->workers_off % IPC_LINE, 0);
+	ck_assert_uint_eq(h->clients_off % IPC_LINE, 0);
+	ck_assert_uint_eq(h->slots_off % IPC_LINE, 0);
+	ck_assert_uint_eq(h->cq_off % 16, 0);
+
+	/* The last slot and the last completion entry lie inside. */
+	ck_assert(payload(&r, g.capacity - 1) + g.slot_bytes <= end);
+	last = ipc_cq_entry(&r, g.max_clients - 1, g.cq_capacity - 1);
+	ck_assert((uint8_t *)(last + 1) + g.result_bytes <= end);
+	/* Completion areas of different clients do not overlap. */
+	ck_assert_ptr_eq((uint8_t *)ipc_cq_entry(&r, 1, 0),
+			 (uint8_t *)ipc_cq_entry(&r, 0, 0) +
+				 (size_t)g.cq_capacity * h->cq_stride);
+	/* ids wrap within a client's area */
+	ck_assert_ptr_eq(ipc_cq_entry(&r, 2, 5),
+			 ipc_cq_entry(&r, 2, 5 + g.cq_capacity));
+
+	/* init refuses memory smaller than the layout */
+	{
+		struct ipc_ring r2;
+		void *b2 = calloc(1, h->total_bytes);
+		ck_assert_ptr_nonnull(b2);
+		ck_assert_int_ne(ipc_ring_init(&r2, b2, h->total_bytes - 1, &g),
+				 0);
+		free(b2);
+	}
+	free(base);
+}
+END_TEST
+
+START_TEST(test_init_states)
+{
+	struct ipc_geometry g = small_geom;
+	struct ipc_ring r;
+	void *base;
+
+	g.nworkers = 4;
+	base = ring_new(&r, &g);
+	ck_assert_ptr_eq(r.base, base);
+	ck_assert_uint_eq(r.hdr->magic, IPC_MAGIC);
+	ck_assert_uint_eq(r.hdr->layout_version, IPC_LAYOUT_VERSION);
+	ck_assert_uint_eq(r.hdr->capacity, 8);
+	ck_assert_uint_eq(r.hdr->slot_bytes, 64);
+	ck_assert_uint_eq(r.hdr->result_bytes, 16);
+	ck_assert_uint_eq(r.hdr->cq_capacity, 16);
+	ck_assert_uint_eq(r.hdr->max_clients, 2);
+	ck_assert_uint_eq(r.hdr->nworkers, 4);
+	ck_assert_uint_eq(r.mask, 7);
+	ck_assert_uint_eq(r.cq_mask, 15);
+	ck_assert_uint_eq(head(&r), 0);
+	for (uint64_t t = 0; t < 8; t++) {
+		ck_assert_uint_eq(r.states[t], IPC_STATE(t, IPC_FREE));
+		ck_assert_int_eq(ipc_take(&r, t), IPC_TAKE_WAIT);
+	}
+	for (uint32_t w = 0; w < 4; w++)
+		ck_assert_uint_eq(r.workers[w].cur, 0);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r), 0);
+	free(base);
+}
+END_TEST
+
+/* ---- producer / consumer steps ---- */
+
+START_TEST(test_single_message)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	struct ipc_cq_entry *e;
+	uint64_t t = 99;
+	uint32_t res;
+	struct ipc_counts c;
+
+	r.clients[0].state = IPC_CLIENT_ACTIVE;
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+	ck_assert_uint_eq(t, 0);
+	ck_assert_uint_eq(head(&r), 1);
+	/* reserved, not published: still WAIT for the consumer */
+	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
+	memcpy(payload(&r, t), "hello", 5);
+	ipc_publish(&r, t, 1, 42, 5);
+	r.clients[0].published++;
+	ck_assert_uint_eq(r.states[0], IPC_STATE(0, IPC_READY));
+	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_READY);
+	ck_assert_uint_eq(ipc_slot(&r, 0)->id, 42);
+	ck_assert_uint_eq(ipc_slot(&r, 0)->len, 5);
+	ck_assert_uint_eq(ipc_slot(&r, 0)->client, 1);
+	ck_assert_uint_eq(ipc_slot(&r, 0)->flags, 0);
+	ck_assert_mem_eq(payload(&r, 0), "hello", 5);
+
+	e = ipc_cq_entry(&r, 1, 42);
+	ck_assert_uint_eq(e->done, 0);
+	res = 0xdeadbeef;
+	memcpy(e + 1, &res, 4);
+	ipc_cq_publish(e, 42, GPUQ_EHANDLER, 4);
+	ck_assert_uint_eq(e->done, 43);
+	ck_assert_int_eq(e->status, GPUQ_EHANDLER);
+	ck_assert_uint_eq(e->len, 4);
+	ipc_release_slot(&r, 0);
+	r.workers[0].cur = 1;
+	r.workers[0].completed = 1;
+	r.workers[0].failed = 1;
+	ck_assert_uint_eq(r.states[0], IPC_STATE(8, IPC_FREE));
+	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r), 1);
+
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.published, 1);
+	ck_assert_uint_eq(c.completed, 1);
+	ck_assert_uint_eq(c.failed, 1);
+	ck_assert_uint_eq(c.head, 1);
+
+	/* next ticket follows */
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+	ck_assert_uint_eq(t, 1);
+	free(base);
+}
+END_TEST
+
+/* Capacity 8, 100 messages, in lock step (fill, find full, drain) and then
+ * with a sliding window, so every slot is reused many laps over. */
+START_TEST(test_wrap_laps)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	uint64_t t, id = 0, tail = 0, h0;
+	uint32_t len;
+
+	/* lock step: 12 full laps + a half */
+	while (id < 100) {
+		uint64_t first = id;
+		for (int i = 0; i < 8 && id < 100; i++, id++) {
+			len = 1 + (uint32_t)(id % 64);
+			ck_assert_int_eq(produce(&r, id, len, &t), 0);
+			ck_assert_uint_eq(t, id);
+		}
+		if (id - first == 8) {
+			h0 = head(&r);
+			ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+			ck_assert_uint_eq(head(&r), h0);
+		}
+		for (uint64_t k = first; k < id; k++)
+			consume(&r, k, k, 1 + (uint32_t)(k % 64));
+	}
+	ck_assert_uint_eq(head(&r), 100);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r), 100);
+	/* completion entry of the last id */
+	ck_assert_uint_eq(ipc_cq_entry(&r, 0, 99)->done, 100);
+
+	/* sliding window of 5 in flight for another 100 */
+	tail = id;
+	for (; id < 200; id++) {
+		len = 64 - (uint32_t)(id % 64);
+		ck_assert_int_eq(produce(&r, id, len, &t), 0);
+		ck_assert_uint_eq(t, id);
+		if (id - tail + 1 == 5) {
+			consume(&r, tail, tail, 64 - (uint32_t)(tail % 64));
+			tail++;
+		}
+	}
+	for (; tail < id; tail++)
+		consume(&r, tail, tail, 64 - (uint32_t)(tail % 64));
+	for (uint64_t s = 0; s < 8; s++)
+		ck_assert_uint_eq(r.states[s], IPC_STATE(200 + s, IPC_FREE));
+	free(base);
+}
+END_TEST
+
+START_TEST(test_full)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	uint64_t t = 1234;
+
+	for (uint64_t i = 0; i < 8; i++) {
+		ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+		ck_assert_uint_eq(t, i);
+	}
+	t = 1234;
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(t, 1234);
+	ck_assert_uint_eq(head(&r), 8);
+	ck_assert_int_eq(ipc_reserve(&r, 3, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head(&r), 8);
+	/* publishing does not make room; only the consumer does */
+	for (uint64_t i = 0; i < 8; i++) {
+		ref_fill(payload(&r, i), 8, i);
+		ipc_publish(&r, i, 0, i, 8);
+	}
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head(&r), 8);
+	for (uint64_t i = 0; i < 8; i++)
+		ck_assert_uint_eq(r.states[i], IPC_STATE(i, IPC_READY));
+	consume(&r, 0, 0, 8);
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+	ck_assert_uint_eq(t, 8);
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head(&r), 9);
+	free(base);
+}
+END_TEST
+
+/* A batch larger than the ring can never be granted. */
+START_TEST(test_batch_larger_than_ring)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	uint64_t t;
+
+	ck_assert_int_eq(ipc_reserve(&r, 9, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head(&r), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 8, &t), 0);
+	ck_assert_uint_eq(t, 0);
+	ck_assert_uint_eq(head(&r), 8);
+	free(base);
+}
+END_TEST
+
+START_TEST(test_batch)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	uint64_t t;
+
+	ck_assert_int_eq(ipc_reserve(&r, 3, &t), 0);
+	ck_assert_uint_eq(t, 0);
+	ck_assert_uint_eq(head(&r), 3);
+	ck_assert_int_eq(ipc_reserve(&r, 6, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head(&r), 3);
+	ck_assert_int_eq(ipc_reserve(&r, 5, &t), 0);
+	ck_assert_uint_eq(t, 3);
+	ck_assert_uint_eq(head(&r), 8);
+	for (uint64_t i = 0; i < 8; i++) {
+		ref_fill(payload(&r, i), 16, i);
+		ipc_publish(&r, i, 0, i, 16);
+	}
+
+	/* Consumers free out of order: slot 1 (ticket 9's) before slot 0
+	 * (ticket 8's).  A batch of 2 at ticket 8 must not be granted on
+	 * the strength of its last slot alone. */
+	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_READY);
+	ipc_release_slot(&r, 1);
+	ck_assert_int_eq(ipc_reserve(&r, 2, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head(&r), 8);
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head(&r), 8);
+	ipc_release_slot(&r, 0);
+	ck_assert_int_eq(ipc_reserve(&r, 2, &t), 0);
+	ck_assert_uint_eq(t, 8);
+	ck_assert_uint_eq(head(&r), 10);
+
+	/* First slot free, second not. */
+	ipc_release_slot(&r, 2);
+	ck_assert_int_eq(ipc_reserve(&r, 2, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head(&r), 10);
+	/* Free slot in the middle of a batch of 3 missing at the end. */
+	ipc_release_slot(&r, 3);
+	ipc_release_slot(&r, 5);
+	ck_assert_int_eq(ipc_reserve(&r, 4, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head(&r), 10);
+	ck_assert_int_eq(ipc_reserve(&r, 2, &t), 0);
+	ck_assert_uint_eq(t, 10);
+	ck_assert_uint_eq(head(&r), 12);
+	/* The tickets handed out: their slots are FREE for exactly them. */
+	for (uint64_t k = 8; k < 12; k++)
+		ck_assert_uint_eq(r.states[k & 7], IPC_STATE(k, IPC_FREE));
+	free(base);
+}
+END_TEST
+
+START_TEST(test_take_transitions)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	uint64_t t;
+
+	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_reserve(&r, 2, &t), 0);
+	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
+	ipc_publish(&r, 0, 0, 0, 1);
+	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_READY);
+	/* the same slot on later laps: not ready for those tickets */
+	ck_assert_int_eq(ipc_take(&r, 8), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 16), IPC_TAKE_WAIT);
+	/* and another slot's ticket is not affected */
+	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_WAIT);
+
+	/* ticket 1 reserved and abandoned: broker skips it */
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 1, 2), 1);
+	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_SKIP);
+	ck_assert_int_eq(ipc_take(&r, 9), IPC_TAKE_WAIT);
+
+	ipc_release_slot(&r, 0);
+	ipc_release_slot(&r, 1);
+	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 8), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_WAIT);
+
+	/* lap 2: ticket 8 in slot 0 */
+	ck_assert_int_eq(ipc_reserve(&r, 6, &t), 0);
+	ck_assert_uint_eq(t, 2);
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+	ck_assert_uint_eq(t, 8);
+	ipc_publish(&r, 8, 0, 8, 1);
+	ck_assert_int_eq(ipc_take(&r, 8), IPC_TAKE_READY);
+	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 16), IPC_TAKE_WAIT);
+
+	/* A stale READY left from a previous lap (written by hand) reads as
+	 * WAIT for the current ticket, and so does a stale SKIP. */
+	r.states[3] = IPC_STATE(3, IPC_READY);
+	ck_assert_int_eq(ipc_take(&r, 11), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 3), IPC_TAKE_READY);
+	r.states[3] = IPC_STATE(3, IPC_SKIP);
+	ck_assert_int_eq(ipc_take(&r, 11), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 3), IPC_TAKE_SKIP);
+	free(base);
+}
+END_TEST
+
+/* ---- broker steps ---- */
+
+START_TEST(test_close_intake)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	uint64_t t = 77;
+	struct ipc_counts c;
+
+	ck_assert_int_eq(ipc_reserve(&r, 3, &t), 0);
+	ck_assert_uint_eq(ipc_close_intake(&r), 3);
+	ck_assert_uint_eq(head(&r), 3 | IPC_HEAD_CLOSED);
+	t = 77;
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_ESHUTDOWN);
+	ck_assert_int_eq(ipc_reserve(&r, 2, &t), GPUQ_ESHUTDOWN);
+	ck_assert_uint_eq(t, 77);
+	ck_assert_uint_eq(head(&r), 3 | IPC_HEAD_CLOSED);
+	/* closing again changes nothing and gives the same count */
+	ck_assert_uint_eq(ipc_close_intake(&r), 3);
+	ck_assert_uint_eq(head(&r), 3 | IPC_HEAD_CLOSED);
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.head, 3);
+	/* tickets reserved before the close can still be published and
+	 * consumed */
+	for (uint64_t i = 0; i < 3; i++) {
+		ref_fill(payload(&r, i), 4, i);
+		ipc_publish(&r, i, 0, i, 4);
+		consume(&r, i, i, 4);
+	}
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_ESHUTDOWN);
+	free(base);
+}
+END_TEST
+
+START_TEST(test_close_full_ring)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	uint64_t t;
+
+	ck_assert_uint_eq(ipc_close_intake(&r), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_ESHUTDOWN);
+	ck_assert_uint_eq(head(&r), IPC_HEAD_CLOSED);
+	free(base);
+
+	base = ring_new(&r, &small_geom);
+	ck_assert_int_eq(ipc_reserve(&r, 8, &t), 0);
+	ck_assert_uint_eq(ipc_close_intake(&r), 8);
+	/* closed wins over full: producers must learn to stop */
+	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_ESHUTDOWN);
+	free(base);
+}
+END_TEST
+
+START_TEST(test_skip_unpublished)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	uint64_t t;
+
+	ck_assert_int_eq(ipc_reserve(&r, 4, &t), 0);
+	ipc_publish(&r, 0, 0, 0, 1);
+	ipc_publish(&r, 2, 0, 2, 1);
+	/* sub-range first: only ticket 1 of [1, 3) is unpublished */
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 1, 3), 1);
+	ck_assert_uint_eq(r.states[1], IPC_STATE(1, IPC_SKIP));
+	ck_assert_uint_eq(r.states[3], IPC_STATE(3, IPC_FREE));
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 4), 1);
+	ck_assert_uint_eq(r.states[0], IPC_STATE(0, IPC_READY));
+	ck_assert_uint_eq(r.states[1], IPC_STATE(1, IPC_SKIP));
+	ck_assert_uint_eq(r.states[2], IPC_STATE(2, IPC_READY));
+	ck_assert_uint_eq(r.states[3], IPC_STATE(3, IPC_SKIP));
+	for (uint64_t s = 4; s < 8; s++)
+		ck_assert_uint_eq(r.states[s], IPC_STATE(s, IPC_FREE));
+	/* nothing left to mark */
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 4), 0);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 2, 2), 0);
+	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_SKIP);
+	ck_assert_int_eq(ipc_take(&r, 3), IPC_TAKE_SKIP);
+	free(base);
+}
+END_TEST
+
+/* After laps, a range reaching back more than a ring's worth only touches
+ * the last capacity tickets, and slots already freed for a later lap are
+ * not marked. */
+START_TEST(test_skip_after_laps)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &small_geom);
+	uint64_t t;
+
+	for (uint64_t i = 0; i < 8; i++) {
+		ck_assert_int_eq(produce(&r, i, 8, &t), 0);
+		consume(&r, i, i, 8);
+	}
+	ck_assert_int_eq(ipc_reserve(&r, 4, &t), 0);
+	ck_assert_uint_eq(t, 8);
+	ref_fill(payload(&r, 8), 8, 8);
+	ipc_publish(&r, 8, 0, 8, 8);
+	/* tickets 9, 10, 11 are unpublished; slots 4..7 hold FREE(12..15) */
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 12), 3);
+	ck_assert_uint_eq(r.states[0], IPC_STATE(8, IPC_READY));
+	for (uint64_t k = 9; k < 12; k++)
+		ck_assert_uint_eq(r.states[k & 7], IPC_STATE(k, IPC_SKIP));
+	for (uint64_t k = 12; k < 16; k++)
+		ck_assert_uint_eq(r.states[k & 7], IPC_STATE(k, IPC_FREE));
+	free(base);
+}
+END_TEST
+
+START_TEST(test_frontier)
+{
+	struct ipc_geometry g = small_geom;
+	struct ipc_ring r;
+	void *base;
+
+	g.nworkers = 3;
+	base = ring_new(&r, &g);
+	r.workers[0].cur = 5;
+	r.workers[1].cur = 2;
+	r.workers[2].cur = 9;
+	ck_assert_uint_eq(ipc_consumed_frontier(&r), 2);
+	r.workers[1].cur = 7;
+	ck_assert_uint_eq(ipc_consumed_frontier(&r), 5);
+	r.workers[0].cur = 100;
+	ck_assert_uint_eq(ipc_consumed_frontier(&r), 7);
+	/* entries past nworkers are not workers */
+	r.workers[1].cur = 100;
+	r.workers[2].cur = 100;
+	ck_assert_uint_eq(ipc_consumed_frontier(&r), 100);
+	free(base);
+
+	g.nworkers = 1;
+	base = ring_new(&r, &g);
+	r.workers[0].cur = 12345;
+	ck_assert_uint_eq(ipc_consumed_frontier(&r), 12345);
+	free(base);
+}
+END_TEST
+
+START_TEST(test_counts)
+{
+	struct ipc_geometry g = small_geom;
+	struct ipc_ring r;
+	struct ipc_counts c;
+	uint64_t t;
+	void *base;
+
+	g.nworkers = 2;
+	g.max_clients = 3;
+	base = ring_new(&r, &g);
+
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.published, 0);
+	ck_assert_uint_eq(c.completed, 0);
+	ck_assert_uint_eq(c.failed, 0);
+	ck_assert_uint_eq(c.skipped, 0);
+	ck_assert_uint_eq(c.full_events, 0);
+	ck_assert_uint_eq(c.head, 0);
+
+	r.workers[0].completed = 10;
+	r.workers[0].failed = 1;
+	r.workers[0].skipped = 2;
+	r.workers[1].completed = 20;
+	r.workers[1].failed = 3;
+	r.workers[1].skipped = 4;
+	r.clients[0].state = IPC_CLIENT_ACTIVE;
+	r.clients[0].published = 11;
+	r.clients[0].full_events = 5;
+	r.clients[1].state = IPC_CLIENT_DEAD; /* counted in retired_* */
+	r.clients[1].published = 1000;
+	r.clients[1].full_events = 1000;
+	r.clients[2].state = IPC_CLIENT_ACTIVE;
+	r.clients[2].published = 13;
+	r.clients[2].full_events = 6;
+	r.hdr->retired_published = 7;
+	r.hdr->retired_full = 100;
+	ck_assert_int_eq(ipc_reserve(&r, 5, &t), 0);
+
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.completed, 30);
+	ck_assert_uint_eq(c.failed, 4);
+	ck_assert_uint_eq(c.skipped, 6);
+	ck_assert_uint_eq(c.published, 7 + 11 + 13);
+	ck_assert_uint_eq(c.full_events, 100 + 5 + 6);
+	ck_assert_uint_eq(c.head, 5);
+
+	/* a client that detaches stops counting itself */
+	r.clients[2].state = IPC_CLIENT_FREE;
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.published, 7 + 11);
+	ck_assert_uint_eq(c.full_events, 100 + 5);
+
+	ipc_close_intake(&r);
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.head, 5);
+	free(base);
+}
+END_TEST
+
+/* ---- mapping ---- */
+
+/* A memfd holding a freshly initialised queue of geometry g. */
+static int memfd_ring(const struct ipc_geometry *g, size_t *size)
+{
+	struct ipc_ring r;
+	int64_t sz = ipc_layout_size(g);
+	void *p;
+	int fd;
+
+	ck_assert_int_gt(sz, 0);
+	fd = memfd_create("check_ring", MFD_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)sz), 0);
+	p = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	ck_assert_int_eq(ipc_ring_init(&r, p, (size_t)sz, g), 0);
+	munmap(p, (size_t)sz);
+	*size = (size_t)sz;
+	return fd;
+}
+
+START_TEST(test_map_good)
+{
+	struct ipc_geometry g = { 32, 200, 24, 8, 3, 2 };
+	struct ipc_ring a, b;
+	size_t size;
+	uint64_t t;
+	int fd = memfd_ring(&g, &size);
+
+	memset(&a, 0, sizeof(a));
+	ck_assert_int_eq(ipc_ring_map(&a, fd, size), 0);
+	ck_assert_ptr_nonnull(a.base);
+	ck_assert_uint_eq(a.size, size);
+	ck_assert_ptr_eq(a.hdr, a.base);
+	ck_assert_uint_eq(a.hdr->capacity, 32);
+	ck_assert_uint_eq(a.hdr->slot_bytes, 200);
+	ck_assert_uint_eq(a.hdr->result_bytes, 24);
+	ck_assert_uint_eq(a.hdr->cq_capacity, 8);
+	ck_assert_uint_eq(a.hdr->max_clients, 3);
+	ck_assert_uint_eq(a.hdr->nworkers, 2);
+	ck_assert_uint_eq(a.mask, 31);
+	ck_assert_uint_eq(a.cq_mask, 7);
+	ck_assert_ptr_eq((uint8_t *)a.states,
+			 (uint8_t *)a.base + a.hdr->states_off);
+	ck_assert_ptr_eq(a.slots, (uint8_t *)a.base + a.hdr->slots_off);
+	ck_assert_ptr_eq(a.cq, (uint8_t *)a.base + a.hdr->cq_off);
+	for (uint64_t s = 0; s < 32; s++)
+		ck_assert_uint_eq(a.states[s], IPC_STATE(s, IPC_FREE));
+
+	/* A second mapping sees what the first writes. */
+	ck_assert_int_eq(ipc_ring_map(&b, fd, size), 0);
+	ck_assert_ptr_ne(a.base, b.base);
+	ck_assert_int_eq(produce(&a, 7, 200, &t), 0);
+	ck_assert_uint_eq(t, 0);
+	ck_assert_uint_eq(head(&b), 1);
+	ck_assert_int_eq(ipc_take(&b, 0), IPC_TAKE_READY);
+	ck_assert_uint_eq(ipc_slot(&b, 0)->id, 7);
+	ck_assert_mem_eq(payload(&b, 0), payload(&a, 0), 200);
+	ipc_release_slot(&b, 0);
+	ck_assert_uint_eq(a.states[0], IPC_STATE(32, IPC_FREE));
+
+	ipc_ring_unmap(&a);
+	ck_assert_ptr_null(a.base);
+	ck_assert_ptr_null(a.hdr);
+	ipc_ring_unmap(&b);
+	close(fd);
+}
+END_TEST
+
+enum corrupt {
+	C_MAGIC,
+	C_VERSION0,
+	C_VERSION2,
+	C_CTL_OFF,
+	C_WORKERS_OFF,
+	C_STATES_OFF,
+	C_SLOTS_OFF,
+	C_CQ_OFF,
+	C_TOTAL,
+	C_CAPACITY,
+	C_SLOT_STRIDE,
+	C_CQ_STRIDE,
+	C_NWORKERS,
+	C_SIZE_SHORT,
+	C_SIZE_TINY,
+	C_COUNT
+};
+
+static const struct {
+	const char *what;
+	int want;
+} corrupt_cases[C_COUNT] = {
+	[C_MAGIC] = { "magic", GPUQ_EPROTO },
+	[C_VERSION0] = { "layout_version 0", GPUQ_EVERSION },
+	[C_VERSION2] = { "layout_version 2", GPUQ_EVERSION },
+	[C_CTL_OFF] = { "ctl_off", GPUQ_EPROTO },
+	[C_WORKERS_OFF] = { "workers_off", GPUQ_EPROTO },
+	[C_STATES_OFF] = { "states_off", GPUQ_EPROTO },
+	[C_SLOTS_OFF] = { "slots_off", GPUQ_EPROTO },
+	[C_CQ_OFF] = { "cq_off", GPUQ_EPROTO },
+	[C_TOTAL] = { "total_bytes", GPUQ_EPROTO },
+	[C_CAPACITY] = { "capacity", GPUQ_EPROTO },
+	[C_SLOT_STRIDE] = { "slot_stride", GPUQ_EPROTO },
+	[C_CQ_STRIDE] = { "cq_stride", GPUQ_EPROTO },
+	[C_NWORKERS] = { "nworkers", GPUQ_EPROTO },
+	[C_SIZE_SHORT] = { "size < total_bytes", GPUQ_EPROTO },
+	[C_SIZE_TINY] = { "size < one page", GPUQ_EPROTO },
+};
+
+START_TEST(test_map_corrupt)
+{
+	struct ipc_geometry g = { 16, 64, 16, 8, 2, 2 };
+	struct ipc_ring r;
+	struct ipc_hdr *h;
+	size_t size, map_size;
+	int fd = memfd_ring(&g, &size);
+	int rc;
+
+	h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert_ptr_ne(h, MAP_FAILED);
+	map_size = size;
+	switch ((enum corrupt)_i) {
+	case C_MAGIC: h->magic ^= 1; break;
+	case C_VERSION0: h->layout_version = 0; break;
+	case C_VERSION2: h->layout_version = 2; break;
+	case C_CTL_OFF: h->ctl_off += IPC_LINE; break;
+	case C_WORKERS_OFF: h->workers_off += IPC_LINE; break;
+	case C_STATES_OFF: h->states_off += 8; break;
+	case C_SLOTS_OFF: h->slots_off += PAGE; break;
+	case C_CQ_OFF: h->cq_off -= PAGE; break;
+	case C_TOTAL: h->total_bytes += PAGE; break;
+	case C_CAPACITY: h->capacity = 12; break;
+	case C_SLOT_STRIDE: h->slot_stride += IPC_LINE; break;
+	case C_CQ_STRIDE: h->cq_stride += 16; break;
+	case C_NWORKERS: h->nworkers = 0; break;
+	case C_SIZE_SHORT: map_size = size - PAGE; break;
+	case C_SIZE_TINY: map_size = 100; break;
+	case C_COUNT: break;
+	}
+	munmap(h, size);
+
+	memset(&r, 0xa5, sizeof(r));
+	rc = ipc_ring_map(&r, fd, map_size);
+	ck_assert_msg(rc == corrupt_cases[_i].want, "%s: got %d (%s), want %s",
+		      corrupt_cases[_i].what, rc, gpuq_err_name(rc),
+		      gpuq_err_name(corrupt_cases[_i].want));
+	close(fd);
+}
+END_TEST
+
+START_TEST(test_map_bad_fd)
+{
+	struct ipc_ring r;
+
+	ck_assert_int_lt(ipc_ring_map(&r, -1, 65536), 0);
+}
+END_TEST
+
+/* ---- two threads ---- */
+
+#define MT_MSGS 200000u
+#define MT_SLOT 48u
+
+struct mt {
+	struct ipc_ring r;
+	uint8_t *seen;
+	char err[256];
+	int failed;
+};
+
+static void mt_fail(struct mt *m, const char *what, uint64_t a, uint64_t b)
+{
+	if (!__atomic_exchange_n(&m->failed, 1, __ATOMIC_RELAXED))
+		snprintf(m->err, sizeof(m->err), "%s (%llu, %llu)", what,
+			 (unsigned long long)a, (unsigned long long)b);
+}
+
+static int mt_failed(struct mt *m)
+{
+	return __atomic_load_n(&m->failed, __ATOMIC_RELAXED);
+}
+
+static uint32_t mt_len(uint64_t seq) { return 8 + (uint32_t)(seq % 41); }
+
+static uint8_t mt_byte(uint64_t seq, uint32_t j)
+{
+	return (uint8_t)(seq * 131 + j * 7 + (seq >> 8));
+}
+
+static void *mt_producer(void *arg)
+{
+	struct mt *m = arg;
+	uint64_t seq = 0, t;
+
+	while (seq < MT_MSGS && !mt_failed(m)) {
+		/* batches of 1..5, so batch reservation races the consumer */
+		uint32_t n = 1 + (uint32_t)(seq % 5);
+		int rc;
+
+		if (n > MT_MSGS - seq)
+			n = (uint32_t)(MT_MSGS - seq);
+		rc = ipc_reserve(&m->r, n, &t);
+		if (rc == GPUQ_EFULL) {
+			sched_yield();
+			continue;
+		}
+		if (rc) {
+			mt_fail(m, "producer reserve", (uint64_t)-rc, seq);
+			break;
+		}
+		if (t != seq) {
+			mt_fail(m, "producer got ticket", t, seq);
+			break;
+		}
+		for (uint32_t i = 0; i < n; i++, seq++) {
+			uint8_t *p = payload(&m->r, seq);
+			uint32_t len = mt_len(seq);
+
+			memcpy(p, &seq, 8);
+			for (uint32_t j = 8; j < len; j++)
+				p[j] = mt_byte(seq, j);
+		}
+		/* publish in reverse: the consumer must still go in order */
+		for (uint32_t i = n; i-- > 0;)
+			ipc_publish(&m->r, t + i, 0, t + i, mt_len(t + i));
+	}
+	return NULL;
+}
+
+static void *mt_consumer(void *arg)
+{
+	struct mt *m = arg;
+
+	for (uint64_t t = 0; t < MT_MSGS && !mt_failed(m); t++) {
+		const struct ipc_msg_hdr *h = ipc_slot(&m->r, t);
+		const uint8_t *p = payload(&m->r, t);
+		enum ipc_take k;
+		uint64_t seq;
+		unsigned spins = 0;
+
+		while ((k = ipc_take(&m->r, t)) == IPC_TAKE_WAIT) {
+			if (mt_failed(m))
+				return NULL;
+			if (++spins > 64)
+				sched_yield();
+		}
+		if (k != IPC_TAKE_READY) {
+			mt_fail(m, "consumer saw SKIP", t, k);
+			return NULL;
+		}
+		memcpy(&seq, p, 8);
+		if (seq >= MT_MSGS || seq != t || h->id != t ||
+		    h->len != mt_len(t)) {
+			mt_fail(m, "consumer header/seq", t, seq);
+			return NULL;
+		}
+		for (uint32_t j = 8; j < h->len; j++)
+			if (p[j] != mt_byte(seq, j)) {
+				mt_fail(m, "consumer payload byte", t, j);
+				return NULL;
+			}
+		m->seen[seq]++;
+		ipc_release_slot(&m->r, t);
+		ipc_store_release(&m->r.workers[0].cur, t + 1);
+		ipc_store_relaxed(&m->r.workers[0].completed, t + 1);
+	}
+	return NULL;
+}
+
+START_TEST(test_two_threads)
+{
+	struct ipc_geometry g = { 64, MT_SLOT, 16, 64, 1, 1 };
+	struct mt *m = calloc(1, sizeof(*m));
+	pthread_t prod, cons;
+	struct ipc_counts c;
+	void *base;
+	uint64_t missing = 0, dup = 0;
+
+	ck_assert_ptr_nonnull(m);
+	base = ring_new(&m->r, &g);
+	m->seen = calloc(MT_MSGS, 1);
+	ck_assert_ptr_nonnull(m->seen);
+	ck_assert_int_eq(pthread_create(&cons, NULL, mt_consumer, m), 0);
+	ck_assert_int_eq(pthread_create(&prod, NULL, mt_producer, m), 0);
+	pthread_join(prod, NULL);
+	pthread_join(cons, NULL);
+
+	ck_assert_msg(!m->failed, "%s", m->err);
+	for (uint32_t i = 0; i < MT_MSGS; i++) {
+		missing += m->seen[i] == 0;
+		dup += m->seen[i] > 1;
+	}
+	ck_assert_uint_eq(missing, 0);
+	ck_assert_uint_eq(dup, 0);
+	ck_assert_uint_eq(head(&m->r), MT_MSGS);
+	ck_assert_uint_eq(ipc_consumed_frontier(&m->r), MT_MSGS);
+	ipc_counts_read(&m->r, &c);
+	ck_assert_uint_eq(c.completed, MT_MSGS);
+	for (uint64_t s = 0; s < 64; s++)
+		ck_assert_uint_eq(m->r.states[s],
+				  IPC_STATE(MT_MSGS + s, IPC_FREE));
+	free(m->seen);
+	free(base);
+	free(m);
+}
+END_TEST
+
+Suite *suite_ring(void)
+{
+	Suite *s = suite_create("ring");
+	TCase *tl = tcase_create("layout");
+	TCase *tp = tcase_create("protocol");
+	TCase *tb = tcase_create("broker");
+	TCase *tm = tcase_create("map");
+	TCase *tt = tcase_create("threads");
+
+	tcase_add_test(tl, test_layout_bad_geometry);
+	tcase_add_test(tl, test_layout_offsets);
+	tcase_add_test(tl, test_init_states);
+	suite_add_tcase(s, tl);
+
+	tcase_add_test(tp, test_single_message);
+	tcase_add_test(tp, test_wrap_laps);
+	tcase_add_test(tp, test_full);
+	tcase_add_test(tp, test_batch_larger_than_ring);
+	tcase_add_test(tp, test_batch);
+	tcase_add_test(tp, test_take_transitions);
+	suite_add_tcase(s, tp);
+
+	tcase_add_test(tb, test_close_intake);
+	tcase_add_test(tb, test_close_full_ring);
+	tcase_add_test(tb, test_skip_unpublished);
+	tcase_add_test(tb, test_skip_after_laps);
+	tcase_add_test(tb, test_frontier);
+	tcase_add_test(tb, test_counts);
+	suite_add_tcase(s, tb);
+
+	tcase_add_test(tm, test_map_good);
+	tcase_add_loop_test(tm, test_map_corrupt, 0, C_COUNT);
+	tcase_add_test(tm, test_map_bad_fd);
+	suite_add_tcase(s, tm);
+
+	/* no timing assertion: the limit only stops a hang */
+	tcase_set_timeout(tt, 300);
+	tcase_add_test(tt, test_two_threads);
+	suite_add_tcase(s, tt);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite_ring());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -34,6 +34,11 @@ static pid_t spawn(struct broker_proc *b, const char *const *argv)
 	args[n++] = tool_path("GPUQD", "broker/gpuqd");
 	args[n++] = "-s";
 	args[n++] = b->socket;
+	/* The bundle's runner picks the backend for every suite. */
+	if (getenv("GPUQ_TEST_BACKEND") && *getenv("GPUQ_TEST_BACKEND")) {
+		args[n++] = "-b";
+		args[n++] = getenv("GPUQ_TEST_BACKEND");
+	}
 	for (int i = 0; argv && argv[i] && n < 62; i++)
 		args[n++] = argv[i];
 	args[n] = NULL;
