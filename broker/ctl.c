@@ -163,7 +163,7 @@ static void on_status(struct broker *b, struct bconn *c, uint32_t seq)
 
 void ctl_message(struct broker *b, struct bconn *c, const void *buf, int n)
 {
-	struct proto_msg m;
+	struct proto_msg m = { 0 };
 	int rc = proto_decode(buf, (size_t)n, &m);
 	if (c->denied) {
 		reply_error(b, c, rc ? 0 : m.hdr.seq, c->denied);

@@ -29,6 +29,7 @@ struct gpuq_client {
 	uint32_t seq;
 	int32_t broker_pid;
 	uint64_t epoch;
+	int broker_dead; /* once seen, every later call reports it */
 	struct gpuq_queue *queues;
 };
 
@@ -91,7 +92,7 @@ static int sock_connect(const char *path, int *out)
 	struct timeval tv = { RPC_TIMEOUT_S, 0 };
 	int s, rc;
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
+		return -EINVAL;
 	strcpy(sa.sun_path, path);
 	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (s < 0)
@@ -120,7 +121,7 @@ GPUQ_API int gpuq_connect(const char *socket_path, gpuq_client **out)
 	if (!socket_path) {
 		rc = gpuq_default_socket(path, sizeof(path));
 		if (rc)
-			return rc;
+			return -EINVAL; /* $GPUQ_SOCKET too long */
 		socket_path = path;
 	}
 	c = calloc(1, sizeof(*c));
@@ -290,17 +291,19 @@ static int broker_check(struct gpuq_queue *q)
 {
 	const struct ipc_hdr *h = q->r.hdr;
 	uint64_t now = ipc_now_ns();
+	if (q->c->broker_dead)
+		return GPUQ_EBROKERDEAD;
 	if (ipc_load_acquire(&h->state) == IPC_BROKER_STOPPED ||
 	    now > ipc_load_acquire(&h->heartbeat_ns) + IPC_HEARTBEAT_DEAD_NS)
-		return GPUQ_EBROKERDEAD;
-	if (now - q->sock_checked_ns >= SOCK_CHECK_NS) {
+		q->c->broker_dead = 1;
+	if (!q->c->broker_dead && now - q->sock_checked_ns >= SOCK_CHECK_NS) {
 		struct pollfd p = { q->c->sock, POLLRDHUP, 0 };
 		q->sock_checked_ns = now;
 		if (poll(&p, 1, 0) > 0 &&
 		    (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
-			return GPUQ_EBROKERDEAD;
+			q->c->broker_dead = 1;
 	}
-	return 0;
+	return q->c->broker_dead ? GPUQ_EBROKERDEAD : 0;
 }
 
 /* Deadline helper: 0 when timeout_ms has passed, else 1. */

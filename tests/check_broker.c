@@ -7,9 +7,9 @@
  * on both event loops.
  *
  * Each test starts its own broker on a private socket (tests/harness.h);
- * $GPUQD and $GPUQCTL name the binaries.  The brokers this file starts are
- * also stopped by a checked teardown, so a failed assertion leaves nothing
- * running even with CK_FORK=no.
+ * $GPUQD and $GPUQCTL name the binaries.  A failed assertion leaves no
+ * broker running and no directory behind, with or without CK_FORK (see
+ * teardown() and teardown_runner()).
  */
 #include "config.h"
 
@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,7 +41,7 @@
 /* Generous: the suite runs under ASan too, on two shared cores. */
 #define TEST_TIMEOUT_S 60
 #define WAIT_MS 5000 /* for results that are certain to come */
-#define MAX_BROKERS 4
+#define MAX_BROKERS 32
 
 /* Loop tests: index 0 runs the default (io_uring) loop, 1 --force-epoll. */
 #define EPOLL_ARG(i) ((i) ? "--force-epoll" : NULL)
@@ -53,7 +54,13 @@
 			      gpuq_err_name(want), (int)(want));            \
 	} while (0)
 
-static struct broker_proc brokers[MAX_BROKERS];
+/*
+ * The brokers (and bare test directories) the running test made.  Shared
+ * with the runner (main() maps it MAP_SHARED): with CK_FORK a failed
+ * assertion ends the test's process at once, without the checked teardown,
+ * and check kills its process group; the runner then removes what it left.
+ */
+static struct broker_proc *brokers;
 
 /* ---- time ---- */
 
@@ -95,7 +102,7 @@ static struct broker_proc *broker_slot(void)
 	for (int i = 0; i < MAX_BROKERS; i++)
 		if (!brokers[i].dir[0] && !brokers[i].pid)
 			return &brokers[i];
-	ck_abort_msg("more than %d brokers in one test", MAX_BROKERS);
+	ck_abort_msg("all %d broker slots in use", MAX_BROKERS);
 	return NULL;
 }
 
@@ -142,6 +149,7 @@ static void finish(struct broker_proc *b)
 	ck_assert_msg(!bad, "gpuqd log has a sanitizer report:\n%s", text);
 }
 
+/* Checked: in the test's process, after each test. */
 static void teardown(void)
 {
 	for (int i = 0; i < MAX_BROKERS; i++) {
@@ -149,6 +157,20 @@ static void teardown(void)
 			broker_cleanup(&brokers[i]);
 			memset(&brokers[i], 0, sizeof(brokers[i]));
 		}
+	}
+}
+
+/* Unchecked: in the runner, after each test case.  Whatever is left was
+ * abandoned by a failed test in a process that is gone; its brokers were
+ * in that process group, and its pids may belong to others by now. */
+static void teardown_runner(void)
+{
+	for (int i = 0; i < MAX_BROKERS; i++) {
+		if (brokers[i].dir[0]) {
+			brokers[i].pid = 0;
+			broker_cleanup(&brokers[i]);
+		}
+		memset(&brokers[i], 0, sizeof(brokers[i]));
 	}
 }
 
@@ -465,7 +487,7 @@ START_TEST(test_no_broker)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	gpuq_client *c = (gpuq_client *)&sa;
 	char path[300];
-	int s;
+	int s, rc;
 
 	/* Nothing there at all. */
 	snprintf(path, sizeof(path), "%s/none.sock", d->dir);
@@ -487,8 +509,9 @@ START_TEST(test_no_broker)
 	/* $GPUQ_SOCKET is used when the path is NULL. */
 	snprintf(path, sizeof(path), "%s/env.sock", d->dir);
 	setenv("GPUQ_SOCKET", path, 1);
-	EXPECT_RC(GPUQ_ENOBROKER, gpuq_connect(NULL, &c));
+	rc = gpuq_connect(NULL, &c);
 	unsetenv("GPUQ_SOCKET");
+	EXPECT_RC(GPUQ_ENOBROKER, rc);
 
 	/* Longer than sun_path: documented as -EINVAL. */
 	memset(path, 'p', sizeof(path));
@@ -496,6 +519,10 @@ START_TEST(test_no_broker)
 	path[sizeof(path) - 1] = '\0';
 	EXPECT_RC(-EINVAL, gpuq_connect(path, &c));
 	ck_assert_ptr_null(c);
+	setenv("GPUQ_SOCKET", path, 1);
+	rc = gpuq_connect(NULL, &c);
+	unsetenv("GPUQ_SOCKET");
+	EXPECT_RC(-EINVAL, rc);
 	finish(d);
 }
 END_TEST
@@ -668,7 +695,8 @@ END_TEST
 
 START_TEST(test_full_ring)
 {
-	const char *argv[] = { "-q", "c,handler=checksum,capacity=8,slot_bytes=64",
+	const char *argv[] = { "-q",
+			       "c,handler=checksum,capacity=8,slot_bytes=64",
 			       NULL };
 	struct broker_proc *b = start(argv);
 	uint8_t p[8][64], mine[16];
@@ -734,7 +762,8 @@ END_TEST
 START_TEST(test_cq_full)
 {
 	const char *argv[] = { "-q",
-			       "e,handler=echo,capacity=64,cq_capacity=16,slot_bytes=32",
+			       "e,handler=echo,capacity=64,cq_capacity=16,"
+			       "slot_bytes=32",
 			       NULL };
 	struct broker_proc *b = start(argv);
 	uint8_t p[18][32];
@@ -743,6 +772,7 @@ START_TEST(test_cq_full)
 	gpuq_queue *q = open_ok(c, "e");
 	gpuq_queue_info info;
 	gpuq_loan loan;
+	gpuq_iov v;
 	uint64_t id;
 
 	EXPECT_RC(0, gpuq_queue_info_get(q, &info));
@@ -757,8 +787,9 @@ START_TEST(test_cq_full)
 	ck_assert_uint_eq(gpuq_inflight(q), 16);
 	EXPECT_RC(GPUQ_ECQFULL, gpuq_enqueue(q, p[16], n[16], &id, 0));
 	EXPECT_RC(GPUQ_ECQFULL, gpuq_enqueue(q, p[16], n[16], &id, 50));
-	EXPECT_RC(GPUQ_ECQFULL, gpuq_enqueue_batch(
-					q, &(gpuq_iov){ p[16], n[16] }, 1, NULL, 0));
+	v.data = p[16];
+	v.len = n[16];
+	EXPECT_RC(GPUQ_ECQFULL, gpuq_enqueue_batch(q, &v, 1, NULL, 0));
 	EXPECT_RC(GPUQ_ECQFULL, gpuq_reserve(q, 1, &loan, 0));
 	ck_assert_uint_eq(id, 15);
 	ck_assert_uint_eq(stats_of(q).enqueued, 16);
@@ -872,7 +903,7 @@ START_TEST(test_denied)
 	struct broker_proc *b = prep_dir();
 	const char *argv[] = { tool_path("GPUQD", "broker/gpuqd"), "-s",
 			       b->socket, "-q", "e", "--set", "allow_uid=4242",
-			       EPOLL_ARG(_i), NULL };
+			       "-v", EPOLL_ARG(_i), NULL };
 	gpuq_client *c = NULL;
 	uint64_t t0;
 	int rc;
@@ -917,7 +948,8 @@ START_TEST(test_results_api)
 
 	/* Never enqueued. */
 	EXPECT_RC(GPUQ_ENOTFOUND, gpuq_result(qa, 0, buf, sizeof(buf), &len));
-	EXPECT_RC(GPUQ_ENOTFOUND, gpuq_result(qa, 12345, buf, sizeof(buf), &len));
+	EXPECT_RC(GPUQ_ENOTFOUND,
+		  gpuq_result(qa, 12345, buf, sizeof(buf), &len));
 	EXPECT_RC(GPUQ_ENOTFOUND,
 		  gpuq_wait(qa, 3, buf, sizeof(buf), &len, 50));
 	EXPECT_RC(0, gpuq_poll(qa, comp, 8));
@@ -1004,7 +1036,8 @@ END_TEST
 
 START_TEST(test_zero_copy)
 {
-	const char *argv[] = { "-q", "c,handler=checksum,capacity=64,slot_bytes=128",
+	const char *argv[] = { "-q",
+			       "c,handler=checksum,capacity=64,slot_bytes=128",
 			       NULL };
 	struct broker_proc *b = start(argv);
 	uint8_t ref[128];
@@ -1065,10 +1098,12 @@ END_TEST
 
 START_TEST(test_handlers)
 {
-	const char *argv[] = { "-q", "e,handler=echo,capacity=64,slot_bytes=256",
-			       "-q", "c,handler=checksum,capacity=64,slot_bytes=256",
-			       "-q", "v,handler=vector,capacity=64,slot_bytes=1024",
-			       NULL };
+	const char *argv[] = {
+		"-q", "e,handler=echo,capacity=64,slot_bytes=256",
+		"-q", "c,handler=checksum,capacity=64,slot_bytes=256",
+		"-q", "v,handler=vector,capacity=64,slot_bytes=1024",
+		NULL
+	};
 	static const size_t sizes[] = { 1, 3, 16, 100, 255, 256 };
 	static const size_t nfloats[] = { 1, 2, 7, 64, 255, 256 };
 	const size_t ns = sizeof(sizes) / sizeof(sizes[0]);
@@ -1229,8 +1264,6 @@ START_TEST(test_dead_broker)
 		  gpuq_wait(qb, id, buf, sizeof(buf), &len, WAIT_MS));
 	ck_assert_msg(ms_since(t0) < 1500.0,
 		      "noticed the dead broker after %.0f ms", ms_since(t0));
-	fprintf(stderr, "DEBUG inflight %llu\n", (unsigned long long)gpuq_inflight(qb));
-	{ int r1 = gpuq_poll(qb, comp, 4); fprintf(stderr, "DEBUG poll %d id %llu\n", r1, r1 > 0 ? (unsigned long long)comp[0].id : 0ull); }
 	EXPECT_RC(GPUQ_EBROKERDEAD, gpuq_poll(qb, comp, 4));
 
 	/* A message sent after the death is never answered either. */
@@ -1315,7 +1348,8 @@ static void loan_holder(const char *socket, int fd)
 
 START_TEST(test_crashed_producer)
 {
-	const char *argv[] = { "-q", "c,handler=checksum,capacity=8,slot_bytes=64",
+	const char *argv[] = { "-q",
+			       "c,handler=checksum,capacity=8,slot_bytes=64",
 			       NULL };
 	struct broker_proc *b = start(argv);
 	struct pollfd pfd;
@@ -1387,7 +1421,8 @@ END_TEST
 START_TEST(test_drain)
 {
 	const char *argv[] = { "-q",
-			       "d,handler=checksum,capacity=4096,slot_bytes=64,max_clients=4",
+			       "d,handler=checksum,capacity=4096,slot_bytes=64,"
+			       "max_clients=4",
 			       EPOLL_ARG(_i), NULL };
 	struct broker_proc *b = start(argv);
 	static uint8_t p[DRAIN_MAX][64];
@@ -1466,6 +1501,7 @@ Suite *suite_broker(void)
 	TCase *tp = tcase_create("loops");
 
 	tcase_add_checked_fixture(te, NULL, teardown);
+	tcase_add_unchecked_fixture(te, NULL, teardown_runner);
 	tcase_set_timeout(te, TEST_TIMEOUT_S);
 	tcase_add_test(te, test_bad_arguments);
 	tcase_add_test(te, test_bad_names);
@@ -1479,6 +1515,7 @@ Suite *suite_broker(void)
 	suite_add_tcase(s, te);
 
 	tcase_add_checked_fixture(tl, NULL, teardown);
+	tcase_add_unchecked_fixture(tl, NULL, teardown_runner);
 	tcase_set_timeout(tl, TEST_TIMEOUT_S);
 	tcase_add_test(tl, test_zero_copy);
 	tcase_add_test(tl, test_handlers);
@@ -1489,6 +1526,7 @@ Suite *suite_broker(void)
 
 	/* 0: the default (io_uring) loop, 1: --force-epoll. */
 	tcase_add_checked_fixture(tp, NULL, teardown);
+	tcase_add_unchecked_fixture(tp, NULL, teardown_runner);
 	tcase_set_timeout(tp, TEST_TIMEOUT_S);
 	tcase_add_loop_test(tp, test_basic, 0, 2);
 	tcase_add_loop_test(tp, test_garbled, 0, 2);
@@ -1499,9 +1537,17 @@ Suite *suite_broker(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite_broker());
+	SRunner *sr;
 	int failed;
 
+	brokers = mmap(NULL, MAX_BROKERS * sizeof(*brokers),
+		       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+		       0);
+	if (brokers == MAP_FAILED) {
+		perror("mmap");
+		return EXIT_FAILURE;
+	}
+	sr = srunner_create(suite_broker());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -664,7 +664,7 @@ START_TEST(test_print_format)
 }
 END_TEST
 
-Suite *suite_config(void)
+static Suite *suite_config(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("parse");
