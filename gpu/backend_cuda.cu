@@ -99,16 +99,31 @@ __device__ static int consume(const kargs &a, uint64_t t)
 	return rc ? 1 : 0;
 }
 
+// Thread 0 publishes the block's counters: totals of finished windows plus
+// what the current window has done so far, so stats never wait for a window
+// to fill (one held-back ticket would otherwise freeze them).
+__device__ static void publish_counters(struct ipc_worker *me, uint64_t done,
+					uint64_t fail, uint64_t skip)
+{
+	me->completed = done;
+	me->failed = fail;
+	me->skipped = skip;
+	__threadfence_system();
+}
+
 __global__ void consume_kernel(kargs a)
 {
 	__shared__ unsigned s_fail, s_skip, s_done;
 	struct ipc_worker *me = &a.workers[blockIdx.x];
+	uint64_t tot_done = 0, tot_fail = 0, tot_skip = 0; // thread 0 only
+	unsigned shown = 0;
 	for (uint64_t win = blockIdx.x;; win += gridDim.x) {
 		uint64_t t = win * WINDOW + threadIdx.x;
 		unsigned sleep = 32;
 		bool finished = threadIdx.x >= WINDOW, end = false;
 		if (threadIdx.x == 0) {
 			s_fail = s_skip = s_done = 0;
+			shown = 0;
 			store_rel(&me->cur, win * WINDOW);
 		}
 		__syncthreads();
@@ -122,8 +137,10 @@ __global__ void consume_kernel(kargs a)
 						atomicAdd(&s_skip, 1);
 					else if (consume(a, t))
 						atomicAdd(&s_fail, 1);
-					if (s != IPC_STATE(t, IPC_SKIP))
-						atomicAdd(&s_done, 1);
+					// Count before the slot is released, so
+					// "completed" never lags a result a
+					// producer can already see.
+					atomicAdd(&s_done, 1);
 					store_rel(&a.states[t & a.mask],
 						  IPC_STATE(t + a.capacity, IPC_FREE));
 					finished = true;
@@ -133,7 +150,18 @@ __global__ void consume_kernel(kargs a)
 					finished = end = true;
 				}
 			}
-			if (__syncthreads_and(finished))
+			bool all = __syncthreads_and(finished);
+			if (threadIdx.x == 0) {
+				unsigned d = atomicAdd(&s_done, 0);
+				if (d != shown) {
+					unsigned k = atomicAdd(&s_skip, 0);
+					publish_counters(me, tot_done + d - k,
+							 tot_fail + atomicAdd(&s_fail, 0),
+							 tot_skip + k);
+					shown = d;
+				}
+			}
+			if (all)
 				break;
 			if (!finished) {
 				__nanosleep(sleep);
@@ -142,11 +170,10 @@ __global__ void consume_kernel(kargs a)
 		}
 		bool any_end = __syncthreads_or(end);
 		if (threadIdx.x == 0) {
-			// Counters: this block is their only writer.
-			me->completed += s_done;
-			me->failed += s_fail;
-			me->skipped += s_skip;
-			__threadfence_system();
+			tot_skip += s_skip;
+			tot_done += s_done - s_skip;
+			tot_fail += s_fail;
+			publish_counters(me, tot_done, tot_fail, tot_skip);
 			store_rel(&me->cur, any_end ? UINT64_MAX
 						    : (win + gridDim.x) * WINDOW);
 		}

@@ -127,6 +127,25 @@ static const char *log_text(const struct broker_proc *b)
 	return file_text(b->log);
 }
 
+/*
+ * Several tests hold a message back by keeping an earlier ticket on loan:
+ * the CPU backend consumes each chunk of tickets in order, so everything
+ * behind the loan waits.  The CUDA kernel consumes every published ticket
+ * of a window independently, so there those "not done yet" assertions do
+ * not apply (the bundle runs this suite with GPUQ_TEST_BACKEND=cuda).
+ */
+static int consumer_in_order(void)
+{
+	const char *b = getenv("GPUQ_TEST_BACKEND");
+	return !b || !*b || !strcmp(b, "cpu");
+}
+
+static const char *backend_name(void)
+{
+	const char *b = getenv("GPUQ_TEST_BACKEND");
+	return b && *b ? b : "cpu";
+}
+
 static struct broker_proc *start(const char *const *argv)
 {
 	struct broker_proc *b = broker_slot();
@@ -980,18 +999,22 @@ START_TEST(test_results_api)
 	EXPECT_RC(0, gpuq_reserve(qb, 1, &loan, 0));
 	EXPECT_RC(0, gpuq_enqueue(qa, p, 7, &id, WAIT_MS));
 	ck_assert_uint_eq(id, 1);
-	EXPECT_RC(GPUQ_EAGAIN, gpuq_result(qa, 1, buf, sizeof(buf), &len));
 	EXPECT_RC(GPUQ_EAGAIN,
 		  gpuq_result(qb, loan.first_id, buf, sizeof(buf), &len));
 	EXPECT_RC(GPUQ_ENOTFOUND,
 		  gpuq_result(qb, loan.first_id + 1, buf, sizeof(buf), &len));
-	t0 = now_ns();
-	EXPECT_RC(GPUQ_ETIMEDOUT,
-		  gpuq_wait(qa, 1, buf, sizeof(buf), &len, 50));
-	ck_assert_msg(ms_since(t0) >= 50.0, "timed out after %.1f ms",
-		      ms_since(t0));
-	EXPECT_RC(GPUQ_ETIMEDOUT, gpuq_wait(qa, 1, buf, sizeof(buf), &len, 0));
-	EXPECT_RC(0, gpuq_poll(qa, comp, 8));
+	if (consumer_in_order()) {
+		EXPECT_RC(GPUQ_EAGAIN,
+			  gpuq_result(qa, 1, buf, sizeof(buf), &len));
+		t0 = now_ns();
+		EXPECT_RC(GPUQ_ETIMEDOUT,
+			  gpuq_wait(qa, 1, buf, sizeof(buf), &len, 50));
+		ck_assert_msg(ms_since(t0) >= 50.0, "timed out after %.1f ms",
+			      ms_since(t0));
+		EXPECT_RC(GPUQ_ETIMEDOUT,
+			  gpuq_wait(qa, 1, buf, sizeof(buf), &len, 0));
+		EXPECT_RC(0, gpuq_poll(qa, comp, 8));
+	}
 	*(uint8_t *)gpuq_loan_slot(qb, &loan, 0) = 'L';
 	EXPECT_RC(0, gpuq_commit(qb, &loan, &one));
 	/* Wait with a timeout, and forever. */
@@ -1121,7 +1144,7 @@ START_TEST(test_handlers)
 	EXPECT_RC(0, gpuq_queue_info_get(qv, &info));
 	ck_assert_str_eq(info.name, "v");
 	ck_assert_str_eq(info.handler, "vector");
-	ck_assert_str_eq(info.backend, "cpu");
+	ck_assert_str_eq(info.backend, backend_name());
 	ck_assert_uint_eq(info.slot_bytes, 1024);
 	ck_assert_uint_ge(info.result_bytes, 16);
 	EXPECT_RC(0, gpuq_queue_info_get(qc, &info));
@@ -1250,21 +1273,31 @@ START_TEST(test_dead_broker)
 
 	EXPECT_RC(0, gpuq_queue_info_get(qb, &info));
 	epoch = info.broker_epoch;
-	/* A's loan stalls the consumer, so B's message is outstanding. */
+	/* A's loan is outstanding on every backend (and, on the in-order
+	 * CPU backend, so is B's message behind it). */
 	EXPECT_RC(0, gpuq_reserve(qa, 1, &loan, 0));
 	EXPECT_RC(0, gpuq_enqueue(qb, "out", 3, &id, 0));
-	EXPECT_RC(GPUQ_EAGAIN, gpuq_result(qb, id, buf, sizeof(buf), &len));
+	EXPECT_RC(GPUQ_EAGAIN,
+		  gpuq_result(qa, loan.first_id, buf, sizeof(buf), &len));
+	if (consumer_in_order())
+		EXPECT_RC(GPUQ_EAGAIN,
+			  gpuq_result(qb, id, buf, sizeof(buf), &len));
 
 	st = broker_stop(b, SIGKILL, WAIT_MS);
 	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
 		      "status %#x", st);
 
 	t0 = now_ns();
-	EXPECT_RC(GPUQ_EBROKERDEAD,
-		  gpuq_wait(qb, id, buf, sizeof(buf), &len, WAIT_MS));
+	EXPECT_RC(GPUQ_EBROKERDEAD, gpuq_wait(qa, loan.first_id, buf,
+					      sizeof(buf), &len, WAIT_MS));
 	ck_assert_msg(ms_since(t0) < 1500.0,
 		      "noticed the dead broker after %.0f ms", ms_since(t0));
-	EXPECT_RC(GPUQ_EBROKERDEAD, gpuq_poll(qb, comp, 4));
+	EXPECT_RC(GPUQ_EBROKERDEAD, gpuq_poll(qa, comp, 4));
+	if (consumer_in_order()) {
+		EXPECT_RC(GPUQ_EBROKERDEAD,
+			  gpuq_wait(qb, id, buf, sizeof(buf), &len, WAIT_MS));
+		EXPECT_RC(GPUQ_EBROKERDEAD, gpuq_poll(qb, comp, 4));
+	}
 
 	/* A message sent after the death is never answered either. */
 	rc = gpuq_enqueue(qb, "new", 3, &id, 0);
@@ -1384,7 +1417,8 @@ START_TEST(test_crashed_producer)
 	q = open_ok(c, "c");
 	n[0] = payload(p[0], 64, 0);
 	EXPECT_RC(0, gpuq_enqueue(q, p[0], n[0], &id, 0));
-	EXPECT_RC(GPUQ_ETIMEDOUT, gpuq_wait(q, id, NULL, 0, NULL, 100));
+	if (consumer_in_order())
+		EXPECT_RC(GPUQ_ETIMEDOUT, gpuq_wait(q, id, NULL, 0, NULL, 100));
 	ck_assert_uint_eq(stats_of(q).reclaimed, 0);
 	ck_assert_uint_eq(stats_of(q).clients, 2);
 
@@ -1449,7 +1483,8 @@ START_TEST(test_drain)
 		ck_assert_uint_eq(ids[0], sent);
 		sent += 100;
 	}
-	EXPECT_RC(GPUQ_EAGAIN, gpuq_result(qb, 0, NULL, 0, NULL));
+	if (consumer_in_order())
+		EXPECT_RC(GPUQ_EAGAIN, gpuq_result(qb, 0, NULL, 0, NULL));
 
 	ck_assert_int_eq(kill(b->pid, SIGTERM), 0);
 	/* Intake closes once the broker has read the signal. */
