@@ -1,0 +1,72 @@
+#!/bin/sh
+# Inside a gpuq bundle on a GPU host: the suites on the CUDA backend, the
+# throughput benchmark, and compute-sanitizer (memcheck, racecheck) over a
+# broker running the persistent kernel.  One command, so one device session.
+#   ./gpu-check.sh [quick]
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+bin="$here/bin"
+tmp=$(mktemp -d /tmp/gpuq-gpu-XXXXXX)
+fail=0
+export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+
+echo "== suites on the CUDA backend"
+"$here/run-tests.sh" cuda || fail=1
+
+start_broker() { # socket, then gpuqd args
+	s=$1; shift
+	"$@" -s "$s" 2>>"$tmp/gpuqd.log" &
+	bpid=$!
+	for _ in $(seq 200); do
+		"$bin/gpuqctl" -s "$s" status >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	echo "broker did not start"; cat "$tmp/gpuqd.log"; return 1
+}
+stop_broker() { # socket
+	"$bin/gpuqctl" -s "$1" shutdown >/dev/null
+	wait $bpid
+}
+
+echo "== benchmark (gpuq-bench, CUDA backend)"
+S="$tmp/bench.sock"
+if start_broker "$S" "$bin/gpuqd" -b cuda \
+	-q echo,handler=echo,workers=16 \
+	-q checksum,handler=checksum,workers=16 \
+	-q big,handler=checksum,slot_bytes=4096,capacity=16384,workers=16; then
+	for p in 1 4 8 14; do
+		"$bin/gpuq-bench" -s "$S" -q checksum -p $p -n $((4000000 / p)) -b 256 -w 4096 | tail -2
+	done
+	"$bin/gpuq-bench" -s "$S" -q echo -p 8 -n 500000 -b 256 -w 4096 | tail -2
+	"$bin/gpuq-bench" -s "$S" -q big -z 4096 -p 8 -n 100000 -b 64 -w 4096 | tail -2
+	"$bin/gpuq-bench" -s "$S" -q checksum -p 1 -n 20000 -b 1 -w 1 | tail -2
+	"$bin/gpuqctl" -s "$S" status
+	stop_broker "$S" || fail=1
+fi
+[ "${1:-}" = quick ] && exit $fail
+
+cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+for tool in memcheck racecheck; do
+	echo "== compute-sanitizer --tool $tool"
+	S="$tmp/$tool.sock"
+	if start_broker "$S" "$cs" --tool $tool --error-exitcode 9 \
+		"$bin/gpuqd" -b cuda -q checksum,handler=checksum,workers=2 \
+		-q vector,handler=vector,slot_bytes=1024,workers=2 \
+		-q echo,handler=echo,workers=2; then
+		"$bin/gpuq-demo" -s "$S" -p 2 -n 300 || fail=1
+		"$bin/gpuq-bench" -s "$S" -q echo -p 2 -n 2000 | tail -1
+		"$bin/gpuqctl" -s "$S" shutdown >/dev/null
+		wait $bpid
+		rc=$?
+		echo "compute-sanitizer $tool: exit $rc"
+		[ $rc -eq 0 ] || fail=1
+	else
+		fail=1
+	fi
+	grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Error|error" "$tmp/gpuqd.log" | tail -5
+	: >"$tmp/gpuqd.log"
+done
+rm -rf "$tmp"
+echo "gpu-check: $([ $fail -eq 0 ] && echo PASS || echo FAIL)"
+exit $fail

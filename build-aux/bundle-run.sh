@@ -1,0 +1,24 @@
+#!/bin/sh
+# Runner inside a gpuq bundle: run every test binary against the bundled
+# gpuqd, on the backend given (default cuda), and summarise.
+#   ./run-tests.sh [cuda|cpu] [test-name...]
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+backend=${1:-cuda}
+[ $# -gt 0 ] && shift
+export GPUQD="$here/bin/gpuqd" GPUQCTL="$here/bin/gpuqctl" GPUQ_TEST_BACKEND="$backend"
+# CUDA is not fork-safe: suites that touch CUDA in-process run without fork.
+export CK_FORK=${CK_FORK:-yes}
+pass=0 fail=0 skip=0
+tests=${*:-$(ls "$here/tests")}
+for t in $tests; do
+	"$here/tests/$t" >"/tmp/gpuq-bundle-$t.log" 2>&1
+	rc=$?
+	case $rc in
+	0) pass=$((pass + 1)); echo "PASS: $t" ;;
+	77) skip=$((skip + 1)); echo "SKIP: $t" ;;
+	*) fail=$((fail + 1)); echo "FAIL: $t (exit $rc)"; tail -20 "/tmp/gpuq-bundle-$t.log" ;;
+	esac
+done
+echo "backend $backend: $pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
