@@ -54,7 +54,17 @@ static int producer(int idx, void *arg, struct proc_result *out)
 	if ((rc = gpuq_connect(b->socket, &c)))
 		return rc;
 	if ((rc = gpuq_open(c, b->queue, &q)) == 0) {
+		gpuq_queue_info info;
 		clock_gettime(CLOCK_MONOTONIC, &t1);
+		gpuq_queue_info_get(q, &info);
+		if (b->size > info.slot_bytes) {
+			snprintf(out->what, sizeof(out->what),
+				 "-z %u is larger than the queue's %u-byte slots",
+				 b->size, info.slot_bytes);
+			gpuq_close(q);
+			gpuq_disconnect(c);
+			return GPUQ_ETOOBIG;
+		}
 		out->attach_us = (double)(t1.tv_sec - t0.tv_sec) * 1e6 +
 				 (double)(t1.tv_nsec - t0.tv_nsec) / 1e3;
 		rc = drive(q, &s, out);
@@ -93,10 +103,10 @@ static void report(const struct bench *b, const struct proc_result *r, int rc)
 	       b->queue, b->producers, (unsigned long long)b->count, b->size,
 	       b->batch, b->window, b->zero_copy ? ", zero-copy" : "");
 	for (int i = 0; i < b->producers; i++)
-		printf("  producer %2d: %10.0f msg/s%s%s\n", i,
+		printf("  producer %2d: %10.0f msg/s%s%s %s\n", i,
 		       r[i].seconds > 0 ? (double)r[i].verified / r[i].seconds : 0,
 		       r[i].rc ? "  error: " : "",
-		       r[i].rc ? gpuq_strerror(r[i].rc) : "");
+		       r[i].rc ? gpuq_strerror(r[i].rc) : "", r[i].what);
 	printf("aggregate: %.3f M msg/s, %.2f GB/s payload, %llu completed in %.3f s%s\n",
 	       rate / 1e6, rate * b->size / 1e9, (unsigned long long)total,
 	       slowest, rc ? "  (ERRORS)" : "");

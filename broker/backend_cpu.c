@@ -47,8 +47,10 @@ static void consume(struct ipc_ring *r, uint32_t handler, uint64_t t,
 	struct gpuq_hmsg in;
 	struct gpuq_hres out;
 	int rc;
-	/* The slot was written by an untrusted producer: never let a bad
-	 * header steer a write outside its client's completion area. */
+	/* The slot was written by a producer: range-check the header so a bad
+	 * one can never steer a write outside the completion areas.  (Which
+	 * client's area it names is up to the producer: every client of a
+	 * queue is in the same trust domain, docs/design.md.) */
 	if (client >= r->hdr->max_clients || len == 0 ||
 	    len > r->hdr->slot_bytes) {
 		ipc_store_relaxed(&me->failed, me->failed + 1);

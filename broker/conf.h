@@ -1,5 +1,5 @@
 /*
- * config.h - gpuqd configuration: the file format (docs/runbook.md) and the
+ * conf.h - gpuqd configuration: the file format (docs/runbook.md) and the
  * command-line flags both land in struct gpuqd_config.
  */
 #ifndef GPUQ_BROKER_CONFIG_H

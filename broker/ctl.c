@@ -196,6 +196,11 @@ void ctl_message(struct broker *b, struct bconn *c, const void *buf, int n)
 		on_status(b, c, m.hdr.seq);
 		break;
 	case PROTO_SHUTDOWN:
+		/* Operators only: the broker's own uid, or root. */
+		if (c->uid != geteuid() && c->uid != 0) {
+			reply_error(b, c, m.hdr.seq, GPUQ_EDENIED);
+			break;
+		}
 		ctl_begin_drain(b, "shutdown requested over the socket");
 		on_status(b, c, m.hdr.seq); /* the counts at the start of drain */
 		break;

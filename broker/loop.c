@@ -21,13 +21,14 @@ int loop_create(struct loop **out, struct broker *b, int listen_fd,
 		return -ENOMEM;
 	l->b = b;
 	l->listen_fd = listen_fd;
-	/* SIGTERM and SIGINT were blocked in main() before any thread
-	 * started; the loop reads them as events. */
+	/* SIGTERM, SIGINT and SIGHUP were blocked in main() before any
+	 * thread started; the loop reads them as events. */
 	{
 		sigset_t set;
 		sigemptyset(&set);
 		sigaddset(&set, SIGTERM);
 		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGHUP);
 		l->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 		if (l->signal_fd < 0) {
 			rc = -errno;
@@ -124,5 +125,11 @@ void loop_conn_free(struct loop *l, struct bconn *c)
 
 void loop_signal(struct loop *l, int signo)
 {
-	ctl_begin_drain(l->b, signo == 2 ? "SIGINT" : "SIGTERM");
+	/* SIGHUP would kill a broker without a drain if left at its default;
+	 * there is no config reload yet, so it is logged and ignored. */
+	if (signo == SIGHUP) {
+		blog(0, "SIGHUP ignored (config reload is not supported)");
+		return;
+	}
+	ctl_begin_drain(l->b, signo == SIGINT ? "SIGINT" : "SIGTERM");
 }

@@ -23,7 +23,7 @@
 static const char usage[] =
 	"usage: gpuqd [options]\n"
 	"  -c, --config FILE       read FILE (gpuq.conf format)\n"
-	"  -s, --socket PATH       control socket (default: see gpuqd(8))\n"
+	"  -s, --socket PATH       control socket (default: see docs/runbook.md)\n"
 	"  -b, --backend KIND      auto | cpu | cuda (default auto)\n"
 	"  -q, --queue SPEC        add a queue: NAME[,key=value...]\n"
 	"      --set KEY=VALUE     any [broker] setting\n"
@@ -69,9 +69,15 @@ static int parse_args(int argc, char **argv, struct gpuqd_config *c,
 {
 	char err[256] = "";
 	int o, rc = 0;
-	for (int i = 1; i < argc - 1; i++)
-		if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config"))
-			rc = config_load_file(c, argv[i + 1], err, sizeof(err));
+	/* Pass 1: only the config files, in every spelling getopt accepts
+	 * (-c F, -cF, --config F, --config=F). */
+	opterr = 0;
+	while (!rc && (o = getopt_long(argc, argv, "c:s:b:q:vh", opts, NULL)) != -1)
+		if (o == 'c')
+			rc = config_load_file(c, optarg, err, sizeof(err));
+	opterr = 1;
+	optind = 1;
+	/* Pass 2: everything else, on top of the files. */
 	while (!rc && (o = getopt_long(argc, argv, "c:s:b:q:vh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
@@ -123,17 +129,32 @@ static int parse_args(int argc, char **argv, struct gpuqd_config *c,
 	return rc;
 }
 
-static int mkdir_parent(const char *path)
+/*
+ * Create the socket's directory, or check the one that is there: it must
+ * belong to us (or root) and not be writable by others unless sticky, or
+ * someone else could swap the socket for their own (a pre-created
+ * /tmp/gpuq-<uid>, say).
+ */
+static int socket_dir(const char *path)
 {
 	char dir[CONF_PATH_MAX];
+	struct stat st;
 	char *slash;
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
 	if (!slash || slash == dir)
 		return 0;
 	*slash = 0;
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+	if (mkdir(dir, 0755) == 0)
+		return 0;
+	if (errno != EEXIST || lstat(dir, &st) < 0)
 		return -errno;
+	if (!S_ISDIR(st.st_mode) || (st.st_uid != geteuid() && st.st_uid != 0) ||
+	    ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))) {
+		fprintf(stderr, "gpuqd: %s: not a directory owned by us or root, "
+				"or writable by others\n", dir);
+		return -EPERM;
+	}
 	return 0;
 }
 
@@ -149,7 +170,7 @@ static int listen_socket(struct broker *b)
 	int rc;
 	if (strlen(b->socket_path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
-	if ((rc = mkdir_parent(b->socket_path)))
+	if ((rc = socket_dir(b->socket_path)))
 		return rc;
 	snprintf(lock, sizeof(lock), "%s.lock", b->socket_path);
 	b->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -208,6 +229,7 @@ static void block_signals(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	/* Before any thread exists, so every thread inherits the mask and
 	 * the signals reach only the loop's signalfd. */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);

@@ -72,8 +72,9 @@ static void fill_geometry(const struct queue_config *c, uint32_t rbytes,
 }
 
 static int map_ring(struct bqueue *q, const struct ipc_geometry *g,
-		    uint32_t backend)
+		    uint32_t backend, uint64_t epoch)
 {
+	struct ipc_hdr *h;
 	int64_t size = ipc_layout_size(g);
 	void *p;
 	int rc;
@@ -86,20 +87,22 @@ static int map_ring(struct bqueue *q, const struct ipc_geometry *g,
 		 0);
 	if (p == MAP_FAILED)
 		return -errno;
-	/* Header fields the layout does not own, then init (which publishes
-	 * layout_version last). */
-	snprintf(((struct ipc_hdr *)p)->name, IPC_NAME_MAX, "%s", q->conf.name);
+	/* Header fields the layout does not own first, then init, which
+	 * publishes layout_version last. */
+	h = p;
+	snprintf(h->name, IPC_NAME_MAX, "%s", q->conf.name);
+	snprintf(h->handler, IPC_HANDLER_MAX, "%s", q->conf.handler);
+	h->handler_id = q->handler_id;
+	h->backend = backend;
+	h->broker_pid = getpid();
+	h->epoch = epoch;
+	h->heartbeat_ns = ipc_now_ns();
 	rc = ipc_ring_init(&q->r, p, (size_t)size, g);
 	if (rc) {
 		munmap(p, (size_t)size);
 		q->r.base = NULL;
-		return rc;
 	}
-	snprintf(q->r.hdr->handler, IPC_HANDLER_MAX, "%s", q->conf.handler);
-	q->r.hdr->handler_id = q->handler_id;
-	q->r.hdr->backend = backend;
-	q->r.hdr->broker_pid = getpid();
-	return 0;
+	return rc;
 }
 
 int bqueue_create(struct bqueue *q, const struct queue_config *c,
@@ -126,11 +129,9 @@ int bqueue_create(struct bqueue *q, const struct queue_config *c,
 	q->slots = calloc(c->max_clients, sizeof(*q->slots));
 	if (!q->slots)
 		return -ENOMEM;
-	rc = map_ring(q, &g, kind);
+	rc = map_ring(q, &g, kind, epoch);
 	if (rc)
 		return rc;
-	q->r.hdr->epoch = epoch;
-	q->r.hdr->heartbeat_ns = ipc_now_ns();
 	rc = q->be->start(q);
 	if (rc)
 		return rc;

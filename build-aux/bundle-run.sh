@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 backend=${1:-cuda}
 [ $# -gt 0 ] && shift
 export GPUQD="$here/bin/gpuqd" GPUQCTL="$here/bin/gpuqctl" GPUQ_TEST_BACKEND="$backend"
-# CUDA is not fork-safe: suites that touch CUDA in-process run without fork.
+# The suites never touch CUDA in-process (gpuqd does), so check may fork.
 export CK_FORK=${CK_FORK:-yes}
 pass=0 fail=0 skip=0
 tests=${*:-$(ls "$here/tests")}

@@ -4,7 +4,7 @@
  * The socket is AF_UNIX SOCK_SEQPACKET, so each message arrives whole or not
  * at all; every message is a fixed header plus a body whose size the type
  * fixes.  The decoder trusts nothing: docs/protocol.md lists the checks, and
- * tests/fuzz_proto.c fuzzes it.
+ * tests/check_proto.c feeds it random and mutated messages.
  */
 #ifndef GPUQ_IPC_PROTO_H
 #define GPUQ_IPC_PROTO_H

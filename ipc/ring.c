@@ -31,8 +31,8 @@ static int layout(const struct ipc_geometry *g, struct offsets *o)
 	    g->max_clients > UINT16_MAX || g->nworkers == 0 ||
 	    g->nworkers > IPC_MAX_WORKERS)
 		return GPUQ_ECONFIG;
-	/* Slots and completion entries are 128-byte aligned: whole cache-line
-	 * pairs for the CPU, whole 16-byte vectors for GPU copies. */
+	/* Slots are 128-byte aligned (whole cache-line pairs for the CPU, whole
+	 * 16-byte vectors for GPU copies); completion entries 16-byte aligned. */
 	o->slot_stride = (uint32_t)align_up(IPC_MSG_HDR_BYTES + g->slot_bytes,
 					    IPC_LINE);
 	o->cq_stride = (uint32_t)align_up(IPC_CQ_HDR_BYTES + g->result_bytes,

@@ -46,7 +46,19 @@ struct gpuq_queue {
 	uint8_t *taken;    /* per cq entry: result already handed to the user */
 	int loan_open;
 	uint64_t sock_checked_ns; /* last hang-up poll of the socket */
+	uint64_t dead_ns;         /* heartbeat age that means "broker dead" */
+	uint64_t loan_ticket;     /* first ticket of the open loan */
 };
+
+/* Heartbeat age after which the broker counts as dead.  $GPUQ_HEARTBEAT_
+ * TIMEOUT_MS raises it for brokers slowed down on purpose (a debugger,
+ * compute-sanitizer); read once per handle at open. */
+static uint64_t heartbeat_dead_ns(void)
+{
+	const char *e = getenv("GPUQ_HEARTBEAT_TIMEOUT_MS");
+	unsigned long ms = e ? strtoul(e, NULL, 10) : 0;
+	return ms ? (uint64_t)ms * 1000000ull : IPC_HEARTBEAT_DEAD_NS;
+}
 
 /* One request, one reply.  The reply is decoded into *m (body points into
  * buf); a PROTO_ERROR reply becomes its code. */
@@ -169,9 +181,24 @@ static int attach_ring(struct gpuq_queue *q, const struct proto_open_ok *ok,
 		return GPUQ_EPROTO;
 	q->client = ok->client;
 	q->me = &q->r.clients[ok->client];
+	q->dead_ns = heartbeat_dead_ns();
 	q->backend = ok->backend;
 	q->taken = calloc(q->r.hdr->cq_capacity, 1);
 	return q->taken ? 0 : -ENOMEM;
+}
+
+/* Tell the broker to let go of a client entry (CLOSE has no reply). */
+static void send_close(struct gpuq_client *c, uint32_t client, const char *name)
+{
+	_Alignas(8) uint8_t buf[256];
+	struct proto_close cl;
+	int n;
+	memset(&cl, 0, sizeof(cl));
+	cl.client = client;
+	snprintf(cl.name, sizeof(cl.name), "%s", name);
+	n = proto_encode(buf, sizeof(buf), PROTO_CLOSE, ++c->seq, &cl, sizeof(cl));
+	if (n > 0)
+		proto_send(c->sock, buf, (size_t)n, -1);
 }
 
 GPUQ_API int gpuq_open(gpuq_client *c, const char *name, gpuq_queue **out)
@@ -180,21 +207,28 @@ GPUQ_API int gpuq_open(gpuq_client *c, const char *name, gpuq_queue **out)
 	struct proto_open req;
 	struct proto_msg m;
 	struct gpuq_queue *q;
-	int fd = -1, rc;
+	int fd = -1, rc, attached = 0;
+	uint32_t client = 0;
 	if (!c || !name || !out)
 		return -EINVAL;
 	*out = NULL;
 	if (!*name || strlen(name) >= IPC_NAME_MAX)
 		return -EINVAL;
+	if (c->broker_dead)
+		return GPUQ_EBROKERDEAD;
 	memset(&req, 0, sizeof(req));
 	strcpy(req.name, name);
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
 	rc = rpc(c, PROTO_OPEN, &req, sizeof(req), buf, sizeof(buf), &m, &fd);
+	if (!rc && m.hdr.type == PROTO_OPEN_OK) {
+		attached = 1;
+		client = ((const struct proto_open_ok *)m.body)->client;
+	}
 	if (rc)
 		goto fail;
-	if (m.hdr.type != PROTO_OPEN_OK || fd < 0) {
+	if (!attached || fd < 0) {
 		rc = GPUQ_EPROTO;
 		goto fail;
 	}
@@ -210,14 +244,8 @@ GPUQ_API int gpuq_open(gpuq_client *c, const char *name, gpuq_queue **out)
 fail:
 	if (fd >= 0)
 		close(fd);
-	if (q->r.base && q->me) {
-		/* The broker attached us; tell it to let go. */
-		struct proto_close cl = { .client = q->client };
-		int n = proto_encode(buf, sizeof(buf), PROTO_CLOSE, ++c->seq,
-				     &cl, sizeof(cl));
-		if (n > 0)
-			proto_send(c->sock, buf, (size_t)n, -1);
-	}
+	if (attached) /* the broker holds an entry for us: give it back */
+		send_close(c, client, name);
 	ipc_ring_unmap(&q->r);
 	free(q->taken);
 	free(q);
@@ -226,19 +254,10 @@ fail:
 
 GPUQ_API void gpuq_close(gpuq_queue *q)
 {
-	_Alignas(8) uint8_t buf[256];
-	struct proto_close cl;
 	struct gpuq_queue **pp;
-	int n;
 	if (!q)
 		return;
-	memset(&cl, 0, sizeof(cl));
-	cl.client = q->client;
-	snprintf(cl.name, sizeof(cl.name), "%s", q->r.hdr->name);
-	n = proto_encode(buf, sizeof(buf), PROTO_CLOSE, ++q->c->seq, &cl,
-			 sizeof(cl));
-	if (n > 0)
-		proto_send(q->c->sock, buf, (size_t)n, -1);
+	send_close(q->c, q->client, q->r.hdr->name);
 	for (pp = &q->c->queues; *pp; pp = &(*pp)->next)
 		if (*pp == q) {
 			*pp = q->next;
@@ -294,7 +313,7 @@ static int broker_check(struct gpuq_queue *q)
 	if (q->c->broker_dead)
 		return GPUQ_EBROKERDEAD;
 	if (ipc_load_acquire(&h->state) == IPC_BROKER_STOPPED ||
-	    now > ipc_load_acquire(&h->heartbeat_ns) + IPC_HEARTBEAT_DEAD_NS)
+	    now > ipc_load_acquire(&h->heartbeat_ns) + q->dead_ns)
 		q->c->broker_dead = 1;
 	if (!q->c->broker_dead && now - q->sock_checked_ns >= SOCK_CHECK_NS) {
 		struct pollfd p = { q->c->sock, POLLRDHUP, 0 };
@@ -490,6 +509,7 @@ GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
 	loan->slot_bytes = q->r.hdr->slot_bytes;
 	loan->first_id = q->next_id;
 	loan->ticket = ticket;
+	q->loan_ticket = ticket;
 	q->next_id += n;
 	q->loan_open = 1;
 	return 0;
@@ -497,7 +517,8 @@ GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
 
 GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan, uint32_t i)
 {
-	if (!q || !loan || !q->loan_open || i >= loan->count)
+	if (!q || !loan || !q->loan_open || loan->ticket != q->loan_ticket ||
+	    i >= loan->count)
 		return NULL;
 	return ipc_slot(&q->r, loan->ticket + i) + 1;
 }
@@ -505,7 +526,9 @@ GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan, uint32_t i)
 GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens)
 {
 	int rc;
-	if (!q || !loan || !lens || !q->loan_open)
+	/* Only the open loan: committing a stale copy would republish
+	 * tickets that are no longer ours. */
+	if (!q || !loan || !lens || !q->loan_open || loan->ticket != q->loan_ticket)
 		return -EINVAL;
 	for (uint32_t i = 0; i < loan->count; i++)
 		if ((rc = check_len(q, lens[i])))
@@ -579,8 +602,10 @@ GPUQ_API int gpuq_result(gpuq_queue *q, uint64_t id, void *buf, size_t cap,
 	if (id < q->released || id >= q->next_id || q->taken[id & q->r.cq_mask])
 		return GPUQ_ENOTFOUND;
 	e = done_entry(q, id);
-	if (!e)
-		return GPUQ_EAGAIN;
+	if (!e) {
+		int rc = broker_check(q);
+		return rc ? rc : GPUQ_EAGAIN;
+	}
 	if (len)
 		*len = e->len;
 	if (e->len > cap)

@@ -17,11 +17,16 @@
  *   - Timeouts are in milliseconds: 0 means "do not wait", a negative value
  *     means "wait forever".  Waiting never spins a core: after a short spin it
  *     sleeps with exponential backoff.
- *   - Thread safety: a gpuq_client and the gpuq_queue handles opened through
- *     it belong to one thread at a time.  Different handles may be used from
- *     different threads freely; a process that enqueues from N threads opens
- *     the queue N times (each handle is a separate producer to the broker).
- *     gpuq_strerror(), gpuq_err_name() and gpuq_version() are thread-safe.
+ *   - Thread safety: a gpuq_client together with every gpuq_queue opened
+ *     through it belongs to one thread at a time (they share the socket and
+ *     its state).  A process that enqueues from N threads makes N clients,
+ *     one per thread, each opening the queue; each handle is a separate
+ *     producer to the broker.  gpuq_strerror(), gpuq_err_name(),
+ *     gpuq_version() and gpuq_default_socket() are thread-safe.
+ *   - System calls: attach, close and waits make them; enqueue, reserve,
+ *     commit, poll and result do not, except that a call that finds nothing
+ *     to do (ring full, result not ready) polls the socket for a broker
+ *     hang-up at most every 5 ms.
  *   - Message ids are per handle: the first message enqueued through a handle
  *     gets id 0, the next id 1, and so on.
  */
@@ -73,7 +78,6 @@ extern "C" {
 	X(EHANDLER, -1016, "handler reported a failure for this message")        \
 	X(ECUDA, -1017, "CUDA error")                                            \
 	X(ENOTFOUND, -1018, "message id is not in flight on this handle")        \
-	X(ERECLAIMED, -1019, "message was reclaimed and never ran")              \
 	X(EBACKEND, -1020, "backend unavailable or failed")
 
 enum gpuq_error {
@@ -107,7 +111,10 @@ GPUQ_API int gpuq_default_socket(char *buf, size_t cap);
  * above.  The broker checks the caller's uid/gid (SO_PEERCRED) before it
  * answers anything.
  * Errors: -EINVAL (out NULL, path too long), GPUQ_ENOBROKER (nothing listens
- * there), GPUQ_EDENIED, GPUQ_EVERSION, GPUQ_EPROTO, -ENOMEM.
+ * there), GPUQ_EDENIED (uid/gid not allowed), GPUQ_ETOOMANY (broker at its
+ * connection limit), GPUQ_ETIMEDOUT (broker did not answer in 5 s),
+ * GPUQ_EVERSION, GPUQ_EPROTO, -ENOMEM, or a negated errno from socket or
+ * connect (e.g. -EACCES: no permission on the socket file).
  */
 GPUQ_API int gpuq_connect(const char *socket_path, gpuq_client **out);
 
@@ -156,7 +163,7 @@ GPUQ_API int gpuq_queue_info_get(const gpuq_queue *q, gpuq_queue_info *out);
  * (len > slot_bytes), GPUQ_EFULL (no room and timeout_ms == 0),
  * GPUQ_ETIMEDOUT (no room within timeout_ms), GPUQ_ECQFULL (cq_capacity
  * results are unread), GPUQ_ESHUTDOWN (broker draining),
- * GPUQ_EBROKERDEAD (broker gone while waiting).
+ * GPUQ_EBROKERDEAD (broker gone), -EBUSY (a loan is open on q).
  * Nothing is enqueued when an error is returned.
  */
 GPUQ_API int gpuq_enqueue(gpuq_queue *q, const void *data, size_t len,
@@ -195,7 +202,8 @@ typedef struct gpuq_loan {
 	uint64_t ticket;     /* internal: first ring ticket */
 } gpuq_loan;
 
-/* Errors as gpuq_enqueue (n == 0 or n > capacity gives -EINVAL). */
+/* Errors as gpuq_enqueue (n == 0 or n > capacity gives -EINVAL; -EBUSY if a
+ * loan is already open). */
 GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
 			  int timeout_ms);
 /* Where to write message i (0 <= i < count) of the loan; NULL if i is out of
@@ -204,8 +212,9 @@ GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan,
 			      uint32_t i);
 /*
  * Publish the loan.  lens[i] is message i's length (1 .. slot_bytes).  If any
- * length is invalid, nothing is published, -EINVAL / GPUQ_EEMPTY /
- * GPUQ_ETOOBIG is returned and the loan stays open to be committed again.
+ * length is invalid, nothing is published, GPUQ_EEMPTY / GPUQ_ETOOBIG is
+ * returned and the loan stays open to be committed again.  -EINVAL if loan
+ * is not the handle's open loan.
  */
 GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens);
 
@@ -216,10 +225,10 @@ GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens);
 /* One completed message, as gpuq_poll() reports it. */
 typedef struct gpuq_completion {
 	uint64_t id;
-	int32_t status;     /* 0, or GPUQ_EHANDLER / GPUQ_ERECLAIMED */
+	int32_t status;     /* 0, or GPUQ_EHANDLER */
 	uint32_t len;       /* bytes of result */
-	const void *result; /* in shared memory; valid until the next
-			       gpuq_poll/gpuq_result/gpuq_wait on q */
+	const void *result; /* in shared memory; valid until the next call
+			       on q (any call but the read-only getters) */
 } gpuq_completion;
 
 /*
@@ -233,8 +242,8 @@ GPUQ_API int gpuq_poll(gpuq_queue *q, gpuq_completion *out, size_t max);
 /*
  * If message id has completed, copy its result (up to cap bytes) into buf,
  * set *len (if not NULL) to the result's full length and free its storage.
- * Returns 0 when the handler succeeded, GPUQ_EHANDLER / GPUQ_ERECLAIMED when
- * the message completed with that status, GPUQ_EAGAIN when not complete yet,
+ * Returns 0 when the handler succeeded, GPUQ_EHANDLER when it reported a
+ * failure (the result is then empty), GPUQ_EAGAIN when not complete yet,
  * GPUQ_ENOTFOUND when id is not in flight on q (never enqueued, or already
  * read), GPUQ_EBROKERDEAD, -EINVAL (q NULL, or buf NULL with cap > 0),
  * -EMSGSIZE (cap too small: *len says how much is needed; the result stays).
