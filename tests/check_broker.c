@@ -1332,7 +1332,14 @@ START_TEST(test_dead_broker)
 	}
 	EXPECT_RC(GPUQ_EBROKERDEAD, gpuq_open(c, "e", &q));
 	ck_assert_ptr_null(q);
-	EXPECT_RC(GPUQ_ENOBROKER, gpuq_connect(b->socket, &c2));
+	/* Right after a SIGKILL the kernel may still hold the listening socket
+	 * open for a moment (io_uring tears a dead process's ring down in a
+	 * worker, and a pending accept pins the socket), so a connect can be
+	 * accepted by the backlog and then reset: that reads as a dead broker.
+	 * Either answer is right; a hang or success is not. */
+	rc = gpuq_connect(b->socket, &c2);
+	ck_assert_msg(rc == GPUQ_ENOBROKER || rc == GPUQ_EBROKERDEAD,
+		      "connect to a killed broker: %s", gpuq_err_name(rc));
 	gpuq_disconnect(c);
 
 	/* The socket and lock it left behind do not stop a new broker. */
