@@ -47,6 +47,9 @@ fi
 [ "${1:-}" = quick ] && exit $fail
 
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+# A sanitized broker can stall for seconds; clients should wait, not call
+# it dead.
+export GPUQ_HEARTBEAT_TIMEOUT_MS=600000
 for tool in memcheck racecheck; do
 	echo "== compute-sanitizer --tool $tool"
 	S="$tmp/$tool.sock"
