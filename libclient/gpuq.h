@@ -23,10 +23,9 @@
  *     one per thread, each opening the queue; each handle is a separate
  *     producer to the broker.  gpuq_strerror(), gpuq_err_name(),
  *     gpuq_version() and gpuq_default_socket() are thread-safe.
- *   - System calls: attach, close and waits make them; enqueue, reserve,
- *     commit, poll and result do not, except that a call that finds nothing
- *     to do (ring full, result not ready) polls the socket for a broker
- *     hang-up at most every 5 ms.
+ *   - System calls: attach, close and sleeping waits make them; enqueue,
+ *     reserve, commit, poll and result do not, except one poll() of the
+ *     socket for a broker hang-up at most every 5 ms per handle.
  *   - Message ids are per handle: the first message enqueued through a handle
  *     gets id 0, the next id 1, and so on.
  */
