@@ -48,14 +48,9 @@ static size_t crc_fill(void *vc, uint64_t seq, void *buf, size_t cap)
 static int crc_check(void *vc, uint64_t seq, int status, const void *res,
 		     size_t len)
 {
-	struct ctx *c = vc;
 	uint8_t buf[65536];
-	uint32_t got;
-	size_t n = crc_fill(c, seq, buf, sizeof(buf));
-	if (status || len != 4)
-		return 0;
-	memcpy(&got, res, 4);
-	return got == ref_crc32c(buf, n);
+	size_t n = crc_fill(vc, seq, buf, sizeof(buf));
+	return ref_crc_result_ok(buf, n, status, res, len);
 }
 
 /* vector: 1..slot/4 floats in [-100, 100). */

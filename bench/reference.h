@@ -23,6 +23,18 @@ static inline uint32_t ref_crc32c(const void *data, size_t n)
 	return c ^ 0xffffffffu;
 }
 
+/* 1 if a checksum-handler completion (status, 4-byte LE result) is right
+ * for payload[0..n). */
+static inline int ref_crc_result_ok(const void *payload, size_t n, int status,
+				    const void *res, size_t len)
+{
+	uint32_t got;
+	if (status || len != 4)
+		return 0;
+	memcpy(&got, res, 4);
+	return got == ref_crc32c(payload, n);
+}
+
 /* 1 if got (sum, l2, min, max as float32) matches floats[n] within a
  * relative tolerance that float accumulation of n terms stays inside. */
 static inline int ref_vector_ok(const float *x, size_t n, const float got[4])

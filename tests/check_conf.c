@@ -11,6 +11,7 @@
 
 #include "broker/conf.h"
 #include "libclient/gpuq.h"
+#include "tests/runner.h"
 
 #define ORIGIN "t.conf"
 
@@ -698,13 +699,4 @@ static Suite *suite_config(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_config());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GPUQ_CHECK_MAIN(suite_config)

@@ -11,6 +11,7 @@
 #include "bench/reference.h"
 #include "broker/handler_table.h"
 #include "broker/handlers.h"
+#include "tests/runner.h"
 
 Suite *suite_handlers(void);
 
@@ -452,13 +453,4 @@ Suite *suite_handlers(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_handlers());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GPUQ_CHECK_MAIN(suite_handlers)

@@ -19,6 +19,7 @@
 #include "bench/reference.h"
 #include "libclient/gpuq.h"
 #include "tests/harness.h"
+#include "tests/runner.h"
 
 #define PRODUCERS 8
 #define PER_PRODUCER 100000ull
@@ -40,12 +41,8 @@ static int check(void *ctx, uint64_t seq, int status, const void *res,
 		 size_t len)
 {
 	uint8_t buf[256];
-	uint32_t got;
 	size_t n = fill(ctx, seq, buf, sizeof(buf));
-	if (status || len != 4)
-		return 0;
-	memcpy(&got, res, 4);
-	return got == ref_crc32c(buf, n);
+	return ref_crc_result_ok(buf, n, status, res, len);
 }
 
 static int producer(int idx, void *arg, struct proc_result *out)
@@ -154,12 +151,4 @@ static Suite *suite_multiproc(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_multiproc());
-	int failed;
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GPUQ_CHECK_MAIN(suite_multiproc)

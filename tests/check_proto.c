@@ -17,6 +17,7 @@
 
 #include "ipc/proto.h"
 #include "libclient/gpuq.h"
+#include "tests/runner.h"
 
 Suite *suite_proto(void);
 
@@ -941,13 +942,4 @@ Suite *suite_proto(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_proto());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GPUQ_CHECK_MAIN(suite_proto)

@@ -18,6 +18,7 @@
 #include "ipc/layout.h"
 #include "ipc/ring.h"
 #include "libclient/gpuq.h"
+#include "tests/runner.h"
 
 Suite *suite_ring(void);
 
@@ -1039,13 +1040,4 @@ Suite *suite_ring(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_ring());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GPUQ_CHECK_MAIN(suite_ring)
