@@ -2,11 +2,14 @@
  * backend_cpu.c - the CPU backend: worker threads consume the ring with the
  * same protocol and the same handler source as the CUDA kernel.
  *
- * Workers claim tickets in chunks from a private counter, so each ticket has
- * exactly one consumer without any shared-memory atomics, and walk their
- * chunk in order.  Each worker publishes the lowest ticket it has not
- * finished (ipc_worker.cur); the minimum over workers is the consumed
- * frontier the broker uses for reclaim and drain.
+ * Unordered queue: one shared ring; workers claim tickets in chunks from a
+ * private counter, so each ticket has exactly one consumer without any
+ * shared-memory atomics, and walk their chunk in order.
+ * Ordered queue: worker w owns ring w and walks it strictly in ticket order,
+ * so messages with one key (one ring) complete in enqueue order.
+ * Each worker publishes the lowest ticket it has not finished
+ * (ipc_worker.cur), from which the broker derives the consumed frontier for
+ * reclaim and drain.
  */
 #include "config.h"
 
@@ -29,54 +32,149 @@
 
 struct cpu_state {
 	struct bqueue *q;
-	uint64_t claim; /* next unclaimed ticket (private to gpuqd) */
+	uint64_t claim; /* next unclaimed ticket of the shared ring */
 	int stop;       /* set by stop(): exit now, drained or not */
 	uint32_t n;
 	pthread_t *threads;
-	struct cpu_worker { struct cpu_state *s; uint32_t idx; } *args;
+	struct cpu_worker {
+		struct cpu_state *s;
+		uint32_t idx;
+		uint64_t dlq_next; /* next dead-letter position (= dlq_head) */
+		uint8_t *scratch;  /* where replays' unwanted results go */
+	} *args;
 };
 
-/* Run the handler for ticket t and publish its result. */
-static void consume(struct ipc_ring *r, uint32_t handler, uint64_t t,
-		    struct ipc_worker *me)
+static int stopping(struct cpu_state *s)
 {
-	const struct ipc_msg_hdr *m = ipc_slot(r, t);
-	uint32_t len = m->len, client = m->client;
-	uint64_t id = m->id;
-	struct ipc_cq_entry *e;
+	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Copy a message that failed every attempt into this worker's dead-letter
+ * ring.  Waits while the ring is full (the operator must replay or purge):
+ * a dead letter is never dropped.  Returns 0, or -1 if stopped while
+ * waiting.
+ */
+static int dead_letter(struct cpu_worker *w, uint32_t ring, uint64_t t,
+		       const struct ipc_msg_hdr *m, int status,
+		       uint32_t attempts)
+{
+	struct ipc_ring *r = &w->s->q->r;
+	struct ipc_worker *me = &r->workers[w->idx];
+	struct ipc_backoff b = IPC_BACKOFF_INIT(IDLE_MAX_SLEEP_NS);
+	struct ipc_dlq_entry *d;
+	uint64_t p = w->dlq_next;
+	int waited = 0;
+	while (p - ipc_load_acquire(&me->dlq_tail) >= r->hdr->dlq_per_worker) {
+		if (stopping(w->s))
+			return -1;
+		if (!waited++)
+			ipc_store_relaxed(&me->dlq_waits, me->dlq_waits + 1);
+		ipc_backoff_wait(&b);
+	}
+	d = ipc_dlq_entry(r, w->idx, p);
+	d->id = m->id;
+	d->key = m->key;
+	d->ticket = t;
+	d->status = status;
+	d->attempts = attempts;
+	d->len = m->len;
+	d->client = m->client;
+	d->flags = m->flags;
+	d->pid = r->clients[m->client].pid;
+	d->ring = ring;
+	memcpy(d + 1, m + 1, m->len);
+	ipc_store_release(&d->seq, p + 1);
+	w->dlq_next = p + 1;
+	ipc_store_release(&me->dlq_head, p + 1);
+	return 0;
+}
+
+/* Run the handler (with retries) for ticket t and publish the outcome. */
+static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
+{
+	struct bqueue *q = w->s->q;
+	struct ipc_ring *r = &q->r;
+	struct ipc_worker *me = &r->workers[w->idx];
+	const struct ipc_msg_hdr *m = ipc_slot(r, ring, t);
+	struct gpuq_fault f = { r->hdr->fail_ppm, r->hdr->fail_attempts };
+	uint32_t len = m->len, client = m->client, attempts;
+	int noresult = m->flags & IPC_MSG_NORESULT;
+	struct ipc_cq_entry *e = NULL;
 	struct gpuq_hmsg in;
 	struct gpuq_hres out;
 	int rc;
 	/* The slot was written by a producer: range-check the header so a bad
 	 * one can never steer a write outside the completion areas.  (Which
 	 * client's area it names is up to the producer: every client of a
-	 * queue is in the same trust domain, docs/design.md.) */
-	if (client >= r->hdr->max_clients || len == 0 ||
-	    len > r->hdr->slot_bytes) {
-		ipc_store_relaxed(&me->failed, me->failed + 1);
+	 * queue is in the same trust domain, docs/design.md.)  Index
+	 * max_clients is the broker's own, and it never wants results. */
+	if (client > r->hdr->max_clients || len == 0 ||
+	    len > r->hdr->slot_bytes ||
+	    (client == r->hdr->max_clients && !noresult)) {
+		ipc_store_relaxed(&me->dead_lettered, me->dead_lettered + 1);
 		ipc_store_relaxed(&me->completed, me->completed + 1);
 		return;
 	}
-	e = ipc_cq_entry(r, client, id);
 	in.data = (const uint8_t *)(m + 1);
 	in.len = len;
-	in.id = id;
-	out.data = (uint8_t *)(e + 1);
-	out.cap = r->hdr->result_bytes;
-	out.len = 0;
-	rc = gpuq_handler_run(handler, &in, &out);
-	ipc_cq_publish(e, id, rc ? GPUQ_EHANDLER : 0, rc ? 0 : out.len);
+	in.id = m->id;
+	in.key = m->key;
+	if (!noresult) {
+		e = ipc_cq_entry(r, client, m->id);
+		out.data = (uint8_t *)(e + 1);
+		out.cap = r->hdr->result_bytes;
+	} else {
+		/* A replay's result goes nowhere, but the handler still needs
+		 * somewhere to write it. */
+		out.data = w->scratch;
+		out.cap = r->hdr->result_bytes;
+	}
+	rc = gpuq_handle(q->handler_id, &in, &out, &f, r->hdr->max_attempts,
+			 &attempts);
+	if (attempts > 1)
+		ipc_store_relaxed(&me->retried, me->retried + attempts - 1);
+	if (rc && dead_letter(w, ring, t, m, rc, attempts))
+		return; /* stopped while the dead-letter ring was full */
+	if (e)
+		ipc_cq_publish(e, m->id, rc ? GPUQ_EHANDLER : 0, rc ? 0 : out.len);
 	if (rc)
-		ipc_store_relaxed(&me->failed, me->failed + 1);
+		ipc_store_relaxed(&me->dead_lettered, me->dead_lettered + 1);
 	ipc_store_relaxed(&me->completed, me->completed + 1);
 }
 
-/* 1 when ticket t will never arrive: intake closed below it, or stop. */
-static int past_end(struct cpu_state *s, uint64_t t)
+/* 1 when ticket t of ring will never arrive: intake closed below it, or
+ * stop. */
+static int past_end(struct cpu_state *s, uint32_t ring, uint64_t t)
 {
-	uint64_t h = ipc_load_acquire(&s->q->r.ctl->head);
-	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE) ||
+	uint64_t h = ipc_load_acquire(&ipc_ctl(&s->q->r, ring)->head);
+	return stopping(s) ||
 	       ((h & IPC_HEAD_CLOSED) && t >= (h & ~IPC_HEAD_CLOSED));
+}
+
+/* Wait for ticket t of ring, consume or skip it, free the slot.
+ * Returns 0, or -1 when the ticket will never come. */
+static int step(struct cpu_worker *w, uint32_t ring, uint64_t t,
+		struct ipc_backoff *b)
+{
+	struct ipc_ring *r = &w->s->q->r;
+	struct ipc_worker *me = &r->workers[w->idx];
+	enum ipc_take k;
+	ipc_store_release(&me->cur, t);
+	while ((k = ipc_take(r, ring, t)) == IPC_TAKE_WAIT) {
+		if (past_end(w->s, ring, t))
+			return -1;
+		ipc_backoff_wait(b);
+	}
+	ipc_backoff_reset(b);
+	if (k == IPC_TAKE_READY)
+		consume(w, ring, t);
+	else
+		ipc_store_relaxed(&me->skipped, me->skipped + 1);
+	if (stopping(w->s))
+		return -1;
+	ipc_release_slot(r, ring, t);
+	return 0;
 }
 
 static void *worker_main(void *arg)
@@ -84,36 +182,30 @@ static void *worker_main(void *arg)
 	struct cpu_worker *w = arg;
 	struct cpu_state *s = w->s;
 	struct ipc_ring *r = &s->q->r;
-	struct ipc_worker *me = &r->workers[w->idx];
-	uint32_t handler = s->q->handler_id;
 	struct ipc_backoff b = IPC_BACKOFF_INIT(IDLE_MAX_SLEEP_NS);
-	for (;;) {
-		uint64_t c = __atomic_fetch_add(&s->claim, CHUNK,
-						__ATOMIC_RELAXED);
-		for (uint64_t t = c; t < c + CHUNK; t++) {
-			enum ipc_take k;
-			ipc_store_release(&me->cur, t);
-			while ((k = ipc_take(r, t)) == IPC_TAKE_WAIT) {
-				if (past_end(s, t))
+	if (r->hdr->ordered) {
+		/* Ring w, every ticket, in order. */
+		for (uint64_t t = 0; step(w, w->idx, t, &b) == 0; t++)
+			;
+	} else {
+		for (;;) {
+			uint64_t c = __atomic_fetch_add(&s->claim, CHUNK,
+							__ATOMIC_RELAXED);
+			for (uint64_t t = c; t < c + CHUNK; t++)
+				if (step(w, 0, t, &b))
 					goto out;
-				ipc_backoff_wait(&b);
-			}
-			ipc_backoff_reset(&b);
-			if (k == IPC_TAKE_READY)
-				consume(r, handler, t, me);
-			else
-				ipc_store_relaxed(&me->skipped, me->skipped + 1);
-			ipc_release_slot(r, t);
 		}
 	}
 out:
 	/* Finished: this worker no longer holds the frontier back. */
-	ipc_store_release(&me->cur, UINT64_MAX);
+	ipc_store_release(&r->workers[w->idx].cur, UINT64_MAX);
 	return NULL;
 }
 
 static void cpu_free(struct cpu_state *s)
 {
+	for (uint32_t i = 0; s->args && i < s->q->r.hdr->nworkers; i++)
+		free(s->args[i].scratch);
 	free(s->threads);
 	free(s->args);
 	free(s);
@@ -148,6 +240,11 @@ static int cpu_start(struct bqueue *q)
 	for (uint32_t i = 0; i < q->r.hdr->nworkers; i++) {
 		s->args[i].s = s;
 		s->args[i].idx = i;
+		s->args[i].scratch = malloc(q->r.hdr->result_bytes + 16);
+		if (!s->args[i].scratch) {
+			rc = -ENOMEM;
+			break;
+		}
 		rc = -pthread_create(&s->threads[i], NULL, worker_main,
 				     &s->args[i]);
 		if (rc)

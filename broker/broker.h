@@ -34,10 +34,10 @@ int backend_cuda_available(void);
 /* A detached client's slot waits here until the consumers have passed every
  * ticket it could have reserved; only then can the entry be reused. */
 struct bclient_slot {
-	struct bconn *owner; /* attached connection, or NULL */
-	uint64_t detach_head;  /* head when it detached */
-	int reclaim_pending;   /* unpublished tickets still to SKIP */
-	uint64_t *gen_snap;    /* other clients' resv_gen at detach */
+	struct bconn *owner;    /* attached connection, or NULL */
+	uint64_t *detach_heads; /* each ring's head when it detached */
+	int reclaim_pending;    /* unpublished tickets still to SKIP */
+	uint64_t *gen_snap;     /* other clients' resv_gen at detach */
 };
 
 struct bqueue {
@@ -48,9 +48,12 @@ struct bqueue {
 	const struct backend_ops *be;
 	void *be_state;
 	struct bclient_slot *slots; /* conf.max_clients */
-	uint64_t final_head;        /* valid once intake is closed */
+	uint64_t *final_heads;      /* per ring, valid once intake is closed */
 	int closed;
 };
+
+/* Dead-letter operations, for the control protocol. */
+enum dlq_op { DLQ_LIST = 1, DLQ_SHOW = 2, DLQ_REPLAY = 3, DLQ_PURGE = 4 };
 
 #define BCONN_MAX_ATTACH 64
 
@@ -80,6 +83,8 @@ struct broker {
 	uint64_t started_ns;
 	uint64_t drain_deadline_ns;
 	int draining;
+	struct bconn *drain_waiter; /* asked for the drain; told when done */
+	uint32_t drain_waiter_seq;
 	int listen_fd, lock_fd;
 	char socket_path[CONF_PATH_MAX];
 	struct loop *loop;
@@ -99,6 +104,19 @@ void bqueue_close_intake(struct bqueue *q);
 /* 1 when every ticket below final_head has been consumed. */
 int bqueue_drained(const struct bqueue *q);
 void bqueue_qstat(const struct bqueue *q, struct proto_qstat *out);
+/* List up to max dead letters starting at the index-th oldest; returns the
+ * count written to out.  *total gets how many are held. */
+uint32_t bqueue_dlq_list(const struct bqueue *q, uint64_t index,
+			 struct proto_dlq_item *out, uint32_t max,
+			 uint64_t *total);
+/* The dead letter at worker/pos, or NULL if it is not held. */
+const struct ipc_dlq_entry *bqueue_dlq_get(const struct bqueue *q,
+					   uint32_t worker, uint64_t pos);
+/* Put the oldest n dead letters back into the ring (as the broker's own
+ * messages, results discarded) or drop them.  Returns how many; a replay
+ * stops early when the ring is full. */
+uint64_t bqueue_dlq_replay(struct bqueue *q, uint64_t n);
+uint64_t bqueue_dlq_purge(struct bqueue *q, uint64_t n);
 
 /* ctl.c: the control protocol, shared by both event loops. */
 void ctl_accept(struct broker *b, struct bconn *c);

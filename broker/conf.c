@@ -86,6 +86,11 @@ static const struct key_desc queue_keys[] = {
 	QKEY("workers", KT_U32, workers, 1, 128, 0),
 	QKEY("handler", KT_HANDLER, handler, 0, QSIZE(handler), 0),
 	QKEY("backend", KT_BACKEND, backend, 0, 0, KF_INHERIT),
+	QKEY("ordered", KT_BOOL, ordered, 0, 1, 0),
+	QKEY("max_attempts", KT_U32, max_attempts, 1, 100, 0),
+	QKEY("fail_ppm", KT_U32, fail_ppm, 0, 1000000, 0),
+	QKEY("fail_attempts", KT_U32, fail_attempts, 0, 100, 0),
+	QKEY("dlq_capacity", KT_SIZE, dlq_capacity, 1, 1u << 20, KF_POW2),
 };
 
 static const char *const backend_names[] = {
@@ -440,6 +445,8 @@ void config_queue_defaults(struct queue_config *q, const char *name)
 	q->max_clients = 64;
 	q->workers = 1;
 	q->backend = -1;
+	q->max_attempts = 3;
+	q->dlq_capacity = 1024;
 }
 
 /* Index of a new queue with defaults, or GPUQ_ECONFIG. */

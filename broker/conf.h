@@ -24,8 +24,13 @@ struct queue_config {
 	uint32_t result_bytes;/* 0 = the handler's natural size */
 	uint32_t cq_capacity; /* power of two; 0 = capacity */
 	uint32_t max_clients; /* default 64 */
-	uint32_t workers;     /* CPU backend threads; default 1 */
+	uint32_t workers;     /* CPU threads / GPU blocks; default 1 */
 	int backend;          /* enum conf_backend; default: broker's */
+	int ordered;          /* 1: per-key order, one ring per worker; 0 */
+	uint32_t max_attempts;/* handler runs before dead-letter; default 3 */
+	uint32_t fail_ppm;    /* fault injection, messages per million; 0 */
+	uint32_t fail_attempts; /* runs a chosen message fails (0 = all); 0 */
+	uint32_t dlq_capacity;  /* dead letters per worker, power of 2; 1024 */
 };
 
 struct gpuqd_config {

@@ -144,9 +144,9 @@ static void on_close(struct broker *b, struct bconn *c, const struct proto_msg *
 _Static_assert(CONF_MAX_QUEUES <= PROTO_MAX_QUEUES,
 	       "every configured queue fits in one STATUS_OK");
 
-static void on_status(struct broker *b, struct bconn *c, uint32_t seq)
+/* Fill a STATUS_OK body; returns its length. */
+static uint32_t status_body(struct broker *b, uint8_t *body)
 {
-	_Alignas(8) uint8_t body[PROTO_MAX_MSG];
 	struct proto_status_ok *st = (struct proto_status_ok *)body;
 	uint32_t n = b->nqueues < PROTO_MAX_QUEUES ? b->nqueues
 						   : PROTO_MAX_QUEUES;
@@ -157,8 +157,100 @@ static void on_status(struct broker *b, struct bconn *c, uint32_t seq)
 	st->uptime_ns = ipc_now_ns() - b->started_ns;
 	for (uint32_t i = 0; i < n; i++)
 		bqueue_qstat(&b->queues[i], &st->q[i]);
-	reply(b, c, PROTO_STATUS_OK, seq, body,
-	      (uint32_t)(sizeof(*st) + n * sizeof(st->q[0])), -1);
+	return (uint32_t)(sizeof(*st) + n * sizeof(st->q[0]));
+}
+
+static void on_status(struct broker *b, struct bconn *c, uint32_t seq)
+{
+	_Alignas(8) uint8_t body[PROTO_MAX_MSG];
+	uint32_t len = status_body(b, body);
+	reply(b, c, PROTO_STATUS_OK, seq, body, len, -1);
+}
+
+/* ---- dead letters ---- */
+
+static void dlq_list(struct broker *b, struct bconn *c, uint32_t seq,
+		     struct bqueue *q, const struct proto_dlq_req *req)
+{
+	_Alignas(8) uint8_t body[PROTO_MAX_MSG];
+	struct proto_dlq_ok *ok = (struct proto_dlq_ok *)body;
+	uint32_t max = req->count < PROTO_DLQ_MAX_ITEMS ? (uint32_t)req->count
+							: PROTO_DLQ_MAX_ITEMS;
+	memset(ok, 0, sizeof(*ok));
+	ok->nitems = bqueue_dlq_list(q, req->pos, ok->items, max, &ok->total);
+	reply(b, c, PROTO_DLQ_OK, seq, body,
+	      (uint32_t)(sizeof(*ok) + ok->nitems * sizeof(ok->items[0])), -1);
+}
+
+static void dlq_show(struct broker *b, struct bconn *c, uint32_t seq,
+		     struct bqueue *q, const struct proto_dlq_req *req)
+{
+	_Alignas(8) uint8_t body[PROTO_MAX_MSG];
+	struct proto_dlq_ok *ok = (struct proto_dlq_ok *)body;
+	struct proto_dlq_item all[1];
+	const struct ipc_dlq_entry *d = bqueue_dlq_get(q, req->worker, req->pos);
+	if (!d) {
+		reply_error(b, c, seq, GPUQ_ENOTFOUND);
+		return;
+	}
+	memset(ok, 0, sizeof(*ok));
+	bqueue_dlq_list(q, UINT64_MAX, all, 0, &ok->total);
+	ok->nitems = 1;
+	ok->data_len = d->len < PROTO_DLQ_MAX_DATA ? d->len : PROTO_DLQ_MAX_DATA;
+	memset(&ok->items[0], 0, sizeof(ok->items[0]));
+	ok->items[0].worker = req->worker;
+	ok->items[0].ring = d->ring;
+	ok->items[0].pos = req->pos;
+	ok->items[0].id = d->id;
+	ok->items[0].key = d->key;
+	ok->items[0].status = d->status;
+	ok->items[0].attempts = d->attempts;
+	ok->items[0].len = d->len;
+	ok->items[0].client = d->client;
+	ok->items[0].pid = d->pid;
+	memcpy(&ok->items[1], d + 1, ok->data_len);
+	reply(b, c, PROTO_DLQ_OK, seq, body,
+	      (uint32_t)(sizeof(*ok) + sizeof(ok->items[0]) + ok->data_len), -1);
+}
+
+static void on_dlq(struct broker *b, struct bconn *c, const struct proto_msg *m)
+{
+	const struct proto_dlq_req *req = m->body;
+	struct proto_dlq_ok ok;
+	struct proto_dlq_item none[1];
+	struct bqueue *q;
+	int qi = find_queue(b, req->name);
+	if (qi < 0) {
+		reply_error(b, c, m->hdr.seq, GPUQ_ENOQUEUE);
+		return;
+	}
+	q = &b->queues[qi];
+	switch (req->op) {
+	case DLQ_LIST:
+		dlq_list(b, c, m->hdr.seq, q, req);
+		return;
+	case DLQ_SHOW:
+		dlq_show(b, c, m->hdr.seq, q, req);
+		return;
+	case DLQ_REPLAY:
+	case DLQ_PURGE:
+		/* Changing the queue is for operators, as SHUTDOWN is. */
+		if (c->uid != geteuid() && c->uid != 0) {
+			reply_error(b, c, m->hdr.seq, GPUQ_EDENIED);
+			return;
+		}
+		memset(&ok, 0, sizeof(ok));
+		ok.done = req->op == DLQ_REPLAY ? bqueue_dlq_replay(q, req->count)
+						: bqueue_dlq_purge(q, req->count);
+		bqueue_dlq_list(q, UINT64_MAX, none, 0, &ok.total);
+		blog(1, "queue %s: %s %llu dead letters", q->conf.name,
+		     req->op == DLQ_REPLAY ? "replayed" : "purged",
+		     (unsigned long long)ok.done);
+		reply(b, c, PROTO_DLQ_OK, m->hdr.seq, &ok, sizeof(ok), -1);
+		return;
+	default:
+		reply_error(b, c, m->hdr.seq, GPUQ_EPROTO);
+	}
 }
 
 void ctl_message(struct broker *b, struct bconn *c, const void *buf, int n)
@@ -202,7 +294,16 @@ void ctl_message(struct broker *b, struct bconn *c, const void *buf, int n)
 			break;
 		}
 		ctl_begin_drain(b, "shutdown requested over the socket");
-		on_status(b, c, m.hdr.seq); /* the counts at the start of drain */
+		/* Answered with the final counts once the drain is over. */
+		if (!b->drain_waiter) {
+			b->drain_waiter = c;
+			b->drain_waiter_seq = m.hdr.seq;
+		} else {
+			reply_error(b, c, m.hdr.seq, GPUQ_ESHUTDOWN);
+		}
+		break;
+	case PROTO_DLQ:
+		on_dlq(b, c, &m);
 		break;
 	default: /* replies are not requests */
 		reply_error(b, c, m.hdr.seq, GPUQ_EPROTO);
@@ -212,6 +313,8 @@ void ctl_message(struct broker *b, struct bconn *c, const void *buf, int n)
 
 void ctl_hangup(struct broker *b, struct bconn *c)
 {
+	if (b->drain_waiter == c)
+		b->drain_waiter = NULL;
 	if (c->nattach)
 		blog(2, "pid %d hung up holding %u queue attachments",
 		     (int)c->pid, c->nattach);
@@ -242,11 +345,21 @@ void ctl_tick(struct broker *b)
 	}
 	if (!b->draining)
 		return;
-	if (all_drained) {
-		loop_stop(b->loop);
-	} else if (now > b->drain_deadline_ns) {
+	if (!all_drained && now <= b->drain_deadline_ns)
+		return;
+	if (!all_drained)
 		blog(0, "drain timed out after %u ms; stopping anyway",
 		     b->conf.drain_timeout_ms);
-		loop_stop(b->loop);
+	if (b->drain_waiter) {
+		/* The loop stops now, so send directly rather than queue. */
+		_Alignas(8) uint8_t body[PROTO_MAX_MSG];
+		struct bconn *c = b->drain_waiter;
+		uint32_t len = status_body(b, body);
+		int n = proto_encode(c->tx, sizeof(c->tx), PROTO_STATUS_OK,
+				     b->drain_waiter_seq, body, len);
+		if (n > 0)
+			proto_send(c->fd, c->tx, (size_t)n, -1);
+		b->drain_waiter = NULL;
 	}
+	loop_stop(b->loop);
 }

@@ -28,7 +28,9 @@
 struct gpuq_hmsg {
 	const uint8_t *data;
 	uint32_t len;
+	uint32_t attempt; /* 1 on the first run, 2 on the first retry, ... */
 	uint64_t id;
+	uint64_t key;
 };
 
 struct gpuq_hres {
@@ -186,6 +188,68 @@ GPUQ_HD int gpuq_handler_run(uint32_t id, const struct gpuq_hmsg *m,
 	default:
 		return 1;
 	}
+}
+
+/* ---- retries and fault injection (both backends) ---- */
+
+/* Fault injection: a queue's fail_ppm chooses messages by a hash of their
+ * id; a chosen message fails its first fail_attempts runs (0 = every run).
+ * Deterministic, so a test can compute exactly which messages end in the
+ * dead-letter queue. */
+#define GPUQ_HANDLER_INJECTED 99 /* the code an injected failure returns */
+
+struct gpuq_fault {
+	uint32_t ppm;
+	uint32_t fail_attempts;
+};
+
+GPUQ_HD uint64_t gpuq_fault_mix(uint64_t x)
+{
+	/* splitmix64's finaliser */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+GPUQ_HD int gpuq_fault_chosen(const struct gpuq_fault *f, uint64_t id)
+{
+	/* Salted so the choice does not line up with key -> ring hashing. */
+	return f->ppm &&
+	       gpuq_fault_mix(id ^ 0x6661756c74ull) % 1000000u < f->ppm;
+}
+
+GPUQ_HD int gpuq_fault_fails(const struct gpuq_fault *f, uint64_t id,
+			     uint32_t attempt)
+{
+	return gpuq_fault_chosen(f, id) &&
+	       (f->fail_attempts == 0 || attempt <= f->fail_attempts);
+}
+
+/*
+ * Run handler on m up to max_attempts times, stopping at the first success.
+ * Retries happen in place, before the slot is released, so a retried
+ * message keeps its position (per-key order holds across retries).
+ * Returns 0 or the last failure code; *attempts says how many runs.
+ */
+GPUQ_HD int gpuq_handle(uint32_t handler, struct gpuq_hmsg *m,
+			struct gpuq_hres *r, const struct gpuq_fault *f,
+			uint32_t max_attempts, uint32_t *attempts)
+{
+	int rc = 1;
+	uint32_t a;
+	for (a = 1; a <= max_attempts; a++) {
+		m->attempt = a;
+		r->len = 0;
+		rc = gpuq_fault_fails(f, m->id, a)
+			     ? GPUQ_HANDLER_INJECTED
+			     : gpuq_handler_run(handler, m, r);
+		if (rc == 0)
+			break;
+	}
+	*attempts = a > max_attempts ? max_attempts : a;
+	return rc;
 }
 
 #endif

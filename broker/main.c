@@ -213,11 +213,12 @@ static void report_drain(const struct broker *b)
 	for (uint32_t i = 0; i < b->nqueues; i++) {
 		struct proto_qstat s;
 		bqueue_qstat(&b->queues[i], &s);
-		blog(0, "queue %s: enqueued %llu completed %llu failed %llu "
-			"reclaimed %llu left %llu",
+		blog(0, "queue %s: enqueued %llu completed %llu retried %llu "
+			"dead-lettered %llu reclaimed %llu left %llu",
 		     s.name, (unsigned long long)s.enqueued,
 		     (unsigned long long)s.completed,
-		     (unsigned long long)s.failed,
+		     (unsigned long long)s.retried,
+		     (unsigned long long)s.dead_lettered,
 		     (unsigned long long)s.reclaimed,
 		     (unsigned long long)s.depth);
 	}

@@ -69,6 +69,8 @@ static void fill_geometry(const struct queue_config *c, uint32_t rbytes,
 	g->cq_capacity = c->cq_capacity ? c->cq_capacity : c->capacity;
 	g->max_clients = c->max_clients;
 	g->nworkers = c->workers;
+	g->ordered = c->ordered ? 1 : 0;
+	g->dlq_per_worker = c->dlq_capacity;
 }
 
 static int map_ring(struct bqueue *q, const struct ipc_geometry *g,
@@ -97,12 +99,21 @@ static int map_ring(struct bqueue *q, const struct ipc_geometry *g,
 	h->broker_pid = getpid();
 	h->epoch = epoch;
 	h->heartbeat_ns = ipc_now_ns();
+	h->max_attempts = q->conf.max_attempts ? q->conf.max_attempts : 1;
+	h->fail_ppm = q->conf.fail_ppm;
+	h->fail_attempts = q->conf.fail_attempts;
 	rc = ipc_ring_init(&q->r, p, (size_t)size, g);
 	if (rc) {
 		munmap(p, (size_t)size);
 		q->r.base = NULL;
+		return rc;
 	}
-	return rc;
+	/* The broker's own client entry, for replays: always attached. */
+	q->r.clients[IPC_BROKER_CLIENT(&q->r)].pid = getpid();
+	q->r.clients[IPC_BROKER_CLIENT(&q->r)].uid = geteuid();
+	ipc_store_release(&q->r.clients[IPC_BROKER_CLIENT(&q->r)].state,
+			  IPC_CLIENT_ACTIVE);
+	return 0;
 }
 
 int bqueue_create(struct bqueue *q, const struct queue_config *c,
@@ -127,7 +138,8 @@ int bqueue_create(struct bqueue *q, const struct queue_config *c,
 		return rc;
 	fill_geometry(c, rbytes, &g);
 	q->slots = calloc(c->max_clients, sizeof(*q->slots));
-	if (!q->slots)
+	q->final_heads = calloc(c->ordered ? c->workers : 1, sizeof(uint64_t));
+	if (!q->slots || !q->final_heads)
 		return -ENOMEM;
 	rc = map_ring(q, &g, kind, epoch);
 	if (rc)
@@ -150,10 +162,14 @@ void bqueue_destroy(struct bqueue *q)
 	if (q->fd >= 0)
 		close(q->fd);
 	if (q->slots)
-		for (uint32_t i = 0; i < q->conf.max_clients; i++)
+		for (uint32_t i = 0; i < q->conf.max_clients; i++) {
 			free(q->slots[i].gen_snap);
+			free(q->slots[i].detach_heads);
+		}
 	free(q->slots);
+	free(q->final_heads);
 	q->slots = NULL;
+	q->final_heads = NULL;
 	q->fd = -1;
 }
 
@@ -205,10 +221,16 @@ void bqueue_detach(struct bqueue *q, uint32_t client)
 	ipc_store_relaxed(&h->clients_attached, h->clients_attached - 1);
 	s->owner = NULL;
 	if (!s->gen_snap)
-		s->gen_snap = calloc(h->max_clients, sizeof(uint64_t));
-	/* seq_cst load pairs with the producers' seq_cst resv_gen store. */
-	s->detach_head = ipc_load_seqcst(&q->r.ctl->head) & ~IPC_HEAD_CLOSED;
-	for (uint32_t i = 0; s->gen_snap && i < h->max_clients; i++)
+		s->gen_snap = calloc(h->max_clients + 1, sizeof(uint64_t));
+	if (!s->detach_heads)
+		s->detach_heads = calloc(h->nrings, sizeof(uint64_t));
+	/* seq_cst loads pair with the producers' seq_cst resv_gen store.
+	 * Without the heads array (allocation failed) nothing can be
+	 * reclaimed safely; the entry then stays DEAD. */
+	for (uint32_t r = 0; s->detach_heads && r < h->nrings; r++)
+		s->detach_heads[r] = ipc_load_seqcst(&ipc_ctl(&q->r, r)->head) &
+				     ~IPC_HEAD_CLOSED;
+	for (uint32_t i = 0; s->gen_snap && i <= h->max_clients; i++)
 		s->gen_snap[i] = ipc_load_seqcst(&q->r.clients[i].resv_gen);
 	s->reclaim_pending = 1;
 }
@@ -218,7 +240,7 @@ void bqueue_detach(struct bqueue *q, uint32_t client)
  * live client is idle right now". */
 static int reservations_settled(struct bqueue *q, struct bclient_slot *s)
 {
-	for (uint32_t i = 0; i < q->r.hdr->max_clients; i++) {
+	for (uint32_t i = 0; i <= q->r.hdr->max_clients; i++) {
 		struct ipc_client *cl = &q->r.clients[i];
 		uint64_t g;
 		if (ipc_load_acquire(&cl->state) != IPC_CLIENT_ACTIVE)
@@ -231,17 +253,29 @@ static int reservations_settled(struct bqueue *q, struct bclient_slot *s)
 	return 1;
 }
 
+/* 1 when every ring's consumers are past the heads recorded at detach. */
+static int consumed_past(const struct bqueue *q, const uint64_t *heads)
+{
+	for (uint32_t r = 0; r < q->r.hdr->nrings; r++)
+		if (ipc_consumed_frontier(&q->r, r) < heads[r])
+			return 0;
+	return 1;
+}
+
 static void reclaim_step(struct bqueue *q, uint32_t i)
 {
 	struct bclient_slot *s = &q->slots[i];
 	struct ipc_client *cl = &q->r.clients[i];
-	uint64_t lo;
+	if (!s->detach_heads)
+		return;
 	if (s->reclaim_pending && reservations_settled(q, s)) {
-		uint64_t n;
-		lo = ipc_consumed_frontier(&q->r);
-		n = lo < s->detach_head
-			    ? ipc_skip_unpublished(&q->r, lo, s->detach_head)
-			    : 0;
+		uint64_t n = 0;
+		for (uint32_t r = 0; r < q->r.hdr->nrings; r++) {
+			uint64_t lo = ipc_consumed_frontier(&q->r, r);
+			if (lo < s->detach_heads[r])
+				n += ipc_skip_unpublished(&q->r, r, lo,
+							  s->detach_heads[r]);
+		}
 		if (n) {
 			q->r.hdr->reclaimed += n;
 			blog(1, "queue %s: reclaimed %llu tickets of client %u",
@@ -252,8 +286,7 @@ static void reclaim_step(struct bqueue *q, uint32_t i)
 	/* Reuse the entry only after the consumers have passed every ticket
 	 * the old client could own: until then a late result could land in
 	 * the new client's completion area. */
-	if (!s->reclaim_pending &&
-	    ipc_consumed_frontier(&q->r) >= s->detach_head) {
+	if (!s->reclaim_pending && consumed_past(q, s->detach_heads)) {
 		for (uint64_t id = 0; id < q->r.hdr->cq_capacity; id++)
 			ipc_cq_entry(&q->r, i, id)->done = 0;
 		ipc_store_release(&cl->state, IPC_CLIENT_FREE);
@@ -272,14 +305,15 @@ void bqueue_close_intake(struct bqueue *q)
 {
 	if (q->closed)
 		return;
-	q->final_head = ipc_close_intake(&q->r);
+	for (uint32_t r = 0; r < q->r.hdr->nrings; r++)
+		q->final_heads[r] = ipc_close_intake(&q->r, r);
 	q->closed = 1;
 	ipc_store_release(&q->r.hdr->state, IPC_BROKER_DRAINING);
 }
 
 int bqueue_drained(const struct bqueue *q)
 {
-	return q->closed && ipc_consumed_frontier(&q->r) >= q->final_head;
+	return q->closed && consumed_past(q, q->final_heads);
 }
 
 void bqueue_qstat(const struct bqueue *q, struct proto_qstat *o)
@@ -295,11 +329,142 @@ void bqueue_qstat(const struct bqueue *q, struct proto_qstat *o)
 	o->backend = q->r.hdr->backend;
 	o->clients = (uint32_t)q->r.hdr->clients_attached;
 	o->state = q->r.hdr->state;
+	o->nrings = q->r.hdr->nrings;
+	o->ordered = q->r.hdr->ordered;
 	o->enqueued = c.published;
 	o->completed = c.completed;
-	o->failed = c.failed;
+	o->retried = c.retried;
+	o->dead_lettered = c.dead_lettered;
 	o->reclaimed = c.skipped;
 	o->full_events = c.full_events;
 	o->depth = c.head > c.completed + c.skipped
 			   ? c.head - c.completed - c.skipped : 0;
+	o->dlq_pending = c.dlq_pending;
+	o->dlq_replayed = c.dlq_replayed;
+	o->dlq_purged = c.dlq_purged;
+}
+
+/* ---- dead letters ---- */
+
+/* Dead letters are listed worker by worker, oldest first within each. */
+static uint64_t dlq_held(const struct bqueue *q, uint32_t w)
+{
+	const struct ipc_worker *wk = &q->r.workers[w];
+	return ipc_load_acquire(&wk->dlq_head) - wk->dlq_tail;
+}
+
+const struct ipc_dlq_entry *bqueue_dlq_get(const struct bqueue *q,
+					   uint32_t worker, uint64_t pos)
+{
+	const struct ipc_dlq_entry *d;
+	if (worker >= q->r.hdr->nworkers ||
+	    pos < q->r.workers[worker].dlq_tail ||
+	    pos >= q->r.workers[worker].dlq_tail + dlq_held(q, worker))
+		return NULL;
+	d = ipc_dlq_entry(&q->r, worker, pos);
+	return ipc_load_acquire(&d->seq) == pos + 1 ? d : NULL;
+}
+
+static void dlq_item(const struct ipc_dlq_entry *d, uint32_t w, uint64_t pos,
+		     struct proto_dlq_item *it)
+{
+	memset(it, 0, sizeof(*it));
+	it->worker = w;
+	it->ring = d->ring;
+	it->pos = pos;
+	it->id = d->id;
+	it->key = d->key;
+	it->status = d->status;
+	it->attempts = d->attempts;
+	it->len = d->len;
+	it->client = d->client;
+	it->pid = d->pid;
+}
+
+uint32_t bqueue_dlq_list(const struct bqueue *q, uint64_t index,
+			 struct proto_dlq_item *out, uint32_t max,
+			 uint64_t *total)
+{
+	uint32_t n = 0;
+	*total = 0;
+	for (uint32_t w = 0; w < q->r.hdr->nworkers; w++) {
+		uint64_t held = dlq_held(q, w), tail = q->r.workers[w].dlq_tail;
+		for (uint64_t i = 0; i < held; i++, (*total)++) {
+			const struct ipc_dlq_entry *d;
+			if (*total < index || n >= max)
+				continue;
+			d = bqueue_dlq_get(q, w, tail + i);
+			if (d)
+				dlq_item(d, w, tail + i, &out[n++]);
+		}
+	}
+	return n;
+}
+
+/* Publish one dead letter again as the broker's own message (no result
+ * wanted).  Returns 0, or GPUQ_EFULL / GPUQ_ESHUTDOWN. */
+static int replay_one(struct bqueue *q, const struct ipc_dlq_entry *d)
+{
+	struct ipc_ring *r = &q->r;
+	struct ipc_client *me = &r->clients[IPC_BROKER_CLIENT(r)];
+	struct ipc_msg_meta mm;
+	uint32_t ring = r->hdr->ordered ? d->ring : 0;
+	uint64_t t;
+	int rc;
+	/* Reserve like any producer (resv_gen odd around it), so reclaim's
+	 * reasoning holds for the broker's tickets too. */
+	ipc_store_seqcst(&me->resv_gen, me->resv_gen + 1);
+	rc = ipc_reserve(r, ring, 1, &t);
+	if (!rc) {
+		memcpy(ipc_slot(r, ring, t) + 1, d + 1, d->len);
+		mm.id = me->published;
+		mm.key = d->key;
+		mm.len = d->len;
+		mm.client = (uint16_t)IPC_BROKER_CLIENT(r);
+		mm.flags = IPC_MSG_NORESULT;
+		ipc_publish(r, ring, t, &mm);
+		ipc_store_relaxed(&me->published, me->published + 1);
+	}
+	ipc_store_release(&me->resv_gen, me->resv_gen + 1);
+	return rc;
+}
+
+/* Free the oldest dead letter of worker w. */
+static void dlq_pop(struct bqueue *q, uint32_t w)
+{
+	struct ipc_worker *wk = &q->r.workers[w];
+	ipc_store_release(&wk->dlq_tail, wk->dlq_tail + 1);
+}
+
+static uint64_t dlq_take(struct bqueue *q, uint64_t n, int replay)
+{
+	uint64_t done = 0;
+	for (uint32_t w = 0; w < q->r.hdr->nworkers && done < n; w++) {
+		while (done < n && dlq_held(q, w)) {
+			const struct ipc_dlq_entry *d =
+				bqueue_dlq_get(q, w, q->r.workers[w].dlq_tail);
+			if (!d || (replay && replay_one(q, d)))
+				goto out; /* not written yet, or ring full */
+			dlq_pop(q, w);
+			done++;
+		}
+	}
+out:
+	if (replay)
+		ipc_store_relaxed(&q->r.hdr->dlq_replayed,
+				  q->r.hdr->dlq_replayed + done);
+	else
+		ipc_store_relaxed(&q->r.hdr->dlq_purged,
+				  q->r.hdr->dlq_purged + done);
+	return done;
+}
+
+uint64_t bqueue_dlq_replay(struct bqueue *q, uint64_t n)
+{
+	return dlq_take(q, n, 1);
+}
+
+uint64_t bqueue_dlq_purge(struct bqueue *q, uint64_t n)
+{
+	return dlq_take(q, n, 0);
 }

@@ -12,12 +12,19 @@
  * advance with compare-and-swap and the GPU never writes.
  *
  *   offset 0          struct ipc_hdr            (one page)
- *   hdr.ctl_off       struct ipc_ctl            (head/closed, own cache line)
- *   hdr.workers_off   struct ipc_worker[N]      (consumer counters, 1 line each)
- *   hdr.clients_off   struct ipc_client[M]      (2 lines each)
- *   hdr.states_off    uint64_t state[capacity]  (slot state words)
- *   hdr.slots_off     capacity * slot_stride    (ipc_msg_hdr + payload)
+ *   hdr.ctl_off       struct ipc_ctl[R]         (one head per ring, a line each)
+ *   hdr.workers_off   struct ipc_worker[N]      (consumer counters, 2 lines each)
+ *   hdr.clients_off   struct ipc_client[M + 1]  (2 lines each; the last is
+ *                                                the broker's own, for replays)
+ *   hdr.states_off    uint64_t state[R][capacity] (slot state words)
+ *   hdr.slots_off     R * capacity * slot_stride  (ipc_msg_hdr + payload)
  *   hdr.cq_off        M * cq_capacity * cq_stride (per-client result areas)
+ *   hdr.dlq_off       N * dlq_per_worker * dlq_stride (dead letters, per worker)
+ *
+ * R (nrings) is 1 for an unordered queue.  An ordered queue has one ring per
+ * worker: a message goes to ring hash(key) % R and each ring is consumed in
+ * ticket order by its one worker, so messages with one key complete in the
+ * order they were enqueued, and different keys proceed in parallel.
  */
 #ifndef GPUQ_IPC_LAYOUT_H
 #define GPUQ_IPC_LAYOUT_H
@@ -90,7 +97,17 @@ struct ipc_hdr {
 	uint32_t nworkers;     /* entries of the workers array in use */
 	uint32_t backend;      /* enum ipc_backend */
 	uint32_t handler_id;
+	uint32_t nrings;       /* 1, or nworkers for an ordered queue */
+	uint32_t ordered;      /* 1: ring r is consumed in order by worker r */
+	uint32_t max_attempts; /* handler runs per message before dead-letter */
+	uint32_t fail_ppm;     /* fault injection: messages chosen per million */
+	uint32_t fail_attempts;/* a chosen message fails this many attempts
+				  (0 = all of them) */
+	uint32_t dlq_per_worker; /* dead-letter entries per worker, power of 2 */
+	uint32_t dlq_stride;   /* sizeof(ipc_dlq_entry) + slot_bytes, aligned */
+	uint32_t pad2;
 	uint64_t ctl_off, workers_off, clients_off, states_off, slots_off, cq_off;
+	uint64_t dlq_off;
 	char name[IPC_NAME_MAX];
 	char handler[IPC_HANDLER_MAX];
 	int32_t broker_pid;
@@ -105,6 +122,8 @@ struct ipc_hdr {
 	uint64_t retired_full;      /* full events of clients now detached */
 	uint64_t reclaimed;         /* tickets the broker marked SKIP */
 	uint64_t clients_attached;
+	uint64_t dlq_replayed;      /* dead letters put back into the ring */
+	uint64_t dlq_purged;        /* dead letters dropped by an operator */
 };
 
 struct ipc_ctl {
@@ -113,14 +132,20 @@ struct ipc_ctl {
 	IPC_ALIGN_LINE uint64_t head;
 };
 
-/* Per consumer worker (CPU thread or GPU block): written only by it. */
+/* Per consumer worker (CPU thread or GPU block). */
 struct ipc_worker {
-	IPC_ALIGN_LINE uint64_t completed;
-	uint64_t failed;
-	uint64_t skipped;
-	/* Lowest ticket this worker has not finished; the broker's consumed
-	 * frontier is the minimum over workers. */
+	/* Line 1: written only by the worker. */
+	IPC_ALIGN_LINE uint64_t completed; /* messages finished, any outcome */
+	uint64_t dead_lettered; /* of completed: moved to the dead-letter queue */
+	uint64_t skipped;       /* reclaimed tickets passed over */
+	uint64_t retried;       /* handler re-runs after a failure */
+	/* Lowest ticket (of its ring, or of the shared ring) this worker has
+	 * not finished; the consumed frontier is built from these. */
 	uint64_t cur;
+	uint64_t dlq_head;      /* dead letters written (positions < this) */
+	uint64_t dlq_waits;     /* times the worker waited for dead-letter room */
+	/* Line 2: written only by the broker. */
+	IPC_ALIGN_LINE uint64_t dlq_tail; /* positions below this are freed */
 };
 
 enum ipc_client_state { IPC_CLIENT_FREE = 0, IPC_CLIENT_ACTIVE = 1,
@@ -139,14 +164,40 @@ struct ipc_client {
 	uint64_t cq_released; /* all ids below this have been read */
 };
 
+/* ipc_msg_hdr.flags */
+#define IPC_MSG_NORESULT 1u /* no completion entry (the broker's replays) */
+
 /* In front of each payload.  Written by the producer before READY. */
 struct ipc_msg_hdr {
 	uint64_t id;     /* the client's message id */
 	uint32_t len;    /* payload bytes */
 	uint16_t client; /* index into the clients array */
-	uint16_t flags;
+	uint16_t flags;  /* IPC_MSG_* */
 	uint64_t pad;
-	uint64_t key; /* reserved for ordered queues */
+	uint64_t key;    /* ordering key (ordered queues), kept for dead letters */
+};
+
+/*
+ * A dead letter: a message whose handler failed max_attempts times.  The
+ * worker writes the entry at position p of its own dead-letter ring (waiting
+ * while p - dlq_tail == dlq_per_worker, so nothing is ever dropped), then
+ * stores seq = p + 1 with release semantics.  The broker lists, replays and
+ * purges entries in position order and frees them by advancing dlq_tail.
+ */
+struct ipc_dlq_entry {
+	uint64_t seq;
+	uint64_t id;
+	uint64_t key;
+	uint64_t ticket;
+	int32_t status;    /* the handler's last return code */
+	uint32_t attempts;
+	uint32_t len;
+	uint16_t client;
+	uint16_t flags;
+	int32_t pid;       /* the producer, as the client table had it */
+	uint32_t ring;
+	uint64_t pad;
+	/* payload follows */
 };
 
 /*
@@ -165,11 +216,13 @@ struct ipc_cq_entry {
 
 #define IPC_MSG_HDR_BYTES ((uint32_t)sizeof(struct ipc_msg_hdr))
 #define IPC_CQ_HDR_BYTES ((uint32_t)sizeof(struct ipc_cq_entry))
+#define IPC_DLQ_HDR_BYTES ((uint32_t)sizeof(struct ipc_dlq_entry))
 
 IPC_STATIC_ASSERT(sizeof(struct ipc_msg_hdr) == 32, "msg hdr is 32 bytes");
 IPC_STATIC_ASSERT(sizeof(struct ipc_cq_entry) == 16, "cq entry hdr is 16 bytes");
 IPC_STATIC_ASSERT(sizeof(struct ipc_ctl) == IPC_LINE, "ctl is one line");
-IPC_STATIC_ASSERT(sizeof(struct ipc_worker) == IPC_LINE, "worker is one line");
+IPC_STATIC_ASSERT(sizeof(struct ipc_worker) == 2 * IPC_LINE, "worker: 2 lines");
+IPC_STATIC_ASSERT(sizeof(struct ipc_dlq_entry) == 64, "dlq entry hdr is 64 bytes");
 IPC_STATIC_ASSERT(sizeof(struct ipc_client) == 2 * IPC_LINE, "client: 2 lines");
 
 #endif

@@ -28,7 +28,10 @@ static uint32_t body_size(uint16_t type)
 		return sizeof(struct proto_close);
 	case PROTO_ERROR:
 		return sizeof(struct proto_error);
+	case PROTO_DLQ:
+		return sizeof(struct proto_dlq_req);
 	case PROTO_STATUS_OK:
+	case PROTO_DLQ_OK:
 		return UINT32_MAX;
 	default:
 		return 0;
@@ -37,10 +40,24 @@ static uint32_t body_size(uint16_t type)
 
 static int has_nul(const char *s, size_t cap) { return memchr(s, 0, cap) != NULL; }
 
+static int check_dlq_ok(const struct proto_dlq_ok *d, uint32_t len)
+{
+	if (len < sizeof(*d) || d->nitems > PROTO_DLQ_MAX_ITEMS ||
+	    d->data_len > PROTO_DLQ_MAX_DATA || (d->data_len && d->nitems != 1) ||
+	    len != sizeof(*d) + d->nitems * sizeof(d->items[0]) + d->data_len)
+		return GPUQ_EPROTO;
+	return 0;
+}
+
 static int check_body(uint16_t type, const void *body, uint32_t len)
 {
 	const struct proto_status_ok *st = body;
 	switch (type) {
+	case PROTO_DLQ:
+		return has_nul(((const struct proto_dlq_req *)body)->name,
+			       IPC_NAME_MAX) ? 0 : GPUQ_EPROTO;
+	case PROTO_DLQ_OK:
+		return check_dlq_ok(body, len);
 	case PROTO_OPEN:
 		return has_nul(((const struct proto_open *)body)->name,
 			       IPC_NAME_MAX) ? 0 : GPUQ_EPROTO;

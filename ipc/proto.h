@@ -28,8 +28,11 @@ enum proto_type {
 	PROTO_STATUS = 6,    /* c->b: (empty) */
 	PROTO_STATUS_OK = 7, /* b->c: per-queue counters */
 	PROTO_ERROR = 8,     /* b->c: code and text */
-	PROTO_SHUTDOWN = 9,  /* c->b: drain and stop (operator only) */
-	PROTO_TYPE_MAX = 10,
+	PROTO_SHUTDOWN = 9,  /* c->b: drain and stop (operator only); the
+				STATUS_OK reply comes when the drain ends */
+	PROTO_DLQ = 10,      /* c->b: dead-letter list/show/replay/purge */
+	PROTO_DLQ_OK = 11,   /* b->c: its result */
+	PROTO_TYPE_MAX = 12,
 };
 
 struct proto_hdr {
@@ -69,8 +72,9 @@ struct proto_qstat {
 	char name[IPC_NAME_MAX];
 	char handler[IPC_HANDLER_MAX];
 	uint32_t capacity, slot_bytes, result_bytes, backend;
-	uint32_t clients, state;
-	uint64_t enqueued, completed, failed, reclaimed, full_events, depth;
+	uint32_t clients, state, nrings, ordered;
+	uint64_t enqueued, completed, retried, dead_lettered, reclaimed;
+	uint64_t full_events, depth, dlq_pending, dlq_replayed, dlq_purged;
 };
 
 struct proto_status_ok {
@@ -79,6 +83,37 @@ struct proto_status_ok {
 	uint64_t epoch;
 	uint64_t uptime_ns;
 	struct proto_qstat q[]; /* nqueues entries */
+};
+
+/* PROTO_DLQ: op is enum dlq_op (broker.h): 1 list, 2 show, 3 replay,
+ * 4 purge. */
+struct proto_dlq_req {
+	char name[IPC_NAME_MAX];
+	uint32_t op;
+	uint32_t worker; /* show: which worker's dead-letter ring */
+	uint64_t pos;    /* show: position; list: index of the first to list */
+	uint64_t count;  /* list: most to list; replay/purge: how many
+			    (UINT64_MAX: all) */
+};
+
+struct proto_dlq_item {
+	uint32_t worker, ring;
+	uint64_t pos, id, key;
+	int32_t status;
+	uint32_t attempts, len, client;
+	int32_t pid;
+	uint32_t pad;
+};
+
+#define PROTO_DLQ_MAX_ITEMS 128u
+#define PROTO_DLQ_MAX_DATA 4096u /* payload bytes a show carries */
+
+struct proto_dlq_ok {
+	uint64_t total;    /* dead letters held after the operation */
+	uint64_t done;     /* replay/purge: how many */
+	uint32_t nitems;   /* list: items; show: 1 */
+	uint32_t data_len; /* show: payload bytes after the item (maybe cut) */
+	struct proto_dlq_item items[];
 };
 
 struct proto_error {
@@ -91,6 +126,14 @@ IPC_STATIC_ASSERT(sizeof(struct proto_hdr) + sizeof(struct proto_status_ok) +
 			  PROTO_MAX_QUEUES * sizeof(struct proto_qstat) <=
 		  PROTO_MAX_MSG,
 		  "a full STATUS_OK must fit in PROTO_MAX_MSG");
+IPC_STATIC_ASSERT(sizeof(struct proto_hdr) + sizeof(struct proto_dlq_ok) +
+			  PROTO_DLQ_MAX_ITEMS * sizeof(struct proto_dlq_item) <=
+		  PROTO_MAX_MSG,
+		  "a full dead-letter list must fit in PROTO_MAX_MSG");
+IPC_STATIC_ASSERT(sizeof(struct proto_hdr) + sizeof(struct proto_dlq_ok) +
+			  sizeof(struct proto_dlq_item) + PROTO_DLQ_MAX_DATA <=
+		  PROTO_MAX_MSG,
+		  "a dead-letter show must fit in PROTO_MAX_MSG");
 
 /* A decoded message: the header, and the body in place. */
 struct proto_msg {

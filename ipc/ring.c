@@ -18,37 +18,53 @@ static int is_pow2(uint32_t v) { return v && !(v & (v - 1)); }
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 struct offsets {
-	uint64_t ctl, workers, clients, states, slots, cq, total;
-	uint32_t slot_stride, cq_stride;
+	uint64_t ctl, workers, clients, states, slots, cq, dlq, total;
+	uint32_t slot_stride, cq_stride, dlq_stride, nrings;
 };
 
-static int layout(const struct ipc_geometry *g, struct offsets *o)
+static int check_geometry(const struct ipc_geometry *g)
 {
 	if (!is_pow2(g->capacity) || g->capacity > MAX_CAPACITY ||
 	    !is_pow2(g->cq_capacity) || g->cq_capacity > MAX_CAPACITY ||
 	    g->slot_bytes == 0 || g->slot_bytes > MAX_SLOT_BYTES ||
 	    g->result_bytes > MAX_SLOT_BYTES || g->max_clients == 0 ||
-	    g->max_clients > UINT16_MAX || g->nworkers == 0 ||
-	    g->nworkers > IPC_MAX_WORKERS)
+	    g->max_clients >= UINT16_MAX || g->nworkers == 0 ||
+	    g->nworkers > IPC_MAX_WORKERS || g->ordered > 1 ||
+	    !is_pow2(g->dlq_per_worker) || g->dlq_per_worker > MAX_CAPACITY)
 		return GPUQ_ECONFIG;
+	return 0;
+}
+
+static int layout(const struct ipc_geometry *g, struct offsets *o)
+{
+	uint64_t nclients = (uint64_t)g->max_clients + 1; /* + the broker's */
+	if (check_geometry(g))
+		return GPUQ_ECONFIG;
+	o->nrings = g->ordered ? g->nworkers : 1;
 	/* Slots are 128-byte aligned (whole cache-line pairs for the CPU, whole
 	 * 16-byte vectors for GPU copies); completion entries 16-byte aligned. */
 	o->slot_stride = (uint32_t)align_up(IPC_MSG_HDR_BYTES + g->slot_bytes,
 					    IPC_LINE);
 	o->cq_stride = (uint32_t)align_up(IPC_CQ_HDR_BYTES + g->result_bytes,
 					  16);
+	o->dlq_stride = (uint32_t)align_up(IPC_DLQ_HDR_BYTES + g->slot_bytes,
+					   IPC_LINE);
 	o->ctl = align_up(sizeof(struct ipc_hdr), PAGE);
-	o->workers = o->ctl + sizeof(struct ipc_ctl);
+	o->workers = o->ctl + (uint64_t)o->nrings * sizeof(struct ipc_ctl);
 	o->clients = o->workers + (uint64_t)g->nworkers *
 					  sizeof(struct ipc_worker);
-	o->states = align_up(o->clients + (uint64_t)g->max_clients *
-						  sizeof(struct ipc_client),
+	o->states = align_up(o->clients + nclients * sizeof(struct ipc_client),
 			     PAGE);
-	o->slots = align_up(o->states + (uint64_t)g->capacity * 8, PAGE);
-	o->cq = align_up(o->slots + (uint64_t)g->capacity * o->slot_stride,
+	o->slots = align_up(o->states + (uint64_t)o->nrings * g->capacity * 8,
+			    PAGE);
+	o->cq = align_up(o->slots + (uint64_t)o->nrings * g->capacity *
+					    o->slot_stride,
 			 PAGE);
-	o->total = align_up(o->cq + (uint64_t)g->max_clients *
-					     g->cq_capacity * o->cq_stride,
+	o->dlq = align_up(o->cq + (uint64_t)g->max_clients * g->cq_capacity *
+					  o->cq_stride,
+			  PAGE);
+	o->total = align_up(o->dlq + (uint64_t)g->nworkers * g->dlq_per_worker *
+					     o->dlq_stride,
 			    PAGE);
 	return 0;
 }
@@ -72,8 +88,10 @@ static void ring_pointers(struct ipc_ring *r, void *base, size_t size)
 	r->states = (uint64_t *)((uint8_t *)base + h->states_off);
 	r->slots = (uint8_t *)base + h->slots_off;
 	r->cq = (uint8_t *)base + h->cq_off;
+	r->dlq = (uint8_t *)base + h->dlq_off;
 	r->mask = h->capacity - 1;
 	r->cq_mask = h->cq_capacity - 1;
+	r->dlq_mask = h->dlq_per_worker - 1;
 }
 
 int ipc_ring_init(struct ipc_ring *r, void *base, size_t size,
@@ -97,6 +115,11 @@ int ipc_ring_init(struct ipc_ring *r, void *base, size_t size,
 	h->cq_capacity = g->cq_capacity;
 	h->max_clients = g->max_clients;
 	h->nworkers = g->nworkers;
+	h->nrings = o.nrings;
+	h->ordered = g->ordered;
+	h->dlq_per_worker = g->dlq_per_worker;
+	h->dlq_stride = o.dlq_stride;
+	h->dlq_off = o.dlq;
 	h->ctl_off = o.ctl;
 	h->workers_off = o.workers;
 	h->clients_off = o.clients;
@@ -104,8 +127,9 @@ int ipc_ring_init(struct ipc_ring *r, void *base, size_t size,
 	h->slots_off = o.slots;
 	h->cq_off = o.cq;
 	ring_pointers(r, base, size);
-	for (uint64_t t = 0; t < g->capacity; t++)
-		r->states[t] = IPC_STATE(t, IPC_FREE);
+	for (uint32_t ring = 0; ring < o.nrings; ring++)
+		for (uint64_t t = 0; t < g->capacity; t++)
+			*ipc_state(r, ring, t) = IPC_STATE(t, IPC_FREE);
 	/* Worker w starts at ticket 0 until it claims work; a frontier of 0
 	 * is always safe. */
 	ipc_store_release(&h->layout_version, IPC_LAYOUT_VERSION);
@@ -127,7 +151,11 @@ static int check_hdr(const struct ipc_hdr *h, size_t size)
 	g.cq_capacity = h->cq_capacity;
 	g.max_clients = h->max_clients;
 	g.nworkers = h->nworkers;
+	g.ordered = h->ordered;
+	g.dlq_per_worker = h->dlq_per_worker;
 	if (layout(&g, &o) || o.total != h->total_bytes || o.total > size ||
+	    o.nrings != h->nrings || o.dlq != h->dlq_off ||
+	    o.dlq_stride != h->dlq_stride ||
 	    o.ctl != h->ctl_off || o.workers != h->workers_off ||
 	    o.clients != h->clients_off || o.states != h->states_off ||
 	    o.slots != h->slots_off || o.cq != h->cq_off ||
@@ -161,9 +189,10 @@ void ipc_ring_unmap(struct ipc_ring *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int ipc_reserve(struct ipc_ring *r, uint32_t n, uint64_t *ticket)
+int ipc_reserve(struct ipc_ring *r, uint32_t ring, uint32_t n, uint64_t *ticket)
 {
-	uint64_t h = ipc_load_relaxed(&r->ctl->head);
+	uint64_t *head = &ipc_ctl(r, ring)->head;
+	uint64_t h = ipc_load_relaxed(head);
 	for (;;) {
 		if (h & IPC_HEAD_CLOSED)
 			return GPUQ_ESHUTDOWN;
@@ -172,11 +201,11 @@ int ipc_reserve(struct ipc_ring *r, uint32_t n, uint64_t *ticket)
 		 * alone is not enough. */
 		for (uint32_t i = 0; i < n; i++) {
 			uint64_t t = h + i;
-			if (ipc_load_acquire(&r->states[t & r->mask]) !=
+			if (ipc_load_acquire(ipc_state(r, ring, t)) !=
 			    IPC_STATE(t, IPC_FREE))
 				return GPUQ_EFULL;
 		}
-		if (ipc_cas(&r->ctl->head, &h, h + n)) {
+		if (ipc_cas(head, &h, h + n)) {
 			*ticket = h;
 			return 0;
 		}
@@ -184,18 +213,20 @@ int ipc_reserve(struct ipc_ring *r, uint32_t n, uint64_t *ticket)
 	}
 }
 
-uint64_t ipc_close_intake(struct ipc_ring *r)
+uint64_t ipc_close_intake(struct ipc_ring *r, uint32_t ring)
 {
-	uint64_t h = ipc_load_relaxed(&r->ctl->head);
-	while (!(h & IPC_HEAD_CLOSED) &&
-	       !ipc_cas(&r->ctl->head, &h, h | IPC_HEAD_CLOSED))
+	uint64_t *head = &ipc_ctl(r, ring)->head;
+	uint64_t h = ipc_load_relaxed(head);
+	while (!(h & IPC_HEAD_CLOSED) && !ipc_cas(head, &h, h | IPC_HEAD_CLOSED))
 		;
 	return h & ~IPC_HEAD_CLOSED;
 }
 
-uint64_t ipc_consumed_frontier(const struct ipc_ring *r)
+uint64_t ipc_consumed_frontier(const struct ipc_ring *r, uint32_t ring)
 {
 	uint64_t lo = UINT64_MAX;
+	if (r->hdr->ordered)
+		return ipc_load_acquire(&r->workers[ring].cur);
 	for (uint32_t w = 0; w < r->hdr->nworkers; w++) {
 		uint64_t c = ipc_load_acquire(&r->workers[w].cur);
 		if (c < lo)
@@ -204,13 +235,14 @@ uint64_t ipc_consumed_frontier(const struct ipc_ring *r)
 	return lo;
 }
 
-uint64_t ipc_skip_unpublished(struct ipc_ring *r, uint64_t lo, uint64_t hi)
+uint64_t ipc_skip_unpublished(struct ipc_ring *r, uint32_t ring, uint64_t lo,
+			      uint64_t hi)
 {
 	uint64_t n = 0;
 	if (hi > r->hdr->capacity && lo < hi - r->hdr->capacity)
 		lo = hi - r->hdr->capacity; /* older tickets are all consumed */
 	for (uint64_t t = lo; t < hi; t++) {
-		uint64_t *s = &r->states[t & r->mask];
+		uint64_t *s = ipc_state(r, ring, t);
 		if (ipc_load_acquire(s) == IPC_STATE(t, IPC_FREE)) {
 			ipc_store_release(s, IPC_STATE(t, IPC_SKIP));
 			n++;
@@ -224,20 +256,28 @@ void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *c)
 	const struct ipc_hdr *h = r->hdr;
 	memset(c, 0, sizeof(*c));
 	for (uint32_t w = 0; w < h->nworkers; w++) {
-		c->completed += ipc_load_relaxed(&r->workers[w].completed);
-		c->failed += ipc_load_relaxed(&r->workers[w].failed);
-		c->skipped += ipc_load_relaxed(&r->workers[w].skipped);
+		const struct ipc_worker *wk = &r->workers[w];
+		c->completed += ipc_load_relaxed(&wk->completed);
+		c->dead_lettered += ipc_load_relaxed(&wk->dead_lettered);
+		c->skipped += ipc_load_relaxed(&wk->skipped);
+		c->retried += ipc_load_relaxed(&wk->retried);
+		c->dlq_pending += ipc_load_relaxed(&wk->dlq_head) -
+				  ipc_load_relaxed(&wk->dlq_tail);
 	}
 	c->published = ipc_load_relaxed(&h->retired_published);
 	c->full_events = ipc_load_relaxed(&h->retired_full);
-	for (uint32_t i = 0; i < h->max_clients; i++) {
+	c->dlq_replayed = ipc_load_relaxed(&h->dlq_replayed);
+	c->dlq_purged = ipc_load_relaxed(&h->dlq_purged);
+	for (uint32_t i = 0; i <= h->max_clients; i++) {
 		const struct ipc_client *cl = &r->clients[i];
 		if (ipc_load_acquire(&cl->state) != IPC_CLIENT_ACTIVE)
 			continue;
 		c->published += ipc_load_relaxed(&cl->published);
 		c->full_events += ipc_load_relaxed(&cl->full_events);
 	}
-	c->head = ipc_load_relaxed(&r->ctl->head) & ~IPC_HEAD_CLOSED;
+	for (uint32_t ring = 0; ring < h->nrings; ring++)
+		c->head += ipc_load_relaxed(&ipc_ctl(r, ring)->head) &
+			   ~IPC_HEAD_CLOSED;
 }
 
 void ipc_backoff_wait(struct ipc_backoff *b)

@@ -28,6 +28,8 @@ struct ipc_geometry {
 	uint32_t cq_capacity;
 	uint32_t max_clients;
 	uint32_t nworkers;
+	uint32_t ordered;        /* 1: one ring per worker, keyed */
+	uint32_t dlq_per_worker; /* power of two */
 };
 
 /* A mapped queue: pointers into the shared memory, the same in every
@@ -38,13 +40,35 @@ struct ipc_ring {
 	struct ipc_hdr *hdr;
 	struct ipc_ctl *ctl;
 	struct ipc_worker *workers;
-	struct ipc_client *clients;
+	struct ipc_client *clients; /* max_clients + 1: the last is the broker's */
 	uint64_t *states;
 	uint8_t *slots;
 	uint8_t *cq;
-	uint64_t mask;    /* capacity - 1 */
-	uint64_t cq_mask; /* cq_capacity - 1 */
+	uint8_t *dlq;
+	uint64_t mask;     /* capacity - 1 */
+	uint64_t cq_mask;  /* cq_capacity - 1 */
+	uint64_t dlq_mask; /* dlq_per_worker - 1 */
 };
+
+/* The broker's own client index: replays are published under it. */
+#define IPC_BROKER_CLIENT(r) ((r)->hdr->max_clients)
+
+/* The ring a key goes to (always 0 for an unordered queue).  A fixed mix so
+ * producers and tests agree; splitmix64's finaliser. */
+static inline uint64_t ipc_mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static inline uint32_t ipc_ring_of(const struct ipc_ring *r, uint64_t key)
+{
+	return r->hdr->nrings == 1 ? 0
+				   : (uint32_t)(ipc_mix64(key) % r->hdr->nrings);
+}
 
 /* Check a geometry and return the bytes it needs (> 0), or GPUQ_ECONFIG. */
 int64_t ipc_layout_size(const struct ipc_geometry *g);
@@ -59,11 +83,30 @@ int ipc_ring_init(struct ipc_ring *r, void *base, size_t size,
 int ipc_ring_map(struct ipc_ring *r, int fd, size_t size);
 void ipc_ring_unmap(struct ipc_ring *r);
 
-static inline struct ipc_msg_hdr *ipc_slot(const struct ipc_ring *r,
-					   uint64_t ticket)
+static inline size_t ipc_slot_index(const struct ipc_ring *r, uint32_t ring,
+				    uint64_t ticket)
 {
-	return (struct ipc_msg_hdr *)(r->slots + (ticket & r->mask) *
+	return (size_t)ring * r->hdr->capacity + (ticket & r->mask);
+}
+
+static inline struct ipc_msg_hdr *ipc_slot(const struct ipc_ring *r,
+					   uint32_t ring, uint64_t ticket)
+{
+	return (struct ipc_msg_hdr *)(r->slots + ipc_slot_index(r, ring, ticket) *
 						       r->hdr->slot_stride);
+}
+
+static inline uint64_t *ipc_state(const struct ipc_ring *r, uint32_t ring,
+				  uint64_t ticket)
+{
+	return &r->states[ipc_slot_index(r, ring, ticket)];
+}
+
+static inline struct ipc_dlq_entry *ipc_dlq_entry(const struct ipc_ring *r,
+						  uint32_t worker, uint64_t pos)
+{
+	size_t idx = (size_t)worker * r->hdr->dlq_per_worker + (pos & r->dlq_mask);
+	return (struct ipc_dlq_entry *)(r->dlq + idx * r->hdr->dlq_stride);
 }
 
 static inline struct ipc_cq_entry *ipc_cq_entry(const struct ipc_ring *r,
@@ -76,25 +119,35 @@ static inline struct ipc_cq_entry *ipc_cq_entry(const struct ipc_ring *r,
 /* ---- producer side ---- */
 
 /*
- * Reserve n consecutive tickets without waiting.  Succeeds only if every one
- * of the n slots is already free for its ticket, so a producer never holds
- * a ticket while it waits (the probe's deadlock).  The caller must have
- * marked itself reserving (ipc_client.resv_gen odd) first.
+ * Reserve n consecutive tickets of one ring without waiting.  Succeeds only
+ * if every one of the n slots is already free for its ticket, so a producer
+ * never holds a ticket while it waits (the probe's deadlock).  The caller
+ * must have marked itself reserving (ipc_client.resv_gen odd) first.
  * Returns 0 and *ticket, GPUQ_EFULL, or GPUQ_ESHUTDOWN when intake closed.
  */
-int ipc_reserve(struct ipc_ring *r, uint32_t n, uint64_t *ticket);
+int ipc_reserve(struct ipc_ring *r, uint32_t ring, uint32_t n, uint64_t *ticket);
+
+/* What a producer says about one message when it publishes it. */
+struct ipc_msg_meta {
+	uint64_t id;
+	uint64_t key;
+	uint32_t len;
+	uint16_t client;
+	uint16_t flags;
+};
 
 /* Fill the message header of the slot for ticket, then publish READY(t)
  * with a release store.  The payload must be written before this. */
-static inline void ipc_publish(struct ipc_ring *r, uint64_t ticket,
-			       uint16_t client, uint64_t id, uint32_t len)
+static inline void ipc_publish(struct ipc_ring *r, uint32_t ring,
+			       uint64_t ticket, const struct ipc_msg_meta *mm)
 {
-	struct ipc_msg_hdr *m = ipc_slot(r, ticket);
-	m->id = id;
-	m->len = len;
-	m->client = client;
-	m->flags = 0;
-	ipc_store_release(&r->states[ticket & r->mask],
+	struct ipc_msg_hdr *m = ipc_slot(r, ring, ticket);
+	m->id = mm->id;
+	m->len = mm->len;
+	m->client = mm->client;
+	m->flags = mm->flags;
+	m->key = mm->key;
+	ipc_store_release(ipc_state(r, ring, ticket),
 			  IPC_STATE(ticket, IPC_READY));
 }
 
@@ -103,9 +156,10 @@ static inline void ipc_publish(struct ipc_ring *r, uint64_t ticket,
 enum ipc_take { IPC_TAKE_WAIT = 0, IPC_TAKE_READY = 1, IPC_TAKE_SKIP = 2 };
 
 /* What ticket t's slot holds now (acquire load). */
-static inline enum ipc_take ipc_take(const struct ipc_ring *r, uint64_t t)
+static inline enum ipc_take ipc_take(const struct ipc_ring *r, uint32_t ring,
+				     uint64_t t)
 {
-	uint64_t s = ipc_load_acquire(&r->states[t & r->mask]);
+	uint64_t s = ipc_load_acquire(ipc_state(r, ring, t));
 	if (s == IPC_STATE(t, IPC_READY))
 		return IPC_TAKE_READY;
 	if (s == IPC_STATE(t, IPC_SKIP))
@@ -114,10 +168,17 @@ static inline enum ipc_take ipc_take(const struct ipc_ring *r, uint64_t t)
 }
 
 /* Hand ticket t's slot to the producer of ticket t + capacity. */
-static inline void ipc_release_slot(struct ipc_ring *r, uint64_t t)
+static inline void ipc_release_slot(struct ipc_ring *r, uint32_t ring,
+				    uint64_t t)
 {
-	ipc_store_release(&r->states[t & r->mask],
+	ipc_store_release(ipc_state(r, ring, t),
 			  IPC_STATE(t + r->hdr->capacity, IPC_FREE));
+}
+
+/* The ctl line (head) of a ring. */
+static inline struct ipc_ctl *ipc_ctl(const struct ipc_ring *r, uint32_t ring)
+{
+	return &r->ctl[ring];
 }
 
 /* Publish a result: header fields, then done = id + 1 (release). */
@@ -131,20 +192,24 @@ static inline void ipc_cq_publish(struct ipc_cq_entry *e, uint64_t id,
 
 /* ---- broker side ---- */
 
-/* Close intake: set IPC_HEAD_CLOSED and return the final ticket count. */
-uint64_t ipc_close_intake(struct ipc_ring *r);
+/* Close intake of one ring: set IPC_HEAD_CLOSED, return its final count. */
+uint64_t ipc_close_intake(struct ipc_ring *r, uint32_t ring);
 
-/* Lowest ticket not yet consumed: the minimum over workers' cur. */
-uint64_t ipc_consumed_frontier(const struct ipc_ring *r);
+/* Lowest ticket of ring not yet consumed: its worker's cur for an ordered
+ * queue, the minimum over workers' cur for the shared ring. */
+uint64_t ipc_consumed_frontier(const struct ipc_ring *r, uint32_t ring);
 
-/* Mark SKIP every ticket in [lo, hi) whose slot is still unpublished.
- * Only valid once no live producer can own such a ticket.  Returns the
- * count marked. */
-uint64_t ipc_skip_unpublished(struct ipc_ring *r, uint64_t lo, uint64_t hi);
+/* Mark SKIP every ticket of ring in [lo, hi) whose slot is still
+ * unpublished.  Only valid once no live producer can own such a ticket.
+ * Returns the count marked. */
+uint64_t ipc_skip_unpublished(struct ipc_ring *r, uint32_t ring, uint64_t lo,
+			      uint64_t hi);
 
-/* Counters summed over workers and clients, straight from shared memory. */
+/* Counters summed over rings, workers and clients, straight from shared
+ * memory.  head is the sum of all rings' heads. */
 struct ipc_counts {
-	uint64_t published, completed, failed, skipped, full_events, head;
+	uint64_t published, completed, dead_lettered, retried, skipped;
+	uint64_t full_events, head, dlq_pending, dlq_replayed, dlq_purged;
 };
 void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *out);
 

@@ -48,6 +48,7 @@ struct gpuq_queue {
 	uint64_t sock_checked_ns; /* last hang-up poll of the socket */
 	uint64_t dead_ns;         /* heartbeat age that means "broker dead" */
 	uint64_t loan_ticket;     /* first ticket of the open loan */
+	uint32_t loan_ring;       /* and its ring */
 };
 
 /* Heartbeat age after which the broker counts as dead.  $GPUQ_HEARTBEAT_
@@ -294,6 +295,9 @@ GPUQ_API int gpuq_queue_info_get(const gpuq_queue *q, gpuq_queue_info *o)
 	o->result_bytes = h->result_bytes;
 	o->cq_capacity = h->cq_capacity;
 	o->broker_epoch = h->epoch;
+	o->ordered = h->ordered;
+	o->rings = h->nrings;
+	o->max_attempts = h->max_attempts;
 	return 0;
 }
 
@@ -378,22 +382,23 @@ static void resv_end(struct gpuq_queue *q)
 }
 
 /*
- * Reserve up to want (at least 1, exactly want if exact) tickets, waiting
- * until the deadline.  Leaves resv_gen odd on success.
+ * Reserve up to want (at least 1, exactly want if exact) tickets of ring,
+ * waiting until the deadline.  Leaves resv_gen odd on success.
  */
-static int reserve_wait(struct gpuq_queue *q, uint32_t want, int exact,
-			uint64_t deadline, uint64_t *ticket, uint32_t *got)
+static int reserve_wait(struct gpuq_queue *q, uint32_t ring, uint32_t want,
+			int exact, uint64_t deadline, uint64_t *ticket,
+			uint32_t *got)
 {
 	struct ipc_backoff b = IPC_BACKOFF_INIT(WAIT_MAX_SLEEP_NS);
 	int counted = 0, rc;
 	for (;;) {
 		uint32_t n = want;
 		resv_begin(q);
-		rc = ipc_reserve(&q->r, n, ticket);
+		rc = ipc_reserve(&q->r, ring, n, ticket);
 		/* Not exact: take whatever prefix of the run is free. */
 		while (rc == GPUQ_EFULL && !exact && n > 1) {
 			n = n / 2;
-			rc = ipc_reserve(&q->r, n, ticket);
+			rc = ipc_reserve(&q->r, ring, n, ticket);
 		}
 		if (!rc) {
 			*got = n;
@@ -415,20 +420,36 @@ static int reserve_wait(struct gpuq_queue *q, uint32_t want, int exact,
 	}
 }
 
-static void publish_copies(struct gpuq_queue *q, uint64_t ticket,
-			   const gpuq_iov *msgs, uint32_t n, uint64_t *ids)
+static void publish_copies(struct gpuq_queue *q, uint32_t ring,
+			   uint64_t ticket, const gpuq_iov *msgs, uint32_t n,
+			   uint64_t *ids)
 {
+	struct ipc_msg_meta mm = { 0, 0, 0, (uint16_t)q->client, 0 };
 	for (uint32_t i = 0; i < n; i++) {
-		struct ipc_msg_hdr *m = ipc_slot(&q->r, ticket + i);
-		uint64_t id = q->next_id + i;
+		struct ipc_msg_hdr *m = ipc_slot(&q->r, ring, ticket + i);
 		memcpy(m + 1, msgs[i].data, msgs[i].len);
-		ipc_publish(&q->r, ticket + i, (uint16_t)q->client, id,
-			    (uint32_t)msgs[i].len);
+		mm.id = q->next_id + i;
+		mm.key = msgs[i].key;
+		mm.len = (uint32_t)msgs[i].len;
+		ipc_publish(&q->r, ring, ticket + i, &mm);
 		if (ids)
-			ids[i] = id;
+			ids[i] = mm.id;
 	}
 	q->next_id += n;
 	ipc_store_relaxed(&q->me->published, q->me->published + n);
+}
+
+/* How many messages from msgs[0] on go to the same ring (at most max). */
+static uint32_t same_ring_run(const struct gpuq_queue *q, const gpuq_iov *msgs,
+			      size_t n, uint32_t max, uint32_t *ring)
+{
+	uint32_t k = 1;
+	*ring = ipc_ring_of(&q->r, msgs[0].key);
+	if (q->r.hdr->nrings == 1)
+		return (uint32_t)(n < max ? n : max);
+	while (k < n && k < max && ipc_ring_of(&q->r, msgs[k].key) == *ring)
+		k++;
+	return k;
 }
 
 GPUQ_API int gpuq_enqueue_batch(gpuq_queue *q, const gpuq_iov *msgs, size_t n,
@@ -456,18 +477,19 @@ GPUQ_API int gpuq_enqueue_batch(gpuq_queue *q, const gpuq_iov *msgs, size_t n,
 	deadline = timeout_ms == 0 ? 0 : deadline_of(timeout_ms);
 	while (done < n) {
 		uint64_t ticket, room = cq_room(q);
-		uint32_t want, got;
+		uint32_t want, got, ring;
 		if (room == 0) {
 			rc = GPUQ_ECQFULL;
 			break;
 		}
-		want = (uint32_t)(n - done < room ? n - done : room);
-		if (want > q->r.hdr->capacity)
-			want = q->r.hdr->capacity;
-		rc = reserve_wait(q, want, 0, deadline, &ticket, &got);
+		if (room > q->r.hdr->capacity)
+			room = q->r.hdr->capacity;
+		want = same_ring_run(q, msgs + done, n - done, (uint32_t)room,
+				     &ring);
+		rc = reserve_wait(q, ring, want, 0, deadline, &ticket, &got);
 		if (rc)
 			break;
-		publish_copies(q, ticket, msgs + done, got,
+		publish_copies(q, ring, ticket, msgs + done, got,
 			       ids ? ids + done : NULL);
 		resv_end(q);
 		done += got;
@@ -475,10 +497,10 @@ GPUQ_API int gpuq_enqueue_batch(gpuq_queue *q, const gpuq_iov *msgs, size_t n,
 	return done ? (int)done : rc;
 }
 
-GPUQ_API int gpuq_enqueue(gpuq_queue *q, const void *data, size_t len,
-			  uint64_t *id, int timeout_ms)
+GPUQ_API int gpuq_enqueue_key(gpuq_queue *q, uint64_t key, const void *data,
+			      size_t len, uint64_t *id, int timeout_ms)
 {
-	gpuq_iov v = { data, len };
+	gpuq_iov v = { data, len, key };
 	int rc;
 	if (!q || !data)
 		return -EINVAL;
@@ -486,11 +508,17 @@ GPUQ_API int gpuq_enqueue(gpuq_queue *q, const void *data, size_t len,
 	return rc == 1 ? 0 : rc;
 }
 
-GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
-			  int timeout_ms)
+GPUQ_API int gpuq_enqueue(gpuq_queue *q, const void *data, size_t len,
+			  uint64_t *id, int timeout_ms)
+{
+	return gpuq_enqueue_key(q, 0, data, len, id, timeout_ms);
+}
+
+GPUQ_API int gpuq_reserve_key(gpuq_queue *q, uint64_t key, uint32_t n,
+			      gpuq_loan *loan, int timeout_ms)
 {
 	uint64_t ticket;
-	uint32_t got;
+	uint32_t got, ring;
 	int rc;
 	if (!q || !loan || n == 0 || n > q->r.hdr->capacity)
 		return -EINVAL;
@@ -501,41 +529,62 @@ GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
 	settle(q);
 	if (cq_room(q) < n)
 		return GPUQ_ECQFULL;
-	rc = reserve_wait(q, n, 1, timeout_ms == 0 ? 0 : deadline_of(timeout_ms),
-			  &ticket, &got);
+	ring = ipc_ring_of(&q->r, key);
+	rc = reserve_wait(q, ring, n, 1,
+			  timeout_ms == 0 ? 0 : deadline_of(timeout_ms), &ticket,
+			  &got);
 	if (rc)
 		return rc;
 	loan->count = n;
 	loan->slot_bytes = q->r.hdr->slot_bytes;
 	loan->first_id = q->next_id;
 	loan->ticket = ticket;
+	loan->key = key;
 	q->loan_ticket = ticket;
+	q->loan_ring = ring;
 	q->next_id += n;
 	q->loan_open = 1;
 	return 0;
 }
 
+GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
+			  int timeout_ms)
+{
+	return gpuq_reserve_key(q, 0, n, loan, timeout_ms);
+}
+
+/* 1 if loan is the handle's open loan. */
+static int loan_ok(const struct gpuq_queue *q, const gpuq_loan *loan)
+{
+	/* Only the open loan: committing a stale copy would republish
+	 * tickets that are no longer ours. */
+	return q->loan_open && loan->ticket == q->loan_ticket &&
+	       ipc_ring_of(&q->r, loan->key) == q->loan_ring;
+}
+
 GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan, uint32_t i)
 {
-	if (!q || !loan || !q->loan_open || loan->ticket != q->loan_ticket ||
-	    i >= loan->count)
+	if (!q || !loan || !loan_ok(q, loan) || i >= loan->count)
 		return NULL;
-	return ipc_slot(&q->r, loan->ticket + i) + 1;
+	return ipc_slot(&q->r, q->loan_ring, loan->ticket + i) + 1;
 }
 
 GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens)
 {
+	struct ipc_msg_meta mm = { 0, 0, 0, 0, 0 };
 	int rc;
-	/* Only the open loan: committing a stale copy would republish
-	 * tickets that are no longer ours. */
-	if (!q || !loan || !lens || !q->loan_open || loan->ticket != q->loan_ticket)
+	if (!q || !loan || !lens || !loan_ok(q, loan))
 		return -EINVAL;
 	for (uint32_t i = 0; i < loan->count; i++)
 		if ((rc = check_len(q, lens[i])))
 			return rc;
-	for (uint32_t i = 0; i < loan->count; i++)
-		ipc_publish(&q->r, loan->ticket + i, (uint16_t)q->client,
-			    loan->first_id + i, lens[i]);
+	mm.client = (uint16_t)q->client;
+	mm.key = loan->key;
+	for (uint32_t i = 0; i < loan->count; i++) {
+		mm.id = loan->first_id + i;
+		mm.len = lens[i];
+		ipc_publish(&q->r, q->loan_ring, loan->ticket + i, &mm);
+	}
 	ipc_store_relaxed(&q->me->published, q->me->published + loan->count);
 	resv_end(q);
 	q->loan_open = 0;
@@ -650,7 +699,9 @@ GPUQ_API int gpuq_stats_get(const gpuq_queue *q, gpuq_stats *o)
 	memset(o, 0, sizeof(*o));
 	o->enqueued = c.published;
 	o->completed = c.completed;
-	o->failed = c.failed;
+	o->retried = c.retried;
+	o->dead_lettered = c.dead_lettered;
+	o->dlq_pending = c.dlq_pending;
 	o->reclaimed = c.skipped;
 	o->full_events = c.full_events;
 	o->depth = c.head > c.completed + c.skipped

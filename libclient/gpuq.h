@@ -74,7 +74,7 @@ extern "C" {
 	X(ESHUTDOWN, -1013, "broker is draining or shutting down")               \
 	X(ECQFULL, -1014, "too many unread results; read some before enqueuing") \
 	X(ECONFIG, -1015, "invalid configuration")                               \
-	X(EHANDLER, -1016, "handler reported a failure for this message")        \
+	X(EHANDLER, -1016, "handler failed every attempt; message dead-lettered")\
 	X(ECUDA, -1017, "CUDA error")                                            \
 	X(ENOTFOUND, -1018, "message id is not in flight on this handle")        \
 	X(EBACKEND, -1020, "backend unavailable or failed")
@@ -145,6 +145,9 @@ typedef struct gpuq_queue_info {
 	char handler[32];      /* "echo", "checksum", "vector", ... */
 	char backend[16];      /* "cpu" or "cuda" */
 	uint64_t broker_epoch; /* changes every time a broker starts */
+	uint32_t ordered;      /* 1: messages with one key complete in order */
+	uint32_t rings;        /* sub-rings (1 unless ordered) */
+	uint32_t max_attempts; /* handler runs before a message is dead-lettered*/
 } gpuq_queue_info;
 
 /* Errors: -EINVAL. */
@@ -168,11 +171,24 @@ GPUQ_API int gpuq_queue_info_get(const gpuq_queue *q, gpuq_queue_info *out);
 GPUQ_API int gpuq_enqueue(gpuq_queue *q, const void *data, size_t len,
 			  uint64_t *id, int timeout_ms);
 
-/* One message of a batch. */
+/* One message of a batch.  key matters only on an ordered queue (see
+ * gpuq_enqueue_key); set it to 0 otherwise. */
 typedef struct gpuq_iov {
 	const void *data;
 	size_t len;
+	uint64_t key;
 } gpuq_iov;
+
+/*
+ * gpuq_enqueue() with an ordering key.  On an ordered queue, messages with
+ * one key complete in the order they were enqueued (including across
+ * retries), while different keys proceed in parallel; on other queues the
+ * key is carried along (and kept with a dead letter) but orders nothing.
+ * "Enqueued" order among several producers of one key is the order in which
+ * their enqueue calls took their slots.  Errors as gpuq_enqueue().
+ */
+GPUQ_API int gpuq_enqueue_key(gpuq_queue *q, uint64_t key, const void *data,
+			      size_t len, uint64_t *id, int timeout_ms);
 
 /*
  * Enqueue up to n messages with one reservation per run of free slots.
@@ -199,12 +215,16 @@ typedef struct gpuq_loan {
 	uint32_t slot_bytes; /* room in each slot */
 	uint64_t first_id;   /* ids are first_id .. first_id + count - 1 */
 	uint64_t ticket;     /* internal: first ring ticket */
+	uint64_t key;        /* the key every message of the loan carries */
 } gpuq_loan;
 
 /* Errors as gpuq_enqueue (n == 0 or n > capacity gives -EINVAL; -EBUSY if a
  * loan is already open). */
 GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
 			  int timeout_ms);
+/* gpuq_reserve() for messages that all carry one ordering key. */
+GPUQ_API int gpuq_reserve_key(gpuq_queue *q, uint64_t key, uint32_t n,
+			      gpuq_loan *loan, int timeout_ms);
 /* Where to write message i (0 <= i < count) of the loan; NULL if i is out of
  * range. */
 GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan,
@@ -224,7 +244,7 @@ GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens);
 /* One completed message, as gpuq_poll() reports it. */
 typedef struct gpuq_completion {
 	uint64_t id;
-	int32_t status;     /* 0, or GPUQ_EHANDLER */
+	int32_t status;     /* 0, or GPUQ_EHANDLER (dead-lettered) */
 	uint32_t len;       /* bytes of result */
 	const void *result; /* in shared memory; valid until the next call
 			       on q (any call but the read-only getters) */
@@ -241,8 +261,9 @@ GPUQ_API int gpuq_poll(gpuq_queue *q, gpuq_completion *out, size_t max);
 /*
  * If message id has completed, copy its result (up to cap bytes) into buf,
  * set *len (if not NULL) to the result's full length and free its storage.
- * Returns 0 when the handler succeeded, GPUQ_EHANDLER when it reported a
- * failure (the result is then empty), GPUQ_EAGAIN when not complete yet,
+ * Returns 0 when the handler succeeded, GPUQ_EHANDLER when it failed on
+ * every attempt and the message went to the dead-letter queue (the result
+ * is then empty), GPUQ_EAGAIN when not complete yet,
  * GPUQ_ENOTFOUND when id is not in flight on q (never enqueued, or already
  * read), GPUQ_EBROKERDEAD, -EINVAL (q NULL, or buf NULL with cap > 0),
  * -EMSGSIZE (cap too small: *len says how much is needed; the result stays).
@@ -263,8 +284,11 @@ GPUQ_API uint64_t gpuq_inflight(const gpuq_queue *q);
 
 typedef struct gpuq_stats {
 	uint64_t enqueued;     /* messages published into the ring, all clients*/
-	uint64_t completed;    /* messages the backend finished */
-	uint64_t failed;       /* of completed: handler reported failure */
+	uint64_t completed;    /* messages the backend finished, any outcome */
+	uint64_t retried;      /* handler re-runs after a failure */
+	uint64_t dead_lettered;/* of completed: failed every attempt, moved to
+				  the dead-letter queue */
+	uint64_t dlq_pending;  /* dead letters held (not replayed or purged) */
 	uint64_t reclaimed;    /* reserved slots of dead producers skipped */
 	uint64_t full_events;  /* enqueue attempts that found the ring full */
 	uint64_t depth;        /* reserved or published, not yet completed */

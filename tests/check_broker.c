@@ -753,7 +753,7 @@ START_TEST(test_full_ring)
 		      "waiting used %.1f ms CPU in %.1f ms", cpu_ms, ms);
 
 	EXPECT_RC(GPUQ_EFULL,
-		  gpuq_enqueue_batch(qb, &(gpuq_iov){ mine, 4 }, 1, NULL, 0));
+		  gpuq_enqueue_batch(qb, &(gpuq_iov){ mine, 4, 0 }, 1, NULL, 0));
 	ck_assert_uint_eq(id, 99);
 	st = stats_of(qb);
 	ck_assert_uint_gt(st.full_events, 0);
@@ -1214,10 +1214,13 @@ START_TEST(test_handlers)
 	EXPECT_RC(0, gpuq_enqueue(qv, x[3], 6, &id, WAIT_MS));
 	EXPECT_RC(GPUQ_EHANDLER,
 		  gpuq_wait(qv, id, res, sizeof(res), &len, WAIT_MS));
-	ck_assert_uint_eq(stat_reaches(qv, offsetof(gpuq_stats, failed), 1), 1);
+	ck_assert_uint_eq(stat_reaches(qv, offsetof(gpuq_stats, dead_lettered), 1), 1);
+	/* A bad length fails every attempt: retried max_attempts - 1 times. */
+	ck_assert_uint_eq(stats_of(qv).retried, 2);
+	ck_assert_uint_eq(stats_of(qv).dlq_pending, 1);
 	EXPECT_RC(0, gpuq_enqueue(qv, x[3], 8, &id, WAIT_MS));
 	EXPECT_RC(0, gpuq_wait(qv, id, res, sizeof(res), &len, WAIT_MS));
-	ck_assert_uint_eq(stats_of(qc).failed, 0);
+	ck_assert_uint_eq(stats_of(qc).dead_lettered, 0);
 	gpuq_disconnect(c);
 	finish(b);
 }

@@ -104,7 +104,8 @@ static void run(const char *loop_flag, const char *loop_kind,
 	ck_assert_int_eq(gpuq_stats_get(q, &st), 0);
 	ck_assert_uint_eq(st.enqueued, sent);
 	ck_assert_uint_eq(st.completed, sent);
-	ck_assert_uint_eq(st.failed, 0);
+	ck_assert_uint_eq(st.dead_lettered, 0);
+	ck_assert_uint_eq(st.retried, 0);
 	ck_assert_uint_eq(st.reclaimed, 0);
 	ck_assert_uint_eq(st.depth, 0);
 	gpuq_close(q);
@@ -120,7 +121,7 @@ static void run(const char *loop_flag, const char *loop_kind,
 	ck_assert_int_eq(json_number(json, "\"checksum\"", "enqueued"), (long long)sent);
 	ck_assert_int_eq(json_number(json, "\"checksum\"", "completed"), (long long)sent);
 	ck_assert_int_eq(json_number(json, "\"checksum\"", "depth"), 0);
-	ck_assert_int_eq(json_number(json, "\"checksum\"", "failed"), 0);
+	ck_assert_int_eq(json_number(json, "\"checksum\"", "dead_lettered"), 0);
 
 	rc = broker_stop(&b, SIGTERM, 10000);
 	ck_assert(rc >= 0 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
