@@ -136,8 +136,11 @@ static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
 		ipc_store_relaxed(&me->retried, me->retried + attempts - 1);
 	if (rc && dead_letter(w, ring, t, m, rc, attempts))
 		return; /* stopped while the dead-letter ring was full */
-	if (e)
-		ipc_cq_publish(e, m->id, rc ? GPUQ_EHANDLER : 0, rc ? 0 : out.len);
+	if (e) {
+		struct ipc_outcome o = { rc ? GPUQ_EHANDLER : 0, rc ? 0 : out.len,
+					 attempts, w->idx, me->completed };
+		ipc_cq_publish(e, m->id, &o);
+	}
 	if (rc)
 		ipc_store_relaxed(&me->dead_lettered, me->dead_lettered + 1);
 	ipc_store_relaxed(&me->completed, me->completed + 1);

@@ -123,7 +123,7 @@ enum outcome { DONE_OK, DONE_DEAD, DONE_STOPPED };
 
 __device__ static enum outcome consume(const kargs &a, uint32_t ring,
 				       uint64_t t, unsigned long long *dlq_next,
-				       unsigned *retried)
+				       unsigned *retried, uint64_t seq)
 {
 	const struct ipc_msg_hdr *m = (const struct ipc_msg_hdr *)(
 		a.slots + slot_index(a, ring, t) * a.slot_stride);
@@ -167,6 +167,12 @@ __device__ static enum outcome consume(const kargs &a, uint32_t ring,
 	if (e) {
 		e->status = rc ? GPUQ_EHANDLER : 0;
 		e->len = rc ? 0 : out.len;
+		e->attempts = attempts;
+		e->worker = blockIdx.x;
+		// Ordered queues run one ticket at a time per block, so the
+		// block's own counter orders its completions; the windowed
+		// kernel leaves it 0 (no order is promised there).
+		e->seq = seq;
 		__threadfence_system();
 		store_rel(&e->done, id + 1);
 	}
@@ -201,7 +207,8 @@ __device__ static void publish_counters(struct ipc_worker *me,
 // end of intake).
 __device__ static bool poll_ticket(const kargs &a, uint32_t ring, uint64_t t,
 				   uint64_t h, bool stop, bool *end,
-				   struct counts *c, unsigned long long *dlq_next)
+				   struct counts *c, unsigned long long *dlq_next,
+				   uint64_t seq)
 {
 	uint64_t hn = h & ~IPC_HEAD_CLOSED;
 	uint64_t *st = &a.states[slot_index(a, ring, t)];
@@ -212,7 +219,7 @@ __device__ static bool poll_ticket(const kargs &a, uint32_t ring, uint64_t t,
 				atomicAdd(&c->skip, 1);
 			} else {
 				enum outcome o = consume(a, ring, t, dlq_next,
-							 &c->retried);
+							 &c->retried, seq);
 				if (o == DONE_STOPPED) {
 					*end = true;
 					return true;
@@ -278,7 +285,7 @@ __global__ void consume_kernel(kargs a)
 			bool progressed = false;
 			if (!finished) {
 				finished = poll_ticket(a, 0, t, s_head, s_stop, &end,
-						       &s_c, &s_dlq);
+						       &s_c, &s_dlq, 0);
 				progressed = finished;
 				if (!finished)
 					atomicMin(&s_low, (unsigned long long)t);
@@ -345,7 +352,8 @@ __global__ void consume_ordered_kernel(kargs a)
 		c = zero;
 		store_rel(&me->cur, t);
 		done = poll_ticket(a, ring, t, load_acq(&a.ctl[ring].head),
-				   *(volatile uint32_t *)a.stop, &end, &c, &dlq);
+				   *(volatile uint32_t *)a.stop, &end, &c, &dlq,
+				   tot.done);
 		if (end) {
 			store_rel(&me->cur, UINT64_MAX);
 			return;

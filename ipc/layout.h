@@ -211,6 +211,10 @@ struct ipc_cq_entry {
 	uint64_t done;
 	int32_t status;
 	uint32_t len;
+	uint32_t attempts; /* handler runs it took */
+	uint32_t worker;   /* the worker that ran it */
+	uint64_t seq;      /* that worker's completions before this one: the
+			      order in which one worker finished messages */
 	/* result bytes follow, 16-byte aligned */
 };
 
@@ -219,7 +223,7 @@ struct ipc_cq_entry {
 #define IPC_DLQ_HDR_BYTES ((uint32_t)sizeof(struct ipc_dlq_entry))
 
 IPC_STATIC_ASSERT(sizeof(struct ipc_msg_hdr) == 32, "msg hdr is 32 bytes");
-IPC_STATIC_ASSERT(sizeof(struct ipc_cq_entry) == 16, "cq entry hdr is 16 bytes");
+IPC_STATIC_ASSERT(sizeof(struct ipc_cq_entry) == 32, "cq entry hdr is 32 bytes");
 IPC_STATIC_ASSERT(sizeof(struct ipc_ctl) == IPC_LINE, "ctl is one line");
 IPC_STATIC_ASSERT(sizeof(struct ipc_worker) == 2 * IPC_LINE, "worker: 2 lines");
 IPC_STATIC_ASSERT(sizeof(struct ipc_dlq_entry) == 64, "dlq entry hdr is 64 bytes");

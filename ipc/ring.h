@@ -181,12 +181,24 @@ static inline struct ipc_ctl *ipc_ctl(const struct ipc_ring *r, uint32_t ring)
 	return &r->ctl[ring];
 }
 
+/* How a message ended, as its completion entry reports it. */
+struct ipc_outcome {
+	int32_t status;
+	uint32_t len;
+	uint32_t attempts;
+	uint32_t worker;
+	uint64_t seq;
+};
+
 /* Publish a result: header fields, then done = id + 1 (release). */
 static inline void ipc_cq_publish(struct ipc_cq_entry *e, uint64_t id,
-				  int32_t status, uint32_t len)
+				  const struct ipc_outcome *o)
 {
-	e->status = status;
-	e->len = len;
+	e->status = o->status;
+	e->len = o->len;
+	e->attempts = o->attempts;
+	e->worker = o->worker;
+	e->seq = o->seq;
 	ipc_store_release(&e->done, id + 1);
 }
 

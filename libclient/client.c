@@ -630,6 +630,9 @@ GPUQ_API int gpuq_poll(gpuq_queue *q, gpuq_completion *out, size_t max)
 		out[n].status = e->status;
 		out[n].len = e->len;
 		out[n].result = e + 1;
+		out[n].attempts = e->attempts;
+		out[n].worker = e->worker;
+		out[n].seq = e->seq;
 		take(q, id);
 		n++;
 	}

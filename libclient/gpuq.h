@@ -248,6 +248,11 @@ typedef struct gpuq_completion {
 	uint32_t len;       /* bytes of result */
 	const void *result; /* in shared memory; valid until the next call
 			       on q (any call but the read-only getters) */
+	uint32_t attempts;  /* handler runs it took (> 1: it was retried) */
+	uint32_t worker;    /* the consumer worker (CPU thread, GPU block) */
+	uint64_t seq;       /* on an ordered queue: how many messages that
+			       worker had finished before this one, so two
+			       completions by one worker can be ordered */
 } gpuq_completion;
 
 /*
