@@ -578,6 +578,10 @@ GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens)
 	for (uint32_t i = 0; i < loan->count; i++)
 		if ((rc = check_len(q, lens[i])))
 			return rc;
+	/* Publishing into a dead broker's ring would report success for
+	 * messages nobody will run. */
+	if ((rc = broker_check(q)))
+		return rc;
 	mm.client = (uint16_t)q->client;
 	mm.key = loan->key;
 	for (uint32_t i = 0; i < loan->count; i++) {
@@ -636,7 +640,7 @@ GPUQ_API int gpuq_poll(gpuq_queue *q, gpuq_completion *out, size_t max)
 		take(q, id);
 		n++;
 	}
-	if (n == 0 && q->next_id > q->released) {
+	if (n == 0) {
 		int rc = broker_check(q);
 		if (rc)
 			return rc;

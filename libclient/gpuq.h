@@ -233,7 +233,8 @@ GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan,
  * Publish the loan.  lens[i] is message i's length (1 .. slot_bytes).  If any
  * length is invalid, nothing is published, GPUQ_EEMPTY / GPUQ_ETOOBIG is
  * returned and the loan stays open to be committed again.  -EINVAL if loan
- * is not the handle's open loan.
+ * is not the handle's open loan.  GPUQ_EBROKERDEAD (nothing published) if
+ * the broker is gone.
  */
 GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens);
 
