@@ -35,7 +35,8 @@ static uint64_t rnd(void)
 static int run_in(uint32_t id, const void *data, uint32_t len, uint8_t *out,
 		  size_t outsz, uint32_t cap, uint32_t *res_len)
 {
-	struct gpuq_hmsg m = { data, len, 1 };
+	struct gpuq_hmsg m = { .data = data, .len = len, .attempt = 1,
+			       .id = 1 };
 	struct gpuq_hres r = { out, cap, 0xdeadu };
 	int rc;
 
@@ -340,7 +341,8 @@ START_TEST(test_dispatch_matches)
 	static const float x[3] = { 1.5f, -2.25f, 8.0f };
 	uint8_t a[64], b[64];
 	uint32_t rl;
-	struct gpuq_hmsg m = { (const uint8_t *)x, sizeof(x), 0 };
+	struct gpuq_hmsg m = { .data = (const uint8_t *)x, .len = sizeof(x),
+			       .attempt = 1, .id = 0 };
 	struct gpuq_hres r = { b, sizeof(b), 0 };
 
 	ck_assert_int_eq(run(GPUQ_H_VECTOR, x, sizeof(x), a, sizeof(a), &rl),
@@ -423,6 +425,241 @@ START_TEST(test_all)
 }
 END_TEST
 
+/* ---- fault injection and retries ---- */
+
+START_TEST(test_fault_rate)
+{
+	static const uint32_t ppms[] = { 1000, 50000, 100000, 500000 };
+
+	for (size_t i = 0; i < sizeof(ppms) / sizeof(ppms[0]); i++) {
+		struct gpuq_fault f = { ppms[i], 0 };
+		uint64_t n = 0;
+		double frac;
+
+		for (uint64_t id = 0; id < 1000000; id++)
+			n += gpuq_fault_chosen(&f, id) != 0;
+		/* within 10% of ppm per million (sd is under 1% here) */
+		frac = (double)n / (double)ppms[i];
+		ck_assert_msg(frac >= 0.9 && frac <= 1.1,
+			      "ppm %u: %llu of 1M chosen", ppms[i],
+			      (unsigned long long)n);
+	}
+	/* the brief's example: 5% gives 4.5%-5.5% */
+	{
+		struct gpuq_fault f = { 50000, 0 };
+		uint64_t n = 0;
+
+		for (uint64_t id = 0; id < 1000000; id++)
+			n += gpuq_fault_chosen(&f, id) != 0;
+		ck_assert_uint_ge(n, 45000);
+		ck_assert_uint_le(n, 55000);
+	}
+}
+END_TEST
+
+START_TEST(test_fault_deterministic)
+{
+	struct gpuq_fault f = { 50000, 2 }, g = { 50000, 0 };
+	struct gpuq_fault none = { 0, 0 }, all = { 1000000, 0 };
+	struct gpuq_fault half = { 500000, 1 };
+	uint64_t chosen = 0, big = 0;
+
+	for (uint64_t id = 0; id < 100000; id++) {
+		int c = gpuq_fault_chosen(&f, id);
+
+		/* same answer every time, whatever fail_attempts says */
+		ck_assert_int_eq(gpuq_fault_chosen(&f, id), c);
+		ck_assert_int_eq(gpuq_fault_chosen(&g, id), c);
+		chosen += c != 0;
+		/* a message chosen at a lower rate is chosen at a higher one */
+		if (c)
+			ck_assert(gpuq_fault_chosen(&half, id));
+		ck_assert(!gpuq_fault_chosen(&none, id));
+		ck_assert(gpuq_fault_chosen(&all, id));
+		/* and for ids nowhere near 0 */
+		ck_assert(!gpuq_fault_chosen(&none, ~id));
+		ck_assert(gpuq_fault_chosen(&all, ~id));
+		big += gpuq_fault_chosen(&f, id << 40) != 0;
+	}
+	ck_assert_uint_gt(chosen, 0);
+	ck_assert_uint_gt(big, 3000);
+	ck_assert_uint_lt(big, 7000);
+	/* pinned: the hash is splitmix64's finaliser of id ^ "fault", so a
+	 * test anywhere can list the doomed ids */
+	ck_assert_uint_eq(gpuq_fault_mix(0), 0);
+	ck_assert_uint_eq(gpuq_fault_mix(0x9e3779b97f4a7c15ull),
+			  0xe220a8397b1dcdafull);
+	for (uint64_t id = 0; id < 1000; id++)
+		ck_assert_int_eq(gpuq_fault_chosen(&f, id) != 0,
+				 gpuq_fault_mix(id ^ 0x6661756c74ull) %
+						 1000000u <
+					 50000u);
+	/* none and all at the edges */
+	ck_assert(!gpuq_fault_chosen(&none, 0));
+	ck_assert(!gpuq_fault_chosen(&none, UINT64_MAX));
+	ck_assert(gpuq_fault_chosen(&all, 0));
+	ck_assert(gpuq_fault_chosen(&all, UINT64_MAX));
+}
+END_TEST
+
+/* The first id >= from that f chooses (or does not). */
+static uint64_t find_id(const struct gpuq_fault *f, uint64_t from, int chosen)
+{
+	for (uint64_t id = from; id < from + 10000000; id++)
+		if ((gpuq_fault_chosen(f, id) != 0) == chosen)
+			return id;
+	ck_abort_msg("no id found");
+	return 0;
+}
+
+START_TEST(test_fault_fails)
+{
+	struct gpuq_fault two = { 50000, 2 }, every = { 50000, 0 };
+	struct gpuq_fault one = { 50000, 1 };
+	uint64_t bad = find_id(&two, 0, 1), good = find_id(&two, 0, 0);
+
+	/* fail_attempts = 2: attempts 1 and 2 fail, 3 on pass */
+	ck_assert(gpuq_fault_fails(&two, bad, 1));
+	ck_assert(gpuq_fault_fails(&two, bad, 2));
+	ck_assert(!gpuq_fault_fails(&two, bad, 3));
+	ck_assert(!gpuq_fault_fails(&two, bad, 4));
+	ck_assert(!gpuq_fault_fails(&two, bad, 100));
+	ck_assert(!gpuq_fault_fails(&one, bad, 2));
+	ck_assert(gpuq_fault_fails(&one, bad, 1));
+	/* fail_attempts = 0: every attempt fails */
+	for (uint32_t a = 1; a <= 1000; a++)
+		ck_assert(gpuq_fault_fails(&every, bad, a));
+	ck_assert(gpuq_fault_fails(&every, bad, UINT32_MAX));
+	/* a message not chosen never fails */
+	for (uint32_t a = 1; a <= 10; a++) {
+		ck_assert(!gpuq_fault_fails(&two, good, a));
+		ck_assert(!gpuq_fault_fails(&every, good, a));
+	}
+	/* ppm 0 turns injection off whatever fail_attempts is */
+	{
+		struct gpuq_fault off = { 0, 0 };
+
+		for (uint64_t id = 0; id < 1000; id++)
+			ck_assert(!gpuq_fault_fails(&off, id, 1));
+	}
+}
+END_TEST
+
+/* gpuq_handle() on payload data with the given fault settings. */
+struct handled {
+	int rc;
+	uint32_t attempts, len, last_attempt;
+	uint8_t out[64];
+};
+
+static struct handled handle(uint32_t handler, const void *data, uint32_t len,
+			     uint64_t id, const struct gpuq_fault *f,
+			     uint32_t max_attempts)
+{
+	struct handled h;
+	struct gpuq_hmsg m = { .data = data, .len = len, .attempt = 0,
+			       .id = id, .key = 7 };
+	struct gpuq_hres r;
+
+	memset(&h, 0, sizeof(h));
+	memset(h.out, 0xa5, sizeof(h.out));
+	r.data = h.out;
+	r.cap = sizeof(h.out);
+	r.len = 0xdeadu;
+	h.attempts = 0xdeadu;
+	h.rc = gpuq_handle(handler, &m, &r, f, max_attempts, &h.attempts);
+	h.len = r.len;
+	h.last_attempt = m.attempt;
+	/* the message itself is not changed, only its attempt number */
+	ck_assert_ptr_eq(m.data, data);
+	ck_assert_uint_eq(m.len, len);
+	ck_assert_uint_eq(m.id, id);
+	ck_assert_uint_eq(m.key, 7);
+	return h;
+}
+
+START_TEST(test_handle)
+{
+	static const char msg[] = "123456789";
+	struct gpuq_fault off = { 0, 0 };
+	struct gpuq_fault two = { 50000, 2 }, every = { 50000, 0 };
+	uint64_t bad = find_id(&two, 1000, 1), good = find_id(&two, 1000, 0);
+	struct handled h;
+
+	/* a clean message: one attempt, the checksum */
+	h = handle(GPUQ_H_CHECKSUM, msg, 9, good, &two, 3);
+	ck_assert_int_eq(h.rc, 0);
+	ck_assert_uint_eq(h.attempts, 1);
+	ck_assert_uint_eq(h.last_attempt, 1);
+	ck_assert_uint_eq(h.len, 4);
+	ck_assert_uint_eq(le32(h.out), 0xE3069283u);
+	ck_assert_uint_eq(h.out[4], 0xa5);
+	h = handle(GPUQ_H_CHECKSUM, msg, 9, bad, &off, 3);
+	ck_assert_int_eq(h.rc, 0);
+	ck_assert_uint_eq(h.attempts, 1);
+	ck_assert_uint_eq(le32(h.out), 0xE3069283u);
+
+	/* chosen, fails twice: the third attempt succeeds */
+	h = handle(GPUQ_H_CHECKSUM, msg, 9, bad, &two, 3);
+	ck_assert_int_eq(h.rc, 0);
+	ck_assert_uint_eq(h.attempts, 3);
+	ck_assert_uint_eq(h.last_attempt, 3);
+	ck_assert_uint_eq(h.len, 4);
+	ck_assert_uint_eq(le32(h.out), 0xE3069283u);
+	/* ... but with only 2 attempts allowed it ends injected */
+	h = handle(GPUQ_H_CHECKSUM, msg, 9, bad, &two, 2);
+	ck_assert_int_eq(h.rc, GPUQ_HANDLER_INJECTED);
+	ck_assert_uint_eq(h.attempts, 2);
+	ck_assert_uint_eq(h.len, 0);
+
+	/* chosen, fails every attempt */
+	h = handle(GPUQ_H_CHECKSUM, msg, 9, bad, &every, 3);
+	ck_assert_int_eq(h.rc, GPUQ_HANDLER_INJECTED);
+	ck_assert_uint_eq(h.attempts, 3);
+	ck_assert_uint_eq(h.last_attempt, 3);
+	ck_assert_uint_eq(h.len, 0);
+	ck_assert_uint_eq(h.out[0], 0xa5);
+	h = handle(GPUQ_H_CHECKSUM, msg, 9, bad, &every, 1);
+	ck_assert_int_eq(h.rc, GPUQ_HANDLER_INJECTED);
+	ck_assert_uint_eq(h.attempts, 1);
+
+	/* the echo handler through the same path */
+	h = handle(GPUQ_H_ECHO, msg, 9, bad, &two, 3);
+	ck_assert_int_eq(h.rc, 0);
+	ck_assert_uint_eq(h.attempts, 3);
+	ck_assert_uint_eq(h.len, 9);
+	ck_assert_mem_eq(h.out, msg, 9);
+}
+END_TEST
+
+/* A handler's own failure is retried too, and its code is returned. */
+START_TEST(test_handle_bad_vector)
+{
+	static const float x[4] = { 1, 2, 3, 4 };
+	struct gpuq_fault off = { 0, 0 };
+	struct handled h;
+
+	for (uint32_t max = 1; max <= 5; max++) {
+		h = handle(GPUQ_H_VECTOR, x, 7, 42, &off, max);
+		ck_assert_int_ne(h.rc, 0);
+		ck_assert_int_ne(h.rc, GPUQ_HANDLER_INJECTED);
+		ck_assert_uint_eq(h.attempts, max);
+		ck_assert_uint_eq(h.last_attempt, max);
+		ck_assert_uint_eq(h.len, 0);
+		ck_assert_uint_eq(h.out[0], 0xa5);
+	}
+	/* the same vector with a good length passes first time */
+	h = handle(GPUQ_H_VECTOR, x, 16, 42, &off, 3);
+	ck_assert_int_eq(h.rc, 0);
+	ck_assert_uint_eq(h.attempts, 1);
+	ck_assert_uint_eq(h.len, 16);
+	/* an unknown handler fails every attempt */
+	h = handle(0, x, 16, 42, &off, 3);
+	ck_assert_int_ne(h.rc, 0);
+	ck_assert_uint_eq(h.attempts, 3);
+}
+END_TEST
+
 Suite *suite_handlers(void)
 {
 	Suite *s = suite_create("handlers");
@@ -430,6 +667,7 @@ Suite *suite_handlers(void)
 	TCase *te = tcase_create("echo");
 	TCase *tv = tcase_create("vector");
 	TCase *tt = tcase_create("table");
+	TCase *tf = tcase_create("faults");
 
 	tcase_add_test(tc, test_crc_vectors);
 	tcase_add_test(tc, test_crc_result_le);
@@ -450,6 +688,13 @@ Suite *suite_handlers(void)
 	tcase_add_test(tt, test_lookup);
 	tcase_add_test(tt, test_all);
 	suite_add_tcase(s, tt);
+
+	tcase_add_test(tf, test_fault_rate);
+	tcase_add_test(tf, test_fault_deterministic);
+	tcase_add_test(tf, test_fault_fails);
+	tcase_add_test(tf, test_handle);
+	tcase_add_test(tf, test_handle_bad_vector);
+	suite_add_tcase(s, tf);
 	return s;
 }
 

@@ -31,6 +31,20 @@ static const struct ipc_geometry small_geom = {
 	.cq_capacity = 16,
 	.max_clients = 2,
 	.nworkers = 1,
+	.ordered = 0,
+	.dlq_per_worker = 16,
+};
+
+/* One ring per worker: 4 rings of 8 slots. */
+static const struct ipc_geometry ordered_geom = {
+	.capacity = 8,
+	.slot_bytes = 64,
+	.result_bytes = 16,
+	.cq_capacity = 16,
+	.max_clients = 2,
+	.nworkers = 4,
+	.ordered = 1,
+	.dlq_per_worker = 16,
 };
 
 /* Zero-filled, page-aligned memory initialised as a queue of geometry g. */
@@ -49,21 +63,42 @@ static void *ring_new(struct ipc_ring *r, const struct ipc_geometry *g)
 	return base;
 }
 
+static uint8_t *payload_in(const struct ipc_ring *r, uint32_t ring,
+			   uint64_t t)
+{
+	return (uint8_t *)(ipc_slot(r, ring, t) + 1);
+}
+
+/* The single-ring cases all use ring 0. */
 static uint8_t *payload(const struct ipc_ring *r, uint64_t t)
 {
-	return (uint8_t *)(ipc_slot(r, t) + 1);
+	return payload_in(r, 0, t);
+}
+
+/* ipc_publish() with the message header fields given one by one (key 0,
+ * no flags), in the order the single-ring tests were written with. */
+static void publish_msg(struct ipc_ring *r, uint32_t ring, uint64_t ticket,
+			uint16_t client, uint64_t id, uint32_t len)
+{
+	struct ipc_msg_meta mm;
+
+	memset(&mm, 0, sizeof(mm));
+	mm.id = id;
+	mm.len = len;
+	mm.client = client;
+	ipc_publish(r, ring, ticket, &mm);
 }
 
 /* Producer: reserve one ticket, write the message for id, publish it. */
 static int produce(struct ipc_ring *r, uint64_t id, uint32_t len,
 		   uint64_t *ticket)
 {
-	int rc = ipc_reserve(r, 1, ticket);
+	int rc = ipc_reserve(r, 0, 1, ticket);
 
 	if (rc)
 		return rc;
 	ref_fill(payload(r, *ticket), len, id);
-	ipc_publish(r, *ticket, 0, id, len);
+	publish_msg(r, 0, *ticket, 0, id, len);
 	return 0;
 }
 
@@ -72,11 +107,11 @@ static int produce(struct ipc_ring *r, uint64_t id, uint32_t len,
 static void consume(struct ipc_ring *r, uint64_t t, uint64_t id, uint32_t len)
 {
 	uint8_t want[256];
-	struct ipc_msg_hdr *m = ipc_slot(r, t);
+	struct ipc_msg_hdr *m = ipc_slot(r, 0, t);
 	struct ipc_cq_entry *e;
 
 	ck_assert_uint_le(len, sizeof(want));
-	ck_assert_int_eq(ipc_take(r, t), IPC_TAKE_READY);
+	ck_assert_int_eq(ipc_take(r, 0, t), IPC_TAKE_READY);
 	ck_assert_uint_eq(m->id, id);
 	ck_assert_uint_eq(m->len, len);
 	ck_assert_uint_eq(m->client, 0);
@@ -85,17 +120,27 @@ static void consume(struct ipc_ring *r, uint64_t t, uint64_t id, uint32_t len)
 
 	e = ipc_cq_entry(r, m->client, m->id);
 	memcpy(e + 1, &len, 4);
-	ipc_cq_publish(e, m->id, 0, 4);
-	ipc_release_slot(r, t);
+	{
+		struct ipc_outcome o = { .status = 0, .len = 4, .attempts = 1,
+					 .worker = 0,
+					 .seq = r->workers[0].completed };
+		ipc_cq_publish(e, m->id, &o);
+	}
+	ipc_release_slot(r, 0, t);
 	ipc_store_release(&r->workers[0].cur, t + 1);
 	r->workers[0].completed++;
 	ck_assert_uint_eq(r->states[t & r->mask],
 			  IPC_STATE(t + r->hdr->capacity, IPC_FREE));
 }
 
+static uint64_t head_of(const struct ipc_ring *r, uint32_t ring)
+{
+	return ipc_load_relaxed(&ipc_ctl(r, ring)->head);
+}
+
 static uint64_t head(const struct ipc_ring *r)
 {
-	return ipc_load_relaxed(&r->ctl->head);
+	return head_of(r, 0);
 }
 
 /* ---- layout ---- */
@@ -106,17 +151,26 @@ START_TEST(test_layout_bad_geometry)
 		const char *what;
 		struct ipc_geometry g;
 	} bad[] = {
-		{ "capacity 0", { 0, 64, 16, 16, 2, 1 } },
-		{ "capacity 3", { 3, 64, 16, 16, 2, 1 } },
-		{ "capacity 12", { 12, 64, 16, 16, 2, 1 } },
-		{ "capacity 2^k+1", { 1025, 64, 16, 16, 2, 1 } },
-		{ "cq_capacity 0", { 8, 64, 16, 0, 2, 1 } },
-		{ "cq_capacity 3", { 8, 64, 16, 3, 2, 1 } },
-		{ "cq_capacity 100", { 8, 64, 16, 100, 2, 1 } },
-		{ "slot_bytes 0", { 8, 0, 16, 16, 2, 1 } },
-		{ "max_clients 0", { 8, 64, 16, 16, 0, 1 } },
-		{ "nworkers 0", { 8, 64, 16, 16, 2, 0 } },
-		{ "nworkers > max", { 8, 64, 16, 16, 2, IPC_MAX_WORKERS + 1 } },
+		{ "capacity 0", { 0, 64, 16, 16, 2, 1, 0, 16 } },
+		{ "capacity 3", { 3, 64, 16, 16, 2, 1, 0, 16 } },
+		{ "capacity 12", { 12, 64, 16, 16, 2, 1, 0, 16 } },
+		{ "capacity 2^k+1", { 1025, 64, 16, 16, 2, 1, 0, 16 } },
+		{ "cq_capacity 0", { 8, 64, 16, 0, 2, 1, 0, 16 } },
+		{ "cq_capacity 3", { 8, 64, 16, 3, 2, 1, 0, 16 } },
+		{ "cq_capacity 100", { 8, 64, 16, 100, 2, 1, 0, 16 } },
+		{ "slot_bytes 0", { 8, 0, 16, 16, 2, 1, 0, 16 } },
+		{ "max_clients 0", { 8, 64, 16, 16, 0, 1, 0, 16 } },
+		{ "nworkers 0", { 8, 64, 16, 16, 2, 0, 0, 16 } },
+		{ "nworkers > max",
+		  { 8, 64, 16, 16, 2, IPC_MAX_WORKERS + 1, 0, 16 } },
+		{ "dlq_per_worker 0", { 8, 64, 16, 16, 2, 1, 0, 0 } },
+		{ "dlq_per_worker 3", { 8, 64, 16, 16, 2, 1, 0, 3 } },
+		{ "dlq_per_worker 12", { 8, 64, 16, 16, 2, 1, 0, 12 } },
+		{ "dlq_per_worker 2^k+1", { 8, 64, 16, 16, 2, 1, 0, 17 } },
+		{ "ordered 2", { 8, 64, 16, 16, 2, 1, 2, 16 } },
+		{ "ordered 2, 4 workers", { 8, 64, 16, 16, 2, 4, 2, 16 } },
+		{ "ordered -1", { 8, 64, 16, 16, 2, 4, 0xffffffffu, 16 } },
+		{ "ordered, nworkers 0", { 8, 64, 16, 16, 2, 0, 1, 16 } },
 	};
 	struct ipc_geometry g = small_geom;
 	struct ipc_ring r;
@@ -140,12 +194,31 @@ START_TEST(test_layout_bad_geometry)
 	g.max_clients = 1;
 	g.result_bytes = 0;
 	ck_assert_int_gt(ipc_layout_size(&g), 0);
+	g = small_geom;
+	g.dlq_per_worker = 1;
+	ck_assert_int_gt(ipc_layout_size(&g), 0);
+	g = ordered_geom;
+	ck_assert_int_gt(ipc_layout_size(&g), 0);
+	g.nworkers = 1;
+	ck_assert_int_gt(ipc_layout_size(&g), 0);
+	g.nworkers = IPC_MAX_WORKERS;
+	ck_assert_int_gt(ipc_layout_size(&g), 0);
+	/* an ordered queue needs a ring per worker: more room than unordered */
+	g = ordered_geom;
+	g.capacity = 64;
+	{
+		struct ipc_geometry u = g;
+		u.ordered = 0;
+		/* at least 3 more rings of 64 slots of 128 bytes */
+		ck_assert_int_ge(ipc_layout_size(&g),
+				 ipc_layout_size(&u) + 3 * 64 * 128);
+	}
 }
 END_TEST
 
 START_TEST(test_layout_offsets)
 {
-	struct ipc_geometry g = { 64, 100, 40, 32, 5, 3 };
+	struct ipc_geometry g = { 64, 100, 40, 32, 5, 3, 0, 16 };
 	struct ipc_ring r;
 	void *base = ring_new(&r, &g);
 	const struct ipc_hdr *h = r.hdr;
@@ -163,6 +236,13 @@ START_TEST(test_layout_offsets)
 				g.nworkers * sizeof(struct ipc_worker));
 	ck_assert_uint_ge(h->states_off, h->clients_off +
 				g.max_clients * sizeof(struct ipc_client));
+	/* ... and the broker's own entry after the clients' */
+	ck_assert_uint_ge(h->states_off,
+			  h->clients_off + (g.max_clients + 1) *
+						   sizeof(struct ipc_client));
+	ck_assert_uint_eq(IPC_BROKER_CLIENT(&r), g.max_clients);
+	ck_assert_uint_eq(h->nrings, 1);
+	ck_assert_uint_eq(h->ordered, 0);
 	ck_assert_uint_ge(h->slots_off, h->states_off + 8ull * g.capacity);
 	ck_assert_uint_ge(h->cq_off, h->slots_off +
 				(uint64_t)g.capacity * h->slot_stride);
@@ -186,6 +266,11 @@ START_TEST(test_layout_offsets)
 	/* ids wrap within a client's area */
 	ck_assert_ptr_eq(ipc_cq_entry(&r, 2, 5),
 			 ipc_cq_entry(&r, 2, 5 + g.cq_capacity));
+	/* the broker's client entry is inside and writable (ASan checks) */
+	memset(&r.clients[IPC_BROKER_CLIENT(&r)], 0x5a,
+	       sizeof(struct ipc_client));
+	ck_assert((uint8_t *)&r.clients[IPC_BROKER_CLIENT(&r) + 1] <=
+		  (uint8_t *)base + h->states_off);
 
 	/* init refuses memory smaller than the layout */
 	{
@@ -197,6 +282,57 @@ START_TEST(test_layout_offsets)
 		free(b2);
 	}
 	free(base);
+}
+END_TEST
+
+/* Every region of a queue of geometry g fits before the next one. */
+static void check_regions(const struct ipc_geometry *g)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, g);
+	const struct ipc_hdr *h = r.hdr;
+	uint64_t nr = g->ordered ? g->nworkers : 1;
+	uint64_t nc = g->max_clients + 1ull; /* + the broker's entry */
+
+	ck_assert_uint_eq(h->nrings, nr);
+	ck_assert_uint_ge(h->ctl_off, sizeof(*h));
+	ck_assert_uint_ge(h->workers_off, h->ctl_off + nr * IPC_LINE);
+	ck_assert_uint_ge(h->clients_off,
+			  h->workers_off +
+				  g->nworkers * sizeof(struct ipc_worker));
+	ck_assert_msg(h->states_off >=
+			      h->clients_off + nc * sizeof(struct ipc_client),
+		      "ordered %u, %u workers, %u clients: no room for the "
+		      "broker's entry",
+		      g->ordered, g->nworkers, g->max_clients);
+	ck_assert_uint_ge(h->slots_off, h->states_off + nr * g->capacity * 8);
+	ck_assert_uint_ge(h->cq_off,
+			  h->slots_off + nr * g->capacity * h->slot_stride);
+	ck_assert_uint_ge(h->dlq_off,
+			  h->cq_off + (uint64_t)g->max_clients *
+					      g->cq_capacity * h->cq_stride);
+	ck_assert_uint_ge(h->total_bytes,
+			  h->dlq_off + (uint64_t)g->nworkers *
+					       g->dlq_per_worker *
+					       h->dlq_stride);
+	/* the broker's entry is writable (ASan) */
+	memset(&r.clients[IPC_BROKER_CLIENT(&r)], 0,
+	       sizeof(struct ipc_client));
+	free(base);
+}
+
+/* Over many small geometries: some put a region's end exactly on a page
+ * boundary, where an off-by-one in a count would hide in the padding. */
+START_TEST(test_layout_sweep)
+{
+	struct ipc_geometry g = small_geom;
+
+	g.dlq_per_worker = 4;
+	for (g.ordered = 0; g.ordered <= 1; g.ordered++)
+		for (g.nworkers = 1; g.nworkers <= 8; g.nworkers++)
+			for (g.max_clients = 1; g.max_clients <= 40;
+			     g.max_clients++)
+				check_regions(&g);
 }
 END_TEST
 
@@ -222,11 +358,11 @@ START_TEST(test_init_states)
 	ck_assert_uint_eq(head(&r), 0);
 	for (uint64_t t = 0; t < 8; t++) {
 		ck_assert_uint_eq(r.states[t], IPC_STATE(t, IPC_FREE));
-		ck_assert_int_eq(ipc_take(&r, t), IPC_TAKE_WAIT);
+		ck_assert_int_eq(ipc_take(&r, 0, t), IPC_TAKE_WAIT);
 	}
 	for (uint32_t w = 0; w < 4; w++)
 		ck_assert_uint_eq(r.workers[w].cur, 0);
-	ck_assert_uint_eq(ipc_consumed_frontier(&r), 0);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 0);
 	free(base);
 }
 END_TEST
@@ -243,46 +379,53 @@ START_TEST(test_single_message)
 	struct ipc_counts c;
 
 	r.clients[0].state = IPC_CLIENT_ACTIVE;
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), 0);
 	ck_assert_uint_eq(t, 0);
 	ck_assert_uint_eq(head(&r), 1);
 	/* reserved, not published: still WAIT for the consumer */
-	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 0, 0), IPC_TAKE_WAIT);
 	memcpy(payload(&r, t), "hello", 5);
-	ipc_publish(&r, t, 1, 42, 5);
+	publish_msg(&r, 0, t, 1, 42, 5);
 	r.clients[0].published++;
 	ck_assert_uint_eq(r.states[0], IPC_STATE(0, IPC_READY));
-	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_READY);
-	ck_assert_uint_eq(ipc_slot(&r, 0)->id, 42);
-	ck_assert_uint_eq(ipc_slot(&r, 0)->len, 5);
-	ck_assert_uint_eq(ipc_slot(&r, 0)->client, 1);
-	ck_assert_uint_eq(ipc_slot(&r, 0)->flags, 0);
+	ck_assert_int_eq(ipc_take(&r, 0, 0), IPC_TAKE_READY);
+	ck_assert_uint_eq(ipc_slot(&r, 0, 0)->id, 42);
+	ck_assert_uint_eq(ipc_slot(&r, 0, 0)->len, 5);
+	ck_assert_uint_eq(ipc_slot(&r, 0, 0)->client, 1);
+	ck_assert_uint_eq(ipc_slot(&r, 0, 0)->flags, 0);
 	ck_assert_mem_eq(payload(&r, 0), "hello", 5);
 
 	e = ipc_cq_entry(&r, 1, 42);
 	ck_assert_uint_eq(e->done, 0);
 	res = 0xdeadbeef;
 	memcpy(e + 1, &res, 4);
-	ipc_cq_publish(e, 42, GPUQ_EHANDLER, 4);
+	{
+		struct ipc_outcome o = { .status = GPUQ_EHANDLER, .len = 4,
+					 .attempts = 3, .worker = 0, .seq = 0 };
+		ipc_cq_publish(e, 42, &o);
+	}
 	ck_assert_uint_eq(e->done, 43);
 	ck_assert_int_eq(e->status, GPUQ_EHANDLER);
 	ck_assert_uint_eq(e->len, 4);
-	ipc_release_slot(&r, 0);
+	ck_assert_uint_eq(e->attempts, 3);
+	ck_assert_uint_eq(e->worker, 0);
+	ck_assert_uint_eq(e->seq, 0);
+	ipc_release_slot(&r, 0, 0);
 	r.workers[0].cur = 1;
 	r.workers[0].completed = 1;
-	r.workers[0].failed = 1;
+	r.workers[0].dead_lettered = 1;
 	ck_assert_uint_eq(r.states[0], IPC_STATE(8, IPC_FREE));
-	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
-	ck_assert_uint_eq(ipc_consumed_frontier(&r), 1);
+	ck_assert_int_eq(ipc_take(&r, 0, 0), IPC_TAKE_WAIT);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 1);
 
 	ipc_counts_read(&r, &c);
 	ck_assert_uint_eq(c.published, 1);
 	ck_assert_uint_eq(c.completed, 1);
-	ck_assert_uint_eq(c.failed, 1);
+	ck_assert_uint_eq(c.dead_lettered, 1);
 	ck_assert_uint_eq(c.head, 1);
 
 	/* next ticket follows */
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), 0);
 	ck_assert_uint_eq(t, 1);
 	free(base);
 }
@@ -307,14 +450,14 @@ START_TEST(test_wrap_laps)
 		}
 		if (id - first == 8) {
 			h0 = head(&r);
-			ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+			ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), GPUQ_EFULL);
 			ck_assert_uint_eq(head(&r), h0);
 		}
 		for (uint64_t k = first; k < id; k++)
 			consume(&r, k, k, 1 + (uint32_t)(k % 64));
 	}
 	ck_assert_uint_eq(head(&r), 100);
-	ck_assert_uint_eq(ipc_consumed_frontier(&r), 100);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 100);
 	/* completion entry of the last id */
 	ck_assert_uint_eq(ipc_cq_entry(&r, 0, 99)->done, 100);
 
@@ -344,28 +487,28 @@ START_TEST(test_full)
 	uint64_t t = 1234;
 
 	for (uint64_t i = 0; i < 8; i++) {
-		ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+		ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), 0);
 		ck_assert_uint_eq(t, i);
 	}
 	t = 1234;
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(t, 1234);
 	ck_assert_uint_eq(head(&r), 8);
-	ck_assert_int_eq(ipc_reserve(&r, 3, &t), GPUQ_EFULL);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 3, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(head(&r), 8);
 	/* publishing does not make room; only the consumer does */
 	for (uint64_t i = 0; i < 8; i++) {
 		ref_fill(payload(&r, i), 8, i);
-		ipc_publish(&r, i, 0, i, 8);
+		publish_msg(&r, 0, i, 0, i, 8);
 	}
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(head(&r), 8);
 	for (uint64_t i = 0; i < 8; i++)
 		ck_assert_uint_eq(r.states[i], IPC_STATE(i, IPC_READY));
 	consume(&r, 0, 0, 8);
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), 0);
 	ck_assert_uint_eq(t, 8);
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(head(&r), 9);
 	free(base);
 }
@@ -378,9 +521,9 @@ START_TEST(test_batch_larger_than_ring)
 	void *base = ring_new(&r, &small_geom);
 	uint64_t t;
 
-	ck_assert_int_eq(ipc_reserve(&r, 9, &t), GPUQ_EFULL);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 9, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(head(&r), 0);
-	ck_assert_int_eq(ipc_reserve(&r, 8, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 8, &t), 0);
 	ck_assert_uint_eq(t, 0);
 	ck_assert_uint_eq(head(&r), 8);
 	free(base);
@@ -393,43 +536,43 @@ START_TEST(test_batch)
 	void *base = ring_new(&r, &small_geom);
 	uint64_t t;
 
-	ck_assert_int_eq(ipc_reserve(&r, 3, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 3, &t), 0);
 	ck_assert_uint_eq(t, 0);
 	ck_assert_uint_eq(head(&r), 3);
-	ck_assert_int_eq(ipc_reserve(&r, 6, &t), GPUQ_EFULL);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 6, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(head(&r), 3);
-	ck_assert_int_eq(ipc_reserve(&r, 5, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 5, &t), 0);
 	ck_assert_uint_eq(t, 3);
 	ck_assert_uint_eq(head(&r), 8);
 	for (uint64_t i = 0; i < 8; i++) {
 		ref_fill(payload(&r, i), 16, i);
-		ipc_publish(&r, i, 0, i, 16);
+		publish_msg(&r, 0, i, 0, i, 16);
 	}
 
 	/* Consumers free out of order: slot 1 (ticket 9's) before slot 0
 	 * (ticket 8's).  A batch of 2 at ticket 8 must not be granted on
 	 * the strength of its last slot alone. */
-	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_READY);
-	ipc_release_slot(&r, 1);
-	ck_assert_int_eq(ipc_reserve(&r, 2, &t), GPUQ_EFULL);
+	ck_assert_int_eq(ipc_take(&r, 0, 1), IPC_TAKE_READY);
+	ipc_release_slot(&r, 0, 1);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 2, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(head(&r), 8);
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_EFULL);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(head(&r), 8);
-	ipc_release_slot(&r, 0);
-	ck_assert_int_eq(ipc_reserve(&r, 2, &t), 0);
+	ipc_release_slot(&r, 0, 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 2, &t), 0);
 	ck_assert_uint_eq(t, 8);
 	ck_assert_uint_eq(head(&r), 10);
 
 	/* First slot free, second not. */
-	ipc_release_slot(&r, 2);
-	ck_assert_int_eq(ipc_reserve(&r, 2, &t), GPUQ_EFULL);
+	ipc_release_slot(&r, 0, 2);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 2, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(head(&r), 10);
 	/* Free slot in the middle of a batch of 3 missing at the end. */
-	ipc_release_slot(&r, 3);
-	ipc_release_slot(&r, 5);
-	ck_assert_int_eq(ipc_reserve(&r, 4, &t), GPUQ_EFULL);
+	ipc_release_slot(&r, 0, 3);
+	ipc_release_slot(&r, 0, 5);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 4, &t), GPUQ_EFULL);
 	ck_assert_uint_eq(head(&r), 10);
-	ck_assert_int_eq(ipc_reserve(&r, 2, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 2, &t), 0);
 	ck_assert_uint_eq(t, 10);
 	ck_assert_uint_eq(head(&r), 12);
 	/* The tickets handed out: their slots are FREE for exactly them. */
@@ -445,46 +588,46 @@ START_TEST(test_take_transitions)
 	void *base = ring_new(&r, &small_geom);
 	uint64_t t;
 
-	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
-	ck_assert_int_eq(ipc_reserve(&r, 2, &t), 0);
-	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
-	ipc_publish(&r, 0, 0, 0, 1);
-	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_READY);
+	ck_assert_int_eq(ipc_take(&r, 0, 0), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 2, &t), 0);
+	ck_assert_int_eq(ipc_take(&r, 0, 0), IPC_TAKE_WAIT);
+	publish_msg(&r, 0, 0, 0, 0, 1);
+	ck_assert_int_eq(ipc_take(&r, 0, 0), IPC_TAKE_READY);
 	/* the same slot on later laps: not ready for those tickets */
-	ck_assert_int_eq(ipc_take(&r, 8), IPC_TAKE_WAIT);
-	ck_assert_int_eq(ipc_take(&r, 16), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 0, 8), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 0, 16), IPC_TAKE_WAIT);
 	/* and another slot's ticket is not affected */
-	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 0, 1), IPC_TAKE_WAIT);
 
 	/* ticket 1 reserved and abandoned: broker skips it */
-	ck_assert_uint_eq(ipc_skip_unpublished(&r, 1, 2), 1);
-	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_SKIP);
-	ck_assert_int_eq(ipc_take(&r, 9), IPC_TAKE_WAIT);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 1, 2), 1);
+	ck_assert_int_eq(ipc_take(&r, 0, 1), IPC_TAKE_SKIP);
+	ck_assert_int_eq(ipc_take(&r, 0, 9), IPC_TAKE_WAIT);
 
-	ipc_release_slot(&r, 0);
-	ipc_release_slot(&r, 1);
-	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
-	ck_assert_int_eq(ipc_take(&r, 8), IPC_TAKE_WAIT);
-	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_WAIT);
+	ipc_release_slot(&r, 0, 0);
+	ipc_release_slot(&r, 0, 1);
+	ck_assert_int_eq(ipc_take(&r, 0, 0), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 0, 8), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 0, 1), IPC_TAKE_WAIT);
 
 	/* lap 2: ticket 8 in slot 0 */
-	ck_assert_int_eq(ipc_reserve(&r, 6, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 6, &t), 0);
 	ck_assert_uint_eq(t, 2);
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), 0);
 	ck_assert_uint_eq(t, 8);
-	ipc_publish(&r, 8, 0, 8, 1);
-	ck_assert_int_eq(ipc_take(&r, 8), IPC_TAKE_READY);
-	ck_assert_int_eq(ipc_take(&r, 0), IPC_TAKE_WAIT);
-	ck_assert_int_eq(ipc_take(&r, 16), IPC_TAKE_WAIT);
+	publish_msg(&r, 0, 8, 0, 8, 1);
+	ck_assert_int_eq(ipc_take(&r, 0, 8), IPC_TAKE_READY);
+	ck_assert_int_eq(ipc_take(&r, 0, 0), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 0, 16), IPC_TAKE_WAIT);
 
 	/* A stale READY left from a previous lap (written by hand) reads as
 	 * WAIT for the current ticket, and so does a stale SKIP. */
 	r.states[3] = IPC_STATE(3, IPC_READY);
-	ck_assert_int_eq(ipc_take(&r, 11), IPC_TAKE_WAIT);
-	ck_assert_int_eq(ipc_take(&r, 3), IPC_TAKE_READY);
+	ck_assert_int_eq(ipc_take(&r, 0, 11), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 0, 3), IPC_TAKE_READY);
 	r.states[3] = IPC_STATE(3, IPC_SKIP);
-	ck_assert_int_eq(ipc_take(&r, 11), IPC_TAKE_WAIT);
-	ck_assert_int_eq(ipc_take(&r, 3), IPC_TAKE_SKIP);
+	ck_assert_int_eq(ipc_take(&r, 0, 11), IPC_TAKE_WAIT);
+	ck_assert_int_eq(ipc_take(&r, 0, 3), IPC_TAKE_SKIP);
 	free(base);
 }
 END_TEST
@@ -498,16 +641,16 @@ START_TEST(test_close_intake)
 	uint64_t t = 77;
 	struct ipc_counts c;
 
-	ck_assert_int_eq(ipc_reserve(&r, 3, &t), 0);
-	ck_assert_uint_eq(ipc_close_intake(&r), 3);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 3, &t), 0);
+	ck_assert_uint_eq(ipc_close_intake(&r, 0), 3);
 	ck_assert_uint_eq(head(&r), 3 | IPC_HEAD_CLOSED);
 	t = 77;
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_ESHUTDOWN);
-	ck_assert_int_eq(ipc_reserve(&r, 2, &t), GPUQ_ESHUTDOWN);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), GPUQ_ESHUTDOWN);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 2, &t), GPUQ_ESHUTDOWN);
 	ck_assert_uint_eq(t, 77);
 	ck_assert_uint_eq(head(&r), 3 | IPC_HEAD_CLOSED);
 	/* closing again changes nothing and gives the same count */
-	ck_assert_uint_eq(ipc_close_intake(&r), 3);
+	ck_assert_uint_eq(ipc_close_intake(&r, 0), 3);
 	ck_assert_uint_eq(head(&r), 3 | IPC_HEAD_CLOSED);
 	ipc_counts_read(&r, &c);
 	ck_assert_uint_eq(c.head, 3);
@@ -515,10 +658,10 @@ START_TEST(test_close_intake)
 	 * consumed */
 	for (uint64_t i = 0; i < 3; i++) {
 		ref_fill(payload(&r, i), 4, i);
-		ipc_publish(&r, i, 0, i, 4);
+		publish_msg(&r, 0, i, 0, i, 4);
 		consume(&r, i, i, 4);
 	}
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_ESHUTDOWN);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), GPUQ_ESHUTDOWN);
 	free(base);
 }
 END_TEST
@@ -529,16 +672,16 @@ START_TEST(test_close_full_ring)
 	void *base = ring_new(&r, &small_geom);
 	uint64_t t;
 
-	ck_assert_uint_eq(ipc_close_intake(&r), 0);
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_ESHUTDOWN);
+	ck_assert_uint_eq(ipc_close_intake(&r, 0), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), GPUQ_ESHUTDOWN);
 	ck_assert_uint_eq(head(&r), IPC_HEAD_CLOSED);
 	free(base);
 
 	base = ring_new(&r, &small_geom);
-	ck_assert_int_eq(ipc_reserve(&r, 8, &t), 0);
-	ck_assert_uint_eq(ipc_close_intake(&r), 8);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 8, &t), 0);
+	ck_assert_uint_eq(ipc_close_intake(&r, 0), 8);
 	/* closed wins over full: producers must learn to stop */
-	ck_assert_int_eq(ipc_reserve(&r, 1, &t), GPUQ_ESHUTDOWN);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), GPUQ_ESHUTDOWN);
 	free(base);
 }
 END_TEST
@@ -549,14 +692,14 @@ START_TEST(test_skip_unpublished)
 	void *base = ring_new(&r, &small_geom);
 	uint64_t t;
 
-	ck_assert_int_eq(ipc_reserve(&r, 4, &t), 0);
-	ipc_publish(&r, 0, 0, 0, 1);
-	ipc_publish(&r, 2, 0, 2, 1);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 4, &t), 0);
+	publish_msg(&r, 0, 0, 0, 0, 1);
+	publish_msg(&r, 0, 2, 0, 2, 1);
 	/* sub-range first: only ticket 1 of [1, 3) is unpublished */
-	ck_assert_uint_eq(ipc_skip_unpublished(&r, 1, 3), 1);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 1, 3), 1);
 	ck_assert_uint_eq(r.states[1], IPC_STATE(1, IPC_SKIP));
 	ck_assert_uint_eq(r.states[3], IPC_STATE(3, IPC_FREE));
-	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 4), 1);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 0, 4), 1);
 	ck_assert_uint_eq(r.states[0], IPC_STATE(0, IPC_READY));
 	ck_assert_uint_eq(r.states[1], IPC_STATE(1, IPC_SKIP));
 	ck_assert_uint_eq(r.states[2], IPC_STATE(2, IPC_READY));
@@ -564,10 +707,10 @@ START_TEST(test_skip_unpublished)
 	for (uint64_t s = 4; s < 8; s++)
 		ck_assert_uint_eq(r.states[s], IPC_STATE(s, IPC_FREE));
 	/* nothing left to mark */
-	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 4), 0);
-	ck_assert_uint_eq(ipc_skip_unpublished(&r, 2, 2), 0);
-	ck_assert_int_eq(ipc_take(&r, 1), IPC_TAKE_SKIP);
-	ck_assert_int_eq(ipc_take(&r, 3), IPC_TAKE_SKIP);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 0, 4), 0);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 2, 2), 0);
+	ck_assert_int_eq(ipc_take(&r, 0, 1), IPC_TAKE_SKIP);
+	ck_assert_int_eq(ipc_take(&r, 0, 3), IPC_TAKE_SKIP);
 	free(base);
 }
 END_TEST
@@ -585,12 +728,12 @@ START_TEST(test_skip_after_laps)
 		ck_assert_int_eq(produce(&r, i, 8, &t), 0);
 		consume(&r, i, i, 8);
 	}
-	ck_assert_int_eq(ipc_reserve(&r, 4, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 4, &t), 0);
 	ck_assert_uint_eq(t, 8);
 	ref_fill(payload(&r, 8), 8, 8);
-	ipc_publish(&r, 8, 0, 8, 8);
+	publish_msg(&r, 0, 8, 0, 8, 8);
 	/* tickets 9, 10, 11 are unpublished; slots 4..7 hold FREE(12..15) */
-	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 12), 3);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 0, 0, 12), 3);
 	ck_assert_uint_eq(r.states[0], IPC_STATE(8, IPC_READY));
 	for (uint64_t k = 9; k < 12; k++)
 		ck_assert_uint_eq(r.states[k & 7], IPC_STATE(k, IPC_SKIP));
@@ -611,21 +754,21 @@ START_TEST(test_frontier)
 	r.workers[0].cur = 5;
 	r.workers[1].cur = 2;
 	r.workers[2].cur = 9;
-	ck_assert_uint_eq(ipc_consumed_frontier(&r), 2);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 2);
 	r.workers[1].cur = 7;
-	ck_assert_uint_eq(ipc_consumed_frontier(&r), 5);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 5);
 	r.workers[0].cur = 100;
-	ck_assert_uint_eq(ipc_consumed_frontier(&r), 7);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 7);
 	/* entries past nworkers are not workers */
 	r.workers[1].cur = 100;
 	r.workers[2].cur = 100;
-	ck_assert_uint_eq(ipc_consumed_frontier(&r), 100);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 100);
 	free(base);
 
 	g.nworkers = 1;
 	base = ring_new(&r, &g);
 	r.workers[0].cur = 12345;
-	ck_assert_uint_eq(ipc_consumed_frontier(&r), 12345);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 12345);
 	free(base);
 }
 END_TEST
@@ -645,16 +788,16 @@ START_TEST(test_counts)
 	ipc_counts_read(&r, &c);
 	ck_assert_uint_eq(c.published, 0);
 	ck_assert_uint_eq(c.completed, 0);
-	ck_assert_uint_eq(c.failed, 0);
+	ck_assert_uint_eq(c.dead_lettered, 0);
 	ck_assert_uint_eq(c.skipped, 0);
 	ck_assert_uint_eq(c.full_events, 0);
 	ck_assert_uint_eq(c.head, 0);
 
 	r.workers[0].completed = 10;
-	r.workers[0].failed = 1;
+	r.workers[0].dead_lettered = 1;
 	r.workers[0].skipped = 2;
 	r.workers[1].completed = 20;
-	r.workers[1].failed = 3;
+	r.workers[1].dead_lettered = 3;
 	r.workers[1].skipped = 4;
 	r.clients[0].state = IPC_CLIENT_ACTIVE;
 	r.clients[0].published = 11;
@@ -667,11 +810,11 @@ START_TEST(test_counts)
 	r.clients[2].full_events = 6;
 	r.hdr->retired_published = 7;
 	r.hdr->retired_full = 100;
-	ck_assert_int_eq(ipc_reserve(&r, 5, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 5, &t), 0);
 
 	ipc_counts_read(&r, &c);
 	ck_assert_uint_eq(c.completed, 30);
-	ck_assert_uint_eq(c.failed, 4);
+	ck_assert_uint_eq(c.dead_lettered, 4);
 	ck_assert_uint_eq(c.skipped, 6);
 	ck_assert_uint_eq(c.published, 7 + 11 + 13);
 	ck_assert_uint_eq(c.full_events, 100 + 5 + 6);
@@ -683,9 +826,561 @@ START_TEST(test_counts)
 	ck_assert_uint_eq(c.published, 7 + 11);
 	ck_assert_uint_eq(c.full_events, 100 + 5);
 
-	ipc_close_intake(&r);
+	ipc_close_intake(&r, 0);
 	ipc_counts_read(&r, &c);
 	ck_assert_uint_eq(c.head, 5);
+	free(base);
+}
+END_TEST
+
+/* ---- ordered queues: one ring per worker ---- */
+
+START_TEST(test_ordered_layout)
+{
+	const uint32_t nr = 4, cap = 8;
+	struct ipc_ring r;
+	void *base = ring_new(&r, &ordered_geom);
+	const struct ipc_hdr *h = r.hdr;
+	uint8_t *b = base;
+	uint32_t room = h->slot_stride - IPC_MSG_HDR_BYTES;
+
+	ck_assert_uint_eq(h->nrings, nr);
+	ck_assert_uint_eq(h->ordered, 1);
+	ck_assert_uint_eq(h->nworkers, 4);
+	ck_assert_uint_eq(h->capacity, cap);
+	ck_assert_uint_eq(h->total_bytes,
+			  (uint64_t)ipc_layout_size(&ordered_geom));
+	/* a head per ring, each on its own line, before the workers */
+	ck_assert_uint_ge(h->workers_off,
+			  h->ctl_off + nr * sizeof(struct ipc_ctl));
+	for (uint32_t k = 0; k < nr; k++) {
+		ck_assert_ptr_eq(ipc_ctl(&r, k), r.ctl + k);
+		ck_assert_uint_eq(((uint8_t *)ipc_ctl(&r, k) - b) % IPC_LINE,
+				  0);
+		ck_assert_uint_eq(head_of(&r, k), 0);
+	}
+	/* state and slot regions: R rings of capacity each, in order */
+	ck_assert_uint_ge(h->slots_off, h->states_off + 8ull * nr * cap);
+	ck_assert_uint_ge(h->cq_off, h->slots_off + (uint64_t)nr * cap *
+							     h->slot_stride);
+	ck_assert((uint8_t *)(ipc_state(&r, nr - 1, cap - 1) + 1) <=
+		  b + h->slots_off);
+	ck_assert(payload_in(&r, nr - 1, cap - 1) + h->slot_bytes <=
+		  b + h->cq_off);
+	for (uint32_t k = 0; k < nr; k++) {
+		for (uint64_t t = 0; t < cap; t++) {
+			ck_assert_uint_eq(ipc_slot_index(&r, k, t),
+					  k * cap + t);
+			ck_assert_ptr_eq(ipc_state(&r, k, t),
+					 r.states + k * cap + t);
+			ck_assert_ptr_eq((uint8_t *)ipc_slot(&r, k, t),
+					 r.slots + (k * cap + t) *
+							   h->slot_stride);
+			/* tickets wrap inside their own ring */
+			ck_assert_ptr_eq(ipc_state(&r, k, t),
+					 ipc_state(&r, k, t + cap));
+			ck_assert_ptr_eq(ipc_slot(&r, k, t),
+					 ipc_slot(&r, k, t + 5 * cap));
+			/* every ring starts with FREE(t) in slot t */
+			ck_assert_uint_eq(*ipc_state(&r, k, t),
+					  IPC_STATE(t, IPC_FREE));
+			ck_assert_int_eq(ipc_take(&r, k, t), IPC_TAKE_WAIT);
+		}
+		if (k + 1 < nr) {
+			/* ring k ends before ring k + 1 begins */
+			ck_assert((uint8_t *)(ipc_state(&r, k, cap - 1) + 1) <=
+				  (uint8_t *)ipc_state(&r, k + 1, 0));
+			ck_assert(payload_in(&r, k, cap - 1) + room <=
+				  (uint8_t *)ipc_slot(&r, k + 1, 0));
+		}
+	}
+	/* Fill every slot of every ring with its own pattern, then read them
+	 * all back: nothing overlaps (and ASan sees every byte in bounds). */
+	for (uint32_t k = 0; k < nr; k++)
+		for (uint64_t t = 0; t < cap; t++)
+			memset(ipc_slot(&r, k, t), (int)(k * cap + t + 1),
+			       h->slot_stride);
+	for (uint32_t k = 0; k < nr; k++)
+		for (uint64_t t = 0; t < cap; t++) {
+			const uint8_t *p = (const uint8_t *)ipc_slot(&r, k, t);
+			for (uint32_t j = 0; j < h->slot_stride; j++)
+				ck_assert_uint_eq(p[j], k * cap + t + 1);
+			/* the states are untouched by slot writes */
+			ck_assert_uint_eq(*ipc_state(&r, k, t),
+					  IPC_STATE(t, IPC_FREE));
+		}
+	free(base);
+}
+END_TEST
+
+START_TEST(test_ordered_reserve)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &ordered_geom);
+	struct ipc_msg_meta mm;
+	struct ipc_counts c;
+	struct ipc_msg_hdr *m;
+	uint64_t t = 99;
+
+	/* reserving on ring 2 moves only ring 2's head */
+	ck_assert_int_eq(ipc_reserve(&r, 2, 3, &t), 0);
+	ck_assert_uint_eq(t, 0);
+	ck_assert_uint_eq(head_of(&r, 2), 3);
+	ck_assert_uint_eq(head_of(&r, 0), 0);
+	ck_assert_uint_eq(head_of(&r, 1), 0);
+	ck_assert_uint_eq(head_of(&r, 3), 0);
+	/* ring 0 hands out its own ticket 0 */
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), 0);
+	ck_assert_uint_eq(t, 0);
+	ck_assert_uint_eq(head_of(&r, 0), 1);
+	ck_assert_uint_eq(head_of(&r, 2), 3);
+
+	/* ring 2 full; ring 1 still has all its room */
+	ck_assert_int_eq(ipc_reserve(&r, 2, 5, &t), 0);
+	ck_assert_uint_eq(t, 3);
+	ck_assert_uint_eq(head_of(&r, 2), 8);
+	ck_assert_int_eq(ipc_reserve(&r, 2, 1, &t), GPUQ_EFULL);
+	ck_assert_uint_eq(head_of(&r, 2), 8);
+	ck_assert_int_eq(ipc_reserve(&r, 1, 8, &t), 0);
+	ck_assert_uint_eq(t, 0);
+	ck_assert_uint_eq(head_of(&r, 1), 8);
+	ck_assert_uint_eq(head_of(&r, 0), 1);
+
+	/* publish ring 2's ticket 0: the other rings' ticket 0 stay WAIT */
+	memset(&mm, 0, sizeof(mm));
+	mm.id = 500;
+	mm.key = 0xabcdef0123ull;
+	mm.len = 5;
+	mm.client = 1;
+	mm.flags = IPC_MSG_NORESULT;
+	memcpy(payload_in(&r, 2, 0), "ring2", 5);
+	ipc_publish(&r, 2, 0, &mm);
+	ck_assert_uint_eq(*ipc_state(&r, 2, 0), IPC_STATE(0, IPC_READY));
+	ck_assert_int_eq(ipc_take(&r, 2, 0), IPC_TAKE_READY);
+	for (uint32_t k = 0; k < 4; k++) {
+		if (k == 2)
+			continue;
+		ck_assert_int_eq(ipc_take(&r, k, 0), IPC_TAKE_WAIT);
+		ck_assert_uint_eq(*ipc_state(&r, k, 0),
+				  IPC_STATE(0, IPC_FREE));
+		ck_assert_uint_eq(ipc_slot(&r, k, 0)->id, 0);
+	}
+	m = ipc_slot(&r, 2, 0);
+	ck_assert_uint_eq(m->id, 500);
+	ck_assert_uint_eq(m->key, 0xabcdef0123ull);
+	ck_assert_uint_eq(m->len, 5);
+	ck_assert_uint_eq(m->client, 1);
+	ck_assert_uint_eq(m->flags, IPC_MSG_NORESULT);
+	ck_assert_mem_eq(payload_in(&r, 2, 0), "ring2", 5);
+
+	/* releasing it frees ring 2's slot 0 only */
+	ipc_release_slot(&r, 2, 0);
+	ck_assert_uint_eq(*ipc_state(&r, 2, 0), IPC_STATE(8, IPC_FREE));
+	ck_assert_uint_eq(*ipc_state(&r, 0, 0), IPC_STATE(0, IPC_FREE));
+	ck_assert_uint_eq(*ipc_state(&r, 1, 0), IPC_STATE(0, IPC_FREE));
+	ck_assert_int_eq(ipc_reserve(&r, 1, 1, &t), GPUQ_EFULL);
+	ck_assert_int_eq(ipc_reserve(&r, 2, 1, &t), 0);
+	ck_assert_uint_eq(t, 8);
+	ck_assert_uint_eq(head_of(&r, 2), 9);
+	ck_assert_int_eq(ipc_reserve(&r, 2, 1, &t), GPUQ_EFULL);
+
+	/* ring 3 never touched */
+	ck_assert_uint_eq(head_of(&r, 3), 0);
+	for (uint64_t s = 0; s < 8; s++)
+		ck_assert_uint_eq(*ipc_state(&r, 3, s), IPC_STATE(s, IPC_FREE));
+
+	/* counts: head is the sum over rings */
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.head, 1 + 8 + 9 + 0);
+	free(base);
+}
+END_TEST
+
+START_TEST(test_ordered_close)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &ordered_geom);
+	struct ipc_counts c;
+	uint64_t t;
+
+	ck_assert_int_eq(ipc_reserve(&r, 0, 2, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 1, 3, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 3, 1, &t), 0);
+
+	/* closing ring 1 closes ring 1 only */
+	ck_assert_uint_eq(ipc_close_intake(&r, 1), 3);
+	ck_assert_uint_eq(head_of(&r, 1), 3 | IPC_HEAD_CLOSED);
+	ck_assert_uint_eq(head_of(&r, 0), 2);
+	ck_assert_uint_eq(head_of(&r, 2), 0);
+	ck_assert_uint_eq(head_of(&r, 3), 1);
+	t = 77;
+	ck_assert_int_eq(ipc_reserve(&r, 1, 1, &t), GPUQ_ESHUTDOWN);
+	ck_assert_uint_eq(t, 77);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), 0);
+	ck_assert_uint_eq(t, 2);
+	ck_assert_int_eq(ipc_reserve(&r, 2, 1, &t), 0);
+	ck_assert_uint_eq(t, 0);
+	ck_assert_int_eq(ipc_reserve(&r, 3, 1, &t), 0);
+	ck_assert_uint_eq(t, 1);
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.head, 3 + 3 + 1 + 2);
+
+	/* close the rest; each gives its own final count */
+	ck_assert_uint_eq(ipc_close_intake(&r, 0), 3);
+	ck_assert_uint_eq(ipc_close_intake(&r, 2), 1);
+	ck_assert_uint_eq(ipc_close_intake(&r, 3), 2);
+	ck_assert_uint_eq(ipc_close_intake(&r, 1), 3);
+	for (uint32_t k = 0; k < 4; k++) {
+		ck_assert_uint_ne(head_of(&r, k) & IPC_HEAD_CLOSED, 0);
+		ck_assert_int_eq(ipc_reserve(&r, k, 1, &t), GPUQ_ESHUTDOWN);
+	}
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.head, 9);
+	free(base);
+}
+END_TEST
+
+START_TEST(test_ordered_frontier)
+{
+	static const uint64_t cur[4] = { 5, 2, 9, 7 };
+	struct ipc_geometry g = ordered_geom;
+	struct ipc_ring r;
+	void *base = ring_new(&r, &g);
+
+	for (uint32_t w = 0; w < 4; w++)
+		r.workers[w].cur = cur[w];
+	/* ordered: ring k's frontier is its one worker's cur */
+	for (uint32_t k = 0; k < 4; k++)
+		ck_assert_uint_eq(ipc_consumed_frontier(&r, k), cur[k]);
+	r.workers[1].cur = 100;
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 1), 100);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 5);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 2), 9);
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 3), 7);
+	free(base);
+
+	/* unordered, the same workers: one ring, the minimum over workers */
+	g.ordered = 0;
+	base = ring_new(&r, &g);
+	ck_assert_uint_eq(r.hdr->nrings, 1);
+	for (uint32_t w = 0; w < 4; w++)
+		r.workers[w].cur = cur[w];
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 2);
+	r.workers[1].cur = 100;
+	ck_assert_uint_eq(ipc_consumed_frontier(&r, 0), 5);
+	free(base);
+}
+END_TEST
+
+START_TEST(test_ordered_skip)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, &ordered_geom);
+	uint64_t t;
+
+	ck_assert_int_eq(ipc_reserve(&r, 1, 4, &t), 0);
+	publish_msg(&r, 1, 0, 0, 0, 1);
+	publish_msg(&r, 1, 2, 0, 2, 1);
+	ck_assert_int_eq(ipc_reserve(&r, 3, 2, &t), 0);
+	ck_assert_int_eq(ipc_reserve(&r, 0, 1, &t), 0);
+	publish_msg(&r, 0, 0, 0, 0, 1);
+
+	/* ring 1's unpublished tickets only */
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 1, 0, 4), 2);
+	ck_assert_uint_eq(*ipc_state(&r, 1, 0), IPC_STATE(0, IPC_READY));
+	ck_assert_uint_eq(*ipc_state(&r, 1, 1), IPC_STATE(1, IPC_SKIP));
+	ck_assert_uint_eq(*ipc_state(&r, 1, 2), IPC_STATE(2, IPC_READY));
+	ck_assert_uint_eq(*ipc_state(&r, 1, 3), IPC_STATE(3, IPC_SKIP));
+	for (uint64_t s = 4; s < 8; s++)
+		ck_assert_uint_eq(*ipc_state(&r, 1, s), IPC_STATE(s, IPC_FREE));
+	ck_assert_int_eq(ipc_take(&r, 1, 1), IPC_TAKE_SKIP);
+	/* the same tickets of the other rings are not touched */
+	ck_assert_uint_eq(*ipc_state(&r, 0, 0), IPC_STATE(0, IPC_READY));
+	for (uint64_t s = 1; s < 8; s++)
+		ck_assert_uint_eq(*ipc_state(&r, 0, s), IPC_STATE(s, IPC_FREE));
+	for (uint64_t s = 0; s < 8; s++) {
+		ck_assert_uint_eq(*ipc_state(&r, 2, s), IPC_STATE(s, IPC_FREE));
+		ck_assert_uint_eq(*ipc_state(&r, 3, s), IPC_STATE(s, IPC_FREE));
+	}
+	ck_assert_int_eq(ipc_take(&r, 3, 1), IPC_TAKE_WAIT);
+
+	/* ring 3 next; ring 1 keeps its states */
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 3, 0, 2), 2);
+	ck_assert_int_eq(ipc_take(&r, 3, 0), IPC_TAKE_SKIP);
+	ck_assert_int_eq(ipc_take(&r, 3, 1), IPC_TAKE_SKIP);
+	ck_assert_int_eq(ipc_take(&r, 1, 0), IPC_TAKE_READY);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 3, 0, 2), 0);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 1, 0, 4), 0);
+
+	/* After a lap of ring 2 alone, a long range touches only its last
+	 * capacity tickets, and only in ring 2. */
+	for (uint64_t i = 0; i < 8; i++) {
+		ck_assert_int_eq(ipc_reserve(&r, 2, 1, &t), 0);
+		ck_assert_uint_eq(t, i);
+		publish_msg(&r, 2, t, 0, t, 1);
+		ck_assert_int_eq(ipc_take(&r, 2, t), IPC_TAKE_READY);
+		ipc_release_slot(&r, 2, t);
+	}
+	ck_assert_int_eq(ipc_reserve(&r, 2, 4, &t), 0);
+	ck_assert_uint_eq(t, 8);
+	publish_msg(&r, 2, 8, 0, 8, 1);
+	ck_assert_uint_eq(ipc_skip_unpublished(&r, 2, 0, 12), 3);
+	ck_assert_uint_eq(*ipc_state(&r, 2, 8), IPC_STATE(8, IPC_READY));
+	for (uint64_t k = 9; k < 12; k++)
+		ck_assert_uint_eq(*ipc_state(&r, 2, k), IPC_STATE(k, IPC_SKIP));
+	for (uint64_t k = 12; k < 16; k++)
+		ck_assert_uint_eq(*ipc_state(&r, 2, k), IPC_STATE(k, IPC_FREE));
+	ck_assert_uint_eq(*ipc_state(&r, 1, 0), IPC_STATE(0, IPC_READY));
+	ck_assert_uint_eq(*ipc_state(&r, 0, 1), IPC_STATE(1, IPC_FREE));
+	free(base);
+}
+END_TEST
+
+START_TEST(test_ring_of)
+{
+	struct ipc_ring r, r2, u;
+	void *base = ring_new(&r, &ordered_geom);
+	void *base2 = ring_new(&r2, &ordered_geom);
+	void *ubase = ring_new(&u, &small_geom);
+	struct ipc_geometry g3 = ordered_geom;
+	struct ipc_ring r3;
+	void *base3;
+	uint32_t seq[4] = { 0 }, strided[4] = { 0 }, three[3] = { 0 };
+
+	/* the mix is splitmix64's finaliser: pinned, since every producer
+	 * (and any other-language client) must compute the same ring */
+	ck_assert_uint_eq(ipc_mix64(0), 0);
+	ck_assert_uint_eq(ipc_mix64(0x9e3779b97f4a7c15ull),
+			  0xe220a8397b1dcdafull);
+	ck_assert_uint_eq(ipc_mix64(1), 0x5692161d100b05e5ull);
+
+	for (uint64_t k = 0; k < 10000; k++) {
+		uint32_t a = ipc_ring_of(&r, k), b = ipc_ring_of(&r, k * 4);
+
+		ck_assert_uint_lt(a, 4);
+		ck_assert_uint_lt(b, 4);
+		/* stable: the same on every call and in another queue */
+		ck_assert_uint_eq(ipc_ring_of(&r, k), a);
+		ck_assert_uint_eq(ipc_ring_of(&r2, k), a);
+		ck_assert_uint_eq(a, (uint32_t)(ipc_mix64(k) % 4));
+		seq[a]++;
+		strided[b]++;
+		/* an unordered queue has only ring 0 */
+		ck_assert_uint_eq(ipc_ring_of(&u, k), 0);
+		ck_assert_uint_eq(ipc_ring_of(&u, ~k), 0);
+	}
+	/* 10k keys spread: each ring gets 15-35%, for consecutive keys and
+	 * for keys that are all multiples of the ring count */
+	for (uint32_t k = 0; k < 4; k++) {
+		ck_assert_msg(seq[k] >= 1500 && seq[k] <= 3500,
+			      "ring %u: %u of 10000 consecutive keys", k,
+			      seq[k]);
+		ck_assert_msg(strided[k] >= 1500 && strided[k] <= 3500,
+			      "ring %u: %u of 10000 strided keys", k,
+			      strided[k]);
+	}
+
+	/* a ring count that is not a power of two */
+	g3.nworkers = 3;
+	base3 = ring_new(&r3, &g3);
+	ck_assert_uint_eq(r3.hdr->nrings, 3);
+	for (uint64_t k = 0; k < 9000; k++) {
+		uint32_t a = ipc_ring_of(&r3, k);
+
+		ck_assert_uint_lt(a, 3);
+		three[a]++;
+	}
+	for (uint32_t k = 0; k < 3; k++)
+		ck_assert_msg(three[k] >= 2400 && three[k] <= 3600,
+			      "ring %u of 3: %u of 9000", k, three[k]);
+	free(base3);
+	free(ubase);
+	free(base2);
+	free(base);
+}
+END_TEST
+
+/* ---- dead letters ---- */
+
+static void check_dlq_layout(const struct ipc_geometry *g)
+{
+	struct ipc_ring r;
+	void *base = ring_new(&r, g);
+	const struct ipc_hdr *h = r.hdr;
+	uint8_t *b = base, *end = b + h->total_bytes;
+	const uint32_t n = g->dlq_per_worker;
+	struct ipc_cq_entry *lastcq;
+
+	ck_assert_uint_eq(h->dlq_per_worker, n);
+	ck_assert_uint_eq(r.dlq_mask, n - 1);
+	ck_assert_ptr_eq(r.dlq, b + h->dlq_off);
+	ck_assert_uint_eq(h->dlq_stride % IPC_LINE, 0);
+	ck_assert_uint_ge(h->dlq_stride, IPC_DLQ_HDR_BYTES + g->slot_bytes);
+	ck_assert_uint_eq(h->dlq_off % IPC_LINE, 0);
+	/* after the completion areas, inside total_bytes */
+	ck_assert_uint_ge(h->dlq_off,
+			  h->cq_off + (uint64_t)g->max_clients *
+					      g->cq_capacity * h->cq_stride);
+	lastcq = ipc_cq_entry(&r, g->max_clients - 1, g->cq_capacity - 1);
+	ck_assert((uint8_t *)(lastcq + 1) + g->result_bytes <= r.dlq);
+	ck_assert_uint_ge(h->total_bytes,
+			  h->dlq_off + (uint64_t)g->nworkers * n *
+					       h->dlq_stride);
+	ck_assert_uint_eq(h->total_bytes, (uint64_t)ipc_layout_size(g));
+
+	lastcq->done = 0x1234;
+	for (uint32_t w = 0; w < g->nworkers; w++) {
+		for (uint64_t p = 0; p < n; p++) {
+			struct ipc_dlq_entry *e = ipc_dlq_entry(&r, w, p);
+
+			ck_assert_ptr_eq((uint8_t *)e,
+					 r.dlq + ((size_t)w * n + p) *
+							 h->dlq_stride);
+			ck_assert_uint_eq(((uint8_t *)e - b) % IPC_LINE, 0);
+			ck_assert((uint8_t *)(e + 1) + g->slot_bytes <= end);
+			/* positions wrap within the worker's own area */
+			ck_assert_ptr_eq(ipc_dlq_entry(&r, w, p + n), e);
+			ck_assert_ptr_eq(ipc_dlq_entry(&r, w, p + 1000ull * n),
+					 e);
+			ck_assert_ptr_eq(ipc_dlq_entry(&r, w, p - n), e);
+		}
+		/* worker areas are adjacent and do not overlap */
+		if (w + 1 < g->nworkers)
+			ck_assert_ptr_eq(
+				(uint8_t *)ipc_dlq_entry(&r, w, n - 1) +
+					h->dlq_stride,
+				(uint8_t *)ipc_dlq_entry(&r, w + 1, 0));
+	}
+	/* Write every entry whole (header and slot_bytes of payload), read
+	 * them back: no overlap, nothing past the end (ASan), and the
+	 * completion areas before are untouched. */
+	for (uint32_t w = 0; w < g->nworkers; w++)
+		for (uint64_t p = 0; p < n; p++) {
+			struct ipc_dlq_entry *e = ipc_dlq_entry(&r, w, p);
+
+			memset(e, 0, IPC_DLQ_HDR_BYTES);
+			e->seq = p + 1;
+			e->ring = w;
+			memset(e + 1, (int)(w * n + p + 1) & 0xff,
+			       g->slot_bytes);
+		}
+	for (uint32_t w = 0; w < g->nworkers; w++)
+		for (uint64_t p = 0; p < n; p++) {
+			const struct ipc_dlq_entry *e = ipc_dlq_entry(&r, w, p);
+			const uint8_t *q = (const uint8_t *)(e + 1);
+
+			ck_assert_uint_eq(e->seq, p + 1);
+			ck_assert_uint_eq(e->ring, w);
+			for (uint32_t j = 0; j < g->slot_bytes; j++)
+				ck_assert_uint_eq(q[j], (w * n + p + 1) & 0xff);
+		}
+	ck_assert_uint_eq(lastcq->done, 0x1234);
+	free(base);
+}
+
+START_TEST(test_dlq_layout)
+{
+	struct ipc_geometry g = small_geom;
+
+	g.nworkers = 3;
+	g.slot_bytes = 100; /* dlq_stride 64 + 100 -> 256 */
+	check_dlq_layout(&g);
+	{
+		struct ipc_ring r;
+		void *base = ring_new(&r, &g);
+		ck_assert_uint_eq(r.hdr->dlq_stride, 256);
+		free(base);
+	}
+	g.dlq_per_worker = 1; /* every position is the same entry */
+	check_dlq_layout(&g);
+	g = ordered_geom;
+	g.dlq_per_worker = 32;
+	g.slot_bytes = 64; /* exactly one line of payload after the header */
+	check_dlq_layout(&g);
+	g = small_geom;
+	g.result_bytes = 0;
+	g.slot_bytes = 1;
+	check_dlq_layout(&g);
+}
+END_TEST
+
+START_TEST(test_counts_dlq)
+{
+	struct ipc_geometry g = small_geom;
+	struct ipc_ring r;
+	struct ipc_counts c;
+	struct ipc_client *bc;
+	void *base;
+
+	g.nworkers = 3;
+	g.max_clients = 2;
+	base = ring_new(&r, &g);
+	bc = &r.clients[IPC_BROKER_CLIENT(&r)];
+
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.dead_lettered, 0);
+	ck_assert_uint_eq(c.retried, 0);
+	ck_assert_uint_eq(c.dlq_pending, 0);
+	ck_assert_uint_eq(c.dlq_replayed, 0);
+	ck_assert_uint_eq(c.dlq_purged, 0);
+	ck_assert_uint_eq(c.published, 0);
+
+	r.workers[0].completed = 10;
+	r.workers[0].dead_lettered = 2;
+	r.workers[0].retried = 5;
+	r.workers[0].skipped = 1;
+	r.workers[0].dlq_head = 7;
+	r.workers[0].dlq_tail = 5;
+	r.workers[1].completed = 20;
+	r.workers[1].dead_lettered = 3;
+	r.workers[1].dlq_head = 3;
+	r.workers[1].dlq_tail = 3;
+	r.workers[2].completed = 5;
+	r.workers[2].dead_lettered = 1;
+	r.workers[2].retried = 9;
+	r.workers[2].dlq_head = 1000;
+	r.workers[2].dlq_tail = 990;
+	r.workers[2].dlq_waits = 4; /* not a count ipc_counts reports */
+	r.hdr->dlq_replayed = 4;
+	r.hdr->dlq_purged = 6;
+	r.hdr->retired_published = 7;
+	r.clients[0].state = IPC_CLIENT_ACTIVE;
+	r.clients[0].published = 11;
+	r.clients[1].state = IPC_CLIENT_DEAD;
+	r.clients[1].published = 1000;
+	/* the broker's own entry, as the broker sets it up: replays count */
+	bc->state = IPC_CLIENT_ACTIVE;
+	bc->published = 8;
+	bc->full_events = 1;
+
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.completed, 35);
+	ck_assert_uint_eq(c.dead_lettered, 6);
+	ck_assert_uint_eq(c.retried, 14);
+	ck_assert_uint_eq(c.skipped, 1);
+	ck_assert_uint_eq(c.dlq_pending, 2 + 0 + 10);
+	ck_assert_uint_eq(c.dlq_replayed, 4);
+	ck_assert_uint_eq(c.dlq_purged, 6);
+	ck_assert_uint_eq(c.published, 7 + 11 + 8);
+	ck_assert_uint_eq(c.full_events, 1);
+
+	/* the broker frees dead letters: pending drops, nothing else moves */
+	r.workers[2].dlq_tail = 1000;
+	r.workers[0].dlq_tail = 6;
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.dlq_pending, 1);
+	ck_assert_uint_eq(c.dead_lettered, 6);
+
+	/* head and tail far along (positions never reset) */
+	r.workers[1].dlq_tail = UINT64_MAX - 2;
+	r.workers[1].dlq_head = UINT64_MAX;
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.dlq_pending, 1 + 2);
+
+	/* an inactive broker entry is not counted, like any client's */
+	bc->state = IPC_CLIENT_FREE;
+	ipc_counts_read(&r, &c);
+	ck_assert_uint_eq(c.published, 7 + 11);
 	free(base);
 }
 END_TEST
@@ -714,7 +1409,7 @@ static int memfd_ring(const struct ipc_geometry *g, size_t *size)
 
 START_TEST(test_map_good)
 {
-	struct ipc_geometry g = { 32, 200, 24, 8, 3, 2 };
+	struct ipc_geometry g = { 32, 200, 24, 8, 3, 2, 0, 16 };
 	struct ipc_ring a, b;
 	size_t size;
 	uint64_t t;
@@ -737,6 +1432,11 @@ START_TEST(test_map_good)
 			 (uint8_t *)a.base + a.hdr->states_off);
 	ck_assert_ptr_eq(a.slots, (uint8_t *)a.base + a.hdr->slots_off);
 	ck_assert_ptr_eq(a.cq, (uint8_t *)a.base + a.hdr->cq_off);
+	ck_assert_ptr_eq(a.dlq, (uint8_t *)a.base + a.hdr->dlq_off);
+	ck_assert_uint_eq(a.hdr->nrings, 1);
+	ck_assert_uint_eq(a.hdr->ordered, 0);
+	ck_assert_uint_eq(a.hdr->dlq_per_worker, 16);
+	ck_assert_uint_eq(a.dlq_mask, 15);
 	for (uint64_t s = 0; s < 32; s++)
 		ck_assert_uint_eq(a.states[s], IPC_STATE(s, IPC_FREE));
 
@@ -746,10 +1446,10 @@ START_TEST(test_map_good)
 	ck_assert_int_eq(produce(&a, 7, 200, &t), 0);
 	ck_assert_uint_eq(t, 0);
 	ck_assert_uint_eq(head(&b), 1);
-	ck_assert_int_eq(ipc_take(&b, 0), IPC_TAKE_READY);
-	ck_assert_uint_eq(ipc_slot(&b, 0)->id, 7);
+	ck_assert_int_eq(ipc_take(&b, 0, 0), IPC_TAKE_READY);
+	ck_assert_uint_eq(ipc_slot(&b, 0, 0)->id, 7);
 	ck_assert_mem_eq(payload(&b, 0), payload(&a, 0), 200);
-	ipc_release_slot(&b, 0);
+	ipc_release_slot(&b, 0, 0);
 	ck_assert_uint_eq(a.states[0], IPC_STATE(32, IPC_FREE));
 
 	ipc_ring_unmap(&a);
@@ -774,6 +1474,12 @@ enum corrupt {
 	C_SLOT_STRIDE,
 	C_CQ_STRIDE,
 	C_NWORKERS,
+	C_NRINGS,
+	C_ORDERED,
+	C_DLQ_OFF,
+	C_DLQ_STRIDE,
+	C_DLQ_PER_WORKER,
+	C_DLQ_PER_WORKER2,
 	C_SIZE_SHORT,
 	C_SIZE_TINY,
 	C_COUNT
@@ -796,13 +1502,19 @@ static const struct {
 	[C_SLOT_STRIDE] = { "slot_stride", GPUQ_EPROTO },
 	[C_CQ_STRIDE] = { "cq_stride", GPUQ_EPROTO },
 	[C_NWORKERS] = { "nworkers", GPUQ_EPROTO },
+	[C_NRINGS] = { "nrings", GPUQ_EPROTO },
+	[C_ORDERED] = { "ordered", GPUQ_EPROTO },
+	[C_DLQ_OFF] = { "dlq_off", GPUQ_EPROTO },
+	[C_DLQ_STRIDE] = { "dlq_stride", GPUQ_EPROTO },
+	[C_DLQ_PER_WORKER] = { "dlq_per_worker 3", GPUQ_EPROTO },
+	[C_DLQ_PER_WORKER2] = { "dlq_per_worker doubled", GPUQ_EPROTO },
 	[C_SIZE_SHORT] = { "size < total_bytes", GPUQ_EPROTO },
 	[C_SIZE_TINY] = { "size < one page", GPUQ_EPROTO },
 };
 
 START_TEST(test_map_corrupt)
 {
-	struct ipc_geometry g = { 16, 64, 16, 8, 2, 2 };
+	struct ipc_geometry g = { 16, 64, 16, 8, 2, 2, 0, 16 };
 	struct ipc_ring r;
 	struct ipc_hdr *h;
 	size_t size, map_size;
@@ -826,6 +1538,12 @@ START_TEST(test_map_corrupt)
 	case C_SLOT_STRIDE: h->slot_stride += IPC_LINE; break;
 	case C_CQ_STRIDE: h->cq_stride += 16; break;
 	case C_NWORKERS: h->nworkers = 0; break;
+	case C_NRINGS: h->nrings = 2; break;
+	case C_ORDERED: h->ordered = 1; break;
+	case C_DLQ_OFF: h->dlq_off -= PAGE; break;
+	case C_DLQ_STRIDE: h->dlq_stride += IPC_LINE; break;
+	case C_DLQ_PER_WORKER: h->dlq_per_worker = 3; break;
+	case C_DLQ_PER_WORKER2: h->dlq_per_worker *= 2; break;
 	case C_SIZE_SHORT: map_size = size - PAGE; break;
 	case C_SIZE_TINY: map_size = 100; break;
 	case C_COUNT: break;
@@ -837,6 +1555,88 @@ START_TEST(test_map_corrupt)
 	ck_assert_msg(rc == corrupt_cases[_i].want, "%s: got %d (%s), want %s",
 		      corrupt_cases[_i].what, rc, gpuq_err_name(rc),
 		      gpuq_err_name(corrupt_cases[_i].want));
+	close(fd);
+}
+END_TEST
+
+/* An ordered queue maps with its rings; a header whose nrings, ordered or
+ * dead-letter fields disagree with its geometry is refused. */
+START_TEST(test_map_ordered)
+{
+	static const struct {
+		const char *what;
+		/* 0 nrings, 1 ordered, 2 dlq_off, 3 dlq_per_worker */
+		int field;
+		int64_t delta;
+	} bad[] = {
+		{ "nrings 1", 0, 1 },  { "nrings 3", 0, 3 },
+		{ "nrings 5", 0, 5 },  { "nrings 0", 0, 0 },
+		{ "ordered 0", 1, 0 }, { "ordered 2", 1, 2 },
+		{ "dlq_off + page", 2, PAGE },
+		{ "dlq_off - page", 2, -(int64_t)PAGE },
+		{ "dlq_off + line", 2, IPC_LINE },
+		{ "dlq_off 0", 2, INT64_MIN },
+		{ "dlq_per_worker 8", 3, 8 },
+		{ "dlq_per_worker 0", 3, 0 },
+	};
+	struct ipc_ring a, b;
+	struct ipc_hdr *h, saved;
+	size_t size;
+	uint64_t t;
+	int fd = memfd_ring(&ordered_geom, &size);
+
+	memset(&a, 0, sizeof(a));
+	ck_assert_int_eq(ipc_ring_map(&a, fd, size), 0);
+	ck_assert_uint_eq(a.hdr->nrings, 4);
+	ck_assert_uint_eq(a.hdr->ordered, 1);
+	for (uint32_t k = 0; k < 4; k++)
+		for (uint64_t s = 0; s < 8; s++)
+			ck_assert_uint_eq(*ipc_state(&a, k, s),
+					  IPC_STATE(s, IPC_FREE));
+	/* a second mapping sees ring 3's traffic, on ring 3 only */
+	ck_assert_int_eq(ipc_ring_map(&b, fd, size), 0);
+	ck_assert_int_eq(ipc_reserve(&a, 3, 1, &t), 0);
+	ck_assert_uint_eq(t, 0);
+	memcpy(payload_in(&a, 3, 0), "xyz", 3);
+	publish_msg(&a, 3, 0, 1, 33, 3);
+	ck_assert_uint_eq(head_of(&b, 3), 1);
+	ck_assert_uint_eq(head_of(&b, 0), 0);
+	ck_assert_int_eq(ipc_take(&b, 3, 0), IPC_TAKE_READY);
+	ck_assert_int_eq(ipc_take(&b, 0, 0), IPC_TAKE_WAIT);
+	ck_assert_uint_eq(ipc_slot(&b, 3, 0)->id, 33);
+	ck_assert_mem_eq(payload_in(&b, 3, 0), "xyz", 3);
+	ipc_ring_unmap(&b);
+	ipc_ring_unmap(&a);
+
+	h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert_ptr_ne(h, MAP_FAILED);
+	saved = *h;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct ipc_ring r;
+		int rc;
+
+		*h = saved;
+		switch (bad[i].field) {
+		case 0: h->nrings = (uint32_t)bad[i].delta; break;
+		case 1: h->ordered = (uint32_t)bad[i].delta; break;
+		case 2:
+			h->dlq_off = bad[i].delta == INT64_MIN
+					     ? 0
+					     : h->dlq_off +
+						       (uint64_t)bad[i].delta;
+			break;
+		case 3: h->dlq_per_worker = (uint32_t)bad[i].delta; break;
+		}
+		memset(&r, 0xa5, sizeof(r));
+		rc = ipc_ring_map(&r, fd, size);
+		ck_assert_msg(rc == GPUQ_EPROTO, "%s: got %d (%s)",
+			      bad[i].what, rc, gpuq_err_name(rc));
+	}
+	/* and the intact header maps again */
+	*h = saved;
+	ck_assert_int_eq(ipc_ring_map(&a, fd, size), 0);
+	ipc_ring_unmap(&a);
+	munmap(h, size);
 	close(fd);
 }
 END_TEST
@@ -892,7 +1692,7 @@ static void *mt_producer(void *arg)
 
 		if (n > MT_MSGS - seq)
 			n = (uint32_t)(MT_MSGS - seq);
-		rc = ipc_reserve(&m->r, n, &t);
+		rc = ipc_reserve(&m->r, 0, n, &t);
 		if (rc == GPUQ_EFULL) {
 			sched_yield();
 			continue;
@@ -915,7 +1715,7 @@ static void *mt_producer(void *arg)
 		}
 		/* publish in reverse: the consumer must still go in order */
 		for (uint32_t i = n; i-- > 0;)
-			ipc_publish(&m->r, t + i, 0, t + i, mt_len(t + i));
+			publish_msg(&m->r, 0, t + i, 0, t + i, mt_len(t + i));
 	}
 	return NULL;
 }
@@ -925,13 +1725,13 @@ static void *mt_consumer(void *arg)
 	struct mt *m = arg;
 
 	for (uint64_t t = 0; t < MT_MSGS && !mt_failed(m); t++) {
-		const struct ipc_msg_hdr *h = ipc_slot(&m->r, t);
+		const struct ipc_msg_hdr *h = ipc_slot(&m->r, 0, t);
 		const uint8_t *p = payload(&m->r, t);
 		enum ipc_take k;
 		uint64_t seq;
 		unsigned spins = 0;
 
-		while ((k = ipc_take(&m->r, t)) == IPC_TAKE_WAIT) {
+		while ((k = ipc_take(&m->r, 0, t)) == IPC_TAKE_WAIT) {
 			if (mt_failed(m))
 				return NULL;
 			if (++spins > 64)
@@ -953,7 +1753,7 @@ static void *mt_consumer(void *arg)
 				return NULL;
 			}
 		m->seen[seq]++;
-		ipc_release_slot(&m->r, t);
+		ipc_release_slot(&m->r, 0, t);
 		ipc_store_release(&m->r.workers[0].cur, t + 1);
 		ipc_store_relaxed(&m->r.workers[0].completed, t + 1);
 	}
@@ -962,7 +1762,7 @@ static void *mt_consumer(void *arg)
 
 START_TEST(test_two_threads)
 {
-	struct ipc_geometry g = { 64, MT_SLOT, 16, 64, 1, 1 };
+	struct ipc_geometry g = { 64, MT_SLOT, 16, 64, 1, 1, 0, 16 };
 	struct mt *m = calloc(1, sizeof(*m));
 	pthread_t prod, cons;
 	struct ipc_counts c;
@@ -986,7 +1786,7 @@ START_TEST(test_two_threads)
 	ck_assert_uint_eq(missing, 0);
 	ck_assert_uint_eq(dup, 0);
 	ck_assert_uint_eq(head(&m->r), MT_MSGS);
-	ck_assert_uint_eq(ipc_consumed_frontier(&m->r), MT_MSGS);
+	ck_assert_uint_eq(ipc_consumed_frontier(&m->r, 0), MT_MSGS);
 	ipc_counts_read(&m->r, &c);
 	ck_assert_uint_eq(c.completed, MT_MSGS);
 	for (uint64_t s = 0; s < 64; s++)
@@ -1004,12 +1804,15 @@ Suite *suite_ring(void)
 	TCase *tl = tcase_create("layout");
 	TCase *tp = tcase_create("protocol");
 	TCase *tb = tcase_create("broker");
+	TCase *to = tcase_create("ordered");
 	TCase *tm = tcase_create("map");
 	TCase *tt = tcase_create("threads");
 
 	tcase_add_test(tl, test_layout_bad_geometry);
 	tcase_add_test(tl, test_layout_offsets);
+	tcase_add_test(tl, test_layout_sweep);
 	tcase_add_test(tl, test_init_states);
+	tcase_add_test(tl, test_dlq_layout);
 	suite_add_tcase(s, tl);
 
 	tcase_add_test(tp, test_single_message);
@@ -1026,10 +1829,20 @@ Suite *suite_ring(void)
 	tcase_add_test(tb, test_skip_after_laps);
 	tcase_add_test(tb, test_frontier);
 	tcase_add_test(tb, test_counts);
+	tcase_add_test(tb, test_counts_dlq);
 	suite_add_tcase(s, tb);
+
+	tcase_add_test(to, test_ordered_layout);
+	tcase_add_test(to, test_ordered_reserve);
+	tcase_add_test(to, test_ordered_close);
+	tcase_add_test(to, test_ordered_frontier);
+	tcase_add_test(to, test_ordered_skip);
+	tcase_add_test(to, test_ring_of);
+	suite_add_tcase(s, to);
 
 	tcase_add_test(tm, test_map_good);
 	tcase_add_loop_test(tm, test_map_corrupt, 0, C_COUNT);
+	tcase_add_test(tm, test_map_ordered);
 	tcase_add_test(tm, test_map_bad_fd);
 	suite_add_tcase(s, tm);
 
