@@ -383,11 +383,12 @@ static int set_ids(struct gpuqd_config *c, const struct key_desc *k,
 		       k->name, val, CONF_MAX_IDS);
 		return GPUQ_ECONFIG;
 	}
-	for (uint32_t i = 0; i < n; i++) {
+	/* The whole list is replaced: ids past n are cleared, not left. */
+	for (uint32_t i = 0; i < CONF_MAX_IDS; i++) {
 		if (k->type == KT_UIDS)
-			c->allow_uid[i] = (uid_t)ids[i];
+			c->allow_uid[i] = i < n ? (uid_t)ids[i] : 0;
 		else
-			c->allow_gid[i] = (gid_t)ids[i];
+			c->allow_gid[i] = i < n ? (gid_t)ids[i] : 0;
 	}
 	if (k->type == KT_UIDS)
 		c->n_allow_uid = n;

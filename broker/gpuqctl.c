@@ -257,6 +257,9 @@ static int run(const char *path, int argc, char **argv)
 		if (rc)
 			return rc;
 		ok = m.body;
+		/* A show names exactly one dead letter. */
+		if (dr.op == DLQ_SHOW && ok->nitems != 1)
+			return GPUQ_EPROTO;
 		if (dr.op == DLQ_LIST)
 			print_dlq_list(ok);
 		else if (dr.op == DLQ_SHOW)

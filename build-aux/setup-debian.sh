@@ -5,7 +5,7 @@
 # the CPU-only tree if not.
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config liburing-dev
-libhiredis-dev check redis-server python3"
+libhiredis-dev check redis-server python3 clang libclang-rt-14-dev"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
