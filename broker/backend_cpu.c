@@ -112,7 +112,7 @@ static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
 	if (client > r->hdr->max_clients || len == 0 ||
 	    len > r->hdr->slot_bytes ||
 	    (client == r->hdr->max_clients && !noresult)) {
-		ipc_store_relaxed(&me->dead_lettered, me->dead_lettered + 1);
+		ipc_store_relaxed(&me->garbled, me->garbled + 1);
 		ipc_store_relaxed(&me->completed, me->completed + 1);
 		return;
 	}

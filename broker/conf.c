@@ -82,7 +82,7 @@ static const struct key_desc queue_keys[] = {
 	QKEY("slot_bytes", KT_SIZE, slot_bytes, 1, SIZE_LIMIT, 0),
 	QKEY("result_bytes", KT_SIZE, result_bytes, 0, SIZE_LIMIT, 0),
 	QKEY("cq_capacity", KT_SIZE, cq_capacity, 0, SIZE_LIMIT, KF_POW2),
-	QKEY("max_clients", KT_U32, max_clients, 1, 65535, 0),
+	QKEY("max_clients", KT_U32, max_clients, 1, 65534, 0),
 	QKEY("workers", KT_U32, workers, 1, 128, 0),
 	QKEY("handler", KT_HANDLER, handler, 0, QSIZE(handler), 0),
 	QKEY("backend", KT_BACKEND, backend, 0, 0, KF_INHERIT),

@@ -33,10 +33,11 @@ static const char usage[] =
 	"usage: gpuqctl [-s SOCKET] [--json] COMMAND\n"
 	"  status                     queues and their counters\n"
 	"  drain | shutdown           stop intake, finish in-flight work, stop\n"
-	"  dlq ls QUEUE [FIRST [MAX]] list dead letters (oldest first)\n"
+	"  dlq ls QUEUE [FIRST [MAX]] list dead letters (worker by worker,\n"
+	"                             oldest first within a worker)\n"
 	"  dlq show QUEUE WORKER:POS  one dead letter with its payload\n"
-	"  dlq replay QUEUE [N|all]   put the oldest N back into the queue\n"
-	"  dlq purge QUEUE [N|all]    drop the oldest N\n";
+	"  dlq replay QUEUE [N|all]   put the first N (in ls order) back\n"
+	"  dlq purge QUEUE [N|all]    drop the first N (in ls order)\n";
 
 static int json;
 
@@ -104,13 +105,15 @@ static void print_status_json(const struct proto_status_ok *st)
 		       ",\"completed\":%" PRIu64 ",\"retried\":%" PRIu64
 		       ",\"dead_lettered\":%" PRIu64 ",\"reclaimed\":%" PRIu64
 		       ",\"full_events\":%" PRIu64 ",\"dlq_pending\":%" PRIu64
-		       ",\"dlq_replayed\":%" PRIu64 ",\"dlq_purged\":%" PRIu64 "}",
+		       ",\"dlq_replayed\":%" PRIu64 ",\"dlq_purged\":%" PRIu64
+		       ",\"dlq_waits\":%" PRIu64 ",\"garbled\":%" PRIu64 "}",
 		       i ? "," : "", q->name, q->handler, backend_name(q->backend),
 		       state_name(q->state), q->capacity, q->slot_bytes,
 		       q->result_bytes, q->ordered ? "true" : "false", q->nrings,
 		       q->clients, q->depth, q->enqueued, q->completed, q->retried,
 		       q->dead_lettered, q->reclaimed, q->full_events,
-		       q->dlq_pending, q->dlq_replayed, q->dlq_purged);
+		       q->dlq_pending, q->dlq_replayed, q->dlq_purged, q->dlq_waits,
+		       q->garbled);
 	}
 	printf("]}\n");
 }
@@ -143,8 +146,8 @@ static void print_item(const struct proto_dlq_item *it, int json_first)
 		       it->key, it->client, it->pid, it->status, it->attempts,
 		       it->len, it->ring);
 	else
-		printf("%-12s %12" PRIu64 " %20" PRIu64 " %6u %8d %6d %8u %8u\n",
-		       "", it->id, it->key, it->client, it->pid, it->status,
+		printf(" %12" PRIu64 " %20" PRIu64 " %6u %8d %6d %8u %8u\n",
+		       it->id, it->key, it->client, it->pid, it->status,
 		       it->attempts, it->len);
 }
 
@@ -173,8 +176,12 @@ static void print_dlq_show(const struct proto_dlq_ok *ok)
 {
 	const uint8_t *data = (const uint8_t *)&ok->items[1];
 	if (json) {
+		/* the item, with the payload (as shown) in hex */
 		print_item(&ok->items[0], 1);
-		printf("\n");
+		printf("\n{\"payload_hex\":\"");
+		for (uint32_t i = 0; i < ok->data_len; i++)
+			printf("%02x", data[i]);
+		printf("\",\"shown\":%u}\n", ok->data_len);
 	} else {
 		printf("dead letter %u:%" PRIu64 ": id %" PRIu64 " key %" PRIu64
 		       " client %u pid %d status %d after %u attempts, %u bytes%s\n",
@@ -294,7 +301,7 @@ int main(int argc, char **argv)
 	};
 	char path[108] = "";
 	int o, rc;
-	while ((o = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
 		if (o == 's')
 			snprintf(path, sizeof(path), "%s", optarg);
 		else if (o == 'j')

@@ -342,6 +342,8 @@ void bqueue_qstat(const struct bqueue *q, struct proto_qstat *o)
 	o->dlq_pending = c.dlq_pending;
 	o->dlq_replayed = c.dlq_replayed;
 	o->dlq_purged = c.dlq_purged;
+	o->dlq_waits = c.dlq_waits;
+	o->garbled = c.garbled;
 }
 
 /* ---- dead letters ---- */

@@ -119,7 +119,7 @@ __device__ static bool dead_letter(const kargs &a, uint64_t p, uint32_t ring,
 // Pull the payload into the VRAM ring, run the handler (with retries),
 // publish the outcome.  *dlq_next is the block's next dead-letter position
 // (shared memory).  Returns what happened, for the block's counters.
-enum outcome { DONE_OK, DONE_DEAD, DONE_STOPPED };
+enum outcome { DONE_OK, DONE_DEAD, DONE_GARBLED, DONE_STOPPED };
 
 __device__ static enum outcome consume(const kargs &a, uint32_t ring,
 				       uint64_t t, unsigned long long *dlq_next,
@@ -136,7 +136,7 @@ __device__ static enum outcome consume(const kargs &a, uint32_t ring,
 	// index max_clients is the broker's own, which never wants results.
 	if (client > a.max_clients || len == 0 || len > a.slot_bytes ||
 	    (client == a.max_clients && !noresult))
-		return DONE_DEAD;
+		return DONE_GARBLED;
 	// 16-byte vector copy; slots are 128-byte aligned.
 	const uint4 *src = (const uint4 *)(m + 1);
 	uint4 *dst = (uint4 *)v;
@@ -183,7 +183,7 @@ __device__ static enum outcome consume(const kargs &a, uint32_t ring,
 // what the current window has done so far, so stats never wait for a window
 // to fill (one held-back ticket would otherwise freeze them).
 struct counts {
-	unsigned done, dead, skip, retried;
+	unsigned done, dead, skip, retried, garbled;
 };
 
 __device__ static void publish_counters(struct ipc_worker *me,
@@ -195,6 +195,7 @@ __device__ static void publish_counters(struct ipc_worker *me,
 	me->dead_lettered = (uint64_t)tot.dead + now.dead;
 	me->skipped = (uint64_t)tot.skip + now.skip;
 	me->retried = (uint64_t)tot.retried + now.retried;
+	me->garbled = (uint64_t)tot.garbled + now.garbled;
 	me->dlq_head = dlq_next;
 	__threadfence_system();
 }
@@ -226,6 +227,8 @@ __device__ static bool poll_ticket(const kargs &a, uint32_t ring, uint64_t t,
 				}
 				if (o == DONE_DEAD)
 					atomicAdd(&c->dead, 1);
+				else if (o == DONE_GARBLED)
+					atomicAdd(&c->garbled, 1);
 			}
 			// Count before the slot is released, so "completed"
 			// never lags a slot a producer can already reuse.
@@ -251,6 +254,7 @@ __device__ static struct counts read_counts(struct counts *c)
 	r.dead = atomicAdd(&c->dead, 0);
 	r.skip = atomicAdd(&c->skip, 0);
 	r.retried = atomicAdd(&c->retried, 0);
+	r.garbled = atomicAdd(&c->garbled, 0);
 	return r;
 }
 
@@ -262,7 +266,7 @@ __global__ void consume_kernel(kargs a)
 	__shared__ unsigned long long s_head, s_low, s_dlq;
 	__shared__ int s_stop;
 	struct ipc_worker *me = &a.workers[blockIdx.x];
-	struct counts tot = { 0, 0, 0, 0 }; // thread 0 only
+	struct counts tot = { 0, 0, 0, 0, 0 }; // thread 0 only
 	uint64_t cur_shown = 0;
 	unsigned shown = 0;
 	if (threadIdx.x == 0)
@@ -272,7 +276,7 @@ __global__ void consume_kernel(kargs a)
 		unsigned sleep = 0;
 		bool finished = false, end = false;
 		if (threadIdx.x == 0) {
-			s_c.done = s_c.dead = s_c.skip = s_c.retried = 0;
+			s_c.done = s_c.dead = s_c.skip = s_c.retried = s_c.garbled = 0;
 			shown = 0;
 		}
 		for (;;) {
@@ -318,11 +322,12 @@ __global__ void consume_kernel(kargs a)
 		}
 		bool any_end = __syncthreads_or(end);
 		if (threadIdx.x == 0) {
-			struct counts zero = { 0, 0, 0, 0 };
+			struct counts zero = { 0, 0, 0, 0, 0 };
 			tot.skip += s_c.skip;
 			tot.done += s_c.done - s_c.skip;
 			tot.dead += s_c.dead;
 			tot.retried += s_c.retried;
+			tot.garbled += s_c.garbled;
 			publish_counters(me, tot, zero, s_dlq);
 			cur_shown = any_end ? UINT64_MAX : (win + gridDim.x) * WINDOW;
 			store_rel(&me->cur, cur_shown);
@@ -343,8 +348,8 @@ __global__ void consume_ordered_kernel(kargs a)
 	__shared__ unsigned long long dlq;
 	uint32_t ring = blockIdx.x;
 	struct ipc_worker *me = &a.workers[ring];
-	struct counts tot = { 0, 0, 0, 0 };
-	struct counts zero = { 0, 0, 0, 0 };
+	struct counts tot = { 0, 0, 0, 0, 0 };
+	struct counts zero = { 0, 0, 0, 0, 0 };
 	unsigned sleep = 0;
 	dlq = me->dlq_head;
 	for (uint64_t t = 0;;) {
@@ -369,6 +374,7 @@ __global__ void consume_ordered_kernel(kargs a)
 		tot.done += c.done - c.skip;
 		tot.dead += c.dead;
 		tot.retried += c.retried;
+		tot.garbled += c.garbled;
 		publish_counters(me, tot, zero, dlq);
 		t++;
 	}

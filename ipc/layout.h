@@ -144,6 +144,8 @@ struct ipc_worker {
 	uint64_t cur;
 	uint64_t dlq_head;      /* dead letters written (positions < this) */
 	uint64_t dlq_waits;     /* times the worker waited for dead-letter room */
+	uint64_t garbled;       /* of completed: slot header out of range (a
+				   producer bug); dropped, counted here */
 	/* Line 2: written only by the broker. */
 	IPC_ALIGN_LINE uint64_t dlq_tail; /* positions below this are freed */
 };

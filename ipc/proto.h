@@ -75,6 +75,7 @@ struct proto_qstat {
 	uint32_t clients, state, nrings, ordered;
 	uint64_t enqueued, completed, retried, dead_lettered, reclaimed;
 	uint64_t full_events, depth, dlq_pending, dlq_replayed, dlq_purged;
+	uint64_t dlq_waits, garbled;
 };
 
 struct proto_status_ok {

@@ -261,6 +261,8 @@ void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *c)
 		c->dead_lettered += ipc_load_relaxed(&wk->dead_lettered);
 		c->skipped += ipc_load_relaxed(&wk->skipped);
 		c->retried += ipc_load_relaxed(&wk->retried);
+		c->dlq_waits += ipc_load_relaxed(&wk->dlq_waits);
+		c->garbled += ipc_load_relaxed(&wk->garbled);
 		/* tail first: tail <= head always holds for the pair read
 		 * in this order, so the difference never wraps. */
 		uint64_t tail = ipc_load_acquire(&wk->dlq_tail);

@@ -222,6 +222,7 @@ uint64_t ipc_skip_unpublished(struct ipc_ring *r, uint32_t ring, uint64_t lo,
 struct ipc_counts {
 	uint64_t published, completed, dead_lettered, retried, skipped;
 	uint64_t full_events, head, dlq_pending, dlq_replayed, dlq_purged;
+	uint64_t dlq_waits, garbled;
 };
 void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *out);
 

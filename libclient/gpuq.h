@@ -76,7 +76,7 @@ extern "C" {
 	X(ECONFIG, -1015, "invalid configuration")                               \
 	X(EHANDLER, -1016, "handler failed every attempt; message dead-lettered")\
 	X(ECUDA, -1017, "CUDA error")                                            \
-	X(ENOTFOUND, -1018, "message id is not in flight on this handle")        \
+	X(ENOTFOUND, -1018, "no such message (not in flight on this handle, or no such dead letter)") \
 	X(EBACKEND, -1020, "backend unavailable or failed")
 
 enum gpuq_error {

@@ -623,7 +623,7 @@ START_TEST(test_round_trip)
 
 	ck_assert_int_eq(load(&a, good_conf, err, sizeof(err)), 0);
 	ck_assert_int_eq(config_queue_spec(&a, "big,capacity=16M,slot_bytes=1,"
-					   "result_bytes=16M,max_clients=65535,"
+					   "result_bytes=16M,max_clients=65534,"
 					   "workers=128,backend=auto",
 					   err, sizeof(err)), 0);
 	ck_assert_int_eq(config_set(&a, NULL, "socket_mode", "0", err,
