@@ -113,7 +113,7 @@ static void fill_qstat(struct proto_qstat *q, uint32_t i)
 	q->state = 1;
 	q->enqueued = 1000000007ull * i;
 	q->completed = 999ull * i;
-	q->failed = i;
+	q->dead_lettered = i;
 	q->reclaimed = 2ull * i;
 	q->full_events = 3ull * i;
 	q->depth = 4ull * i;
