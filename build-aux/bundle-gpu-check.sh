@@ -56,9 +56,14 @@ for tool in memcheck racecheck; do
 	if start_broker "$S" "$cs" --tool $tool --error-exitcode 9 \
 		"$bin/gpuqd" -b cuda -q checksum,handler=checksum,workers=2 \
 		-q vector,handler=vector,slot_bytes=1024,workers=2 \
-		-q echo,handler=echo,workers=2; then
+		-q echo,handler=echo,workers=2 \
+		-q faulty,handler=checksum,workers=2,fail_ppm=100000,max_attempts=2 \
+		-q ordered,handler=echo,ordered=yes,workers=2,fail_ppm=200000,fail_attempts=1; then
 		"$bin/gpuq-demo" -s "$S" -p 2 -n 300 || fail=1
 		"$bin/gpuq-bench" -s "$S" -q echo -p 2 -n 2000 | tail -1
+		# the retry and dead-letter paths, and the in-order kernel
+		"$bin/gpuq-bench" -s "$S" -q faulty -p 2 -n 2000 | tail -1
+		"$bin/gpuq-bench" -s "$S" -q ordered -p 2 -n 1000 | tail -1
 		"$bin/gpuqctl" -s "$S" shutdown >/dev/null
 		wait $bpid
 		rc=$?
