@@ -1,153 +1,158 @@
-/* drive.c - the shared pipelined producer loop. */
+/* drive.c - gpuq as a port of the timed loop. */
 #include "config.h"
 
 #include <errno.h>
-#include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench/drive.h"
 
-#define POLL_MAX 256
+struct gport {
+	gpuq_queue *q;
+	const struct drive_spec *s;
+	gpuq_queue_info info;
+	uint64_t id0;  /* id of seq 0: a handle's ids are consecutive */
+	int have_id0;
+	uint8_t *stage;
+	gpuq_iov *iov;
+	uint32_t *lens;
+	uint64_t *ids;
+	gpuq_completion comp[LOOP_POLL_MAX];
+};
 
-static double now_s(void)
+/* A full ring or completion area is "not now", not an error. */
+static int soft(int rc)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return rc == GPUQ_EFULL || rc == GPUQ_ECQFULL ? 0 : rc;
+}
+
+static int note_ids(struct gport *g, uint64_t seq, uint64_t first_id)
+{
+	if (!g->have_id0) {
+		g->id0 = first_id - seq;
+		g->have_id0 = 1;
+	}
+	return first_id - g->id0 == seq ? 0 : -EPROTO;
 }
 
 /* Copying path: fill a staging area, one enqueue_batch call. */
-static int send_copy(gpuq_queue *q, const struct drive_spec *s, uint8_t *stage,
-		     gpuq_iov *iov, uint64_t *ids, uint32_t slot, uint64_t seq,
-		     uint32_t k)
+static int send_copy(struct gport *g, uint64_t seq, uint32_t k)
 {
+	uint32_t slot = g->info.slot_bytes;
+	int n;
 	for (uint32_t i = 0; i < k; i++) {
-		iov[i].data = stage + (size_t)i * slot;
-		iov[i].len = s->fill(s->ctx, seq + i, stage + (size_t)i * slot, slot);
+		uint8_t *buf = g->stage + (size_t)i * slot;
+		g->iov[i].data = buf;
+		g->iov[i].len = g->s->fill(g->s->ctx, seq + i, buf, slot);
 	}
-	return gpuq_enqueue_batch(q, iov, k, ids, 0);
+	n = gpuq_enqueue_batch(g->q, g->iov, k, g->ids, 0);
+	if (n > 0 && note_ids(g, seq, g->ids[0]))
+		return -EPROTO;
+	return n;
 }
 
 /* Zero-copy path: fill the loaned slots in place. */
-static int send_loan(gpuq_queue *q, const struct drive_spec *s, uint32_t *lens,
-		     uint64_t *ids, uint64_t seq, uint32_t k)
+static int send_loan(struct gport *g, uint64_t seq, uint32_t k)
 {
 	gpuq_loan loan;
-	int rc = gpuq_reserve(q, k, &loan, 0);
+	int rc = gpuq_reserve(g->q, k, &loan, 0);
 	if (rc)
 		return rc;
 	for (uint32_t i = 0; i < k; i++)
-		lens[i] = (uint32_t)s->fill(s->ctx, seq + i,
-					    gpuq_loan_slot(q, &loan, i),
-					    loan.slot_bytes);
-	rc = gpuq_commit(q, &loan, lens);
-	ids[0] = loan.first_id;
-	return rc ? rc : (int)k;
+		g->lens[i] = (uint32_t)g->s->fill(g->s->ctx, seq + i,
+						  gpuq_loan_slot(g->q, &loan, i),
+						  loan.slot_bytes);
+	rc = gpuq_commit(g->q, &loan, g->lens);
+	if (rc)
+		return rc;
+	return note_ids(g, seq, loan.first_id) ? -EPROTO : (int)k;
 }
 
-static void note(struct proc_result *o, const char *what, uint64_t seq)
+static int gsend(void *ctx, uint64_t seq, uint32_t k, const uint64_t *stamp,
+		 struct proc_result *o)
 {
-	if (!o->what[0])
-		snprintf(o->what, sizeof(o->what), "%s (message %llu)", what,
-			 (unsigned long long)seq);
+	struct gport *g = ctx;
+	int n;
+	(void)stamp;
+	n = soft(g->s->zero_copy ? send_loan(g, seq, k) : send_copy(g, seq, k));
+	if (n < 0)
+		loop_note(o, n == -EPROTO ? "message ids not consecutive"
+					  : gpuq_strerror(n), seq);
+	return n;
+}
+
+static int gpoll(void *ctx, struct loop_done *d, uint32_t max,
+		 struct proc_result *o)
+{
+	struct gport *g = ctx;
+	int n = gpuq_poll(g->q, g->comp, max < LOOP_POLL_MAX ? max : LOOP_POLL_MAX);
+	if (n < 0) {
+		loop_note(o, gpuq_strerror(n), 0);
+		return n;
+	}
+	for (int i = 0; i < n; i++) {
+		d[i].seq = g->comp[i].id - g->id0;
+		d[i].status = g->comp[i].status;
+		d[i].len = g->comp[i].len;
+		d[i].res = g->comp[i].result;
+	}
+	return n;
+}
+
+static int gport_init(struct gport *g, gpuq_queue *q,
+		      const struct drive_spec *s, uint32_t batch)
+{
+	memset(g, 0, sizeof(*g));
+	g->q = q;
+	g->s = s;
+	gpuq_queue_info_get(q, &g->info);
+	g->stage = malloc((size_t)batch * g->info.slot_bytes);
+	g->iov = calloc(batch, sizeof(*g->iov));
+	g->lens = calloc(batch, sizeof(*g->lens));
+	g->ids = calloc(batch, sizeof(*g->ids));
+	return g->stage && g->iov && g->lens && g->ids ? 0 : -ENOMEM;
+}
+
+static void gport_free(struct gport *g)
+{
+	free(g->stage);
+	free(g->iov);
+	free(g->lens);
+	free(g->ids);
+}
+
+int drive_until(gpuq_queue *q, const struct drive_spec *s,
+		struct proc_result *o, uint64_t *end_ns)
+{
+	struct gport *g = malloc(sizeof(*g));
+	struct loop_port port = { gsend, gpoll, g };
+	struct loop_spec ls = {
+		.count = s->count, .start_ns = s->start_ns, .stop_ns = s->stop_ns,
+		.rate = s->rate, .batch = s->batch ? s->batch : 1,
+		.window = s->window, .stall_ms = s->stall_ms, .check = s->check,
+		.check_ctx = s->ctx, .lat = s->lat, .progress = s->progress,
+	};
+	gpuq_queue_info info;
+	int rc;
+	if (!g)
+		return -ENOMEM;
+	gpuq_queue_info_get(q, &info);
+	/* The library refuses more than cq_capacity unread results. */
+	if (!ls.window || ls.window > info.cq_capacity)
+		ls.window = info.cq_capacity;
+	if (ls.batch > ls.window)
+		ls.batch = ls.window;
+	if (s->zero_copy && ls.batch > info.capacity)
+		ls.batch = info.capacity;
+	rc = gport_init(g, q, s, ls.batch);
+	if (!rc)
+		rc = loop_run(&port, &ls, o, end_ns);
+	gport_free(g);
+	free(g);
+	return rc;
 }
 
 int drive(gpuq_queue *q, const struct drive_spec *s, struct proc_result *o)
 {
-	gpuq_queue_info info;
-	gpuq_completion comp[POLL_MAX];
-	uint64_t sent = 0, done = 0, id0 = UINT64_MAX;
-	uint32_t window = s->window, batch = s->batch ? s->batch : 1;
-	uint8_t *stage = NULL;
-	gpuq_iov *iov = NULL;
-	uint32_t *lens = NULL;
-	uint64_t *ids = NULL;
-	double t0, last_progress;
-	int rc = 0;
-	gpuq_queue_info_get(q, &info);
-	if (!window || window > info.cq_capacity)
-		window = info.cq_capacity;
-	if (batch > window)
-		batch = window;
-	stage = malloc((size_t)batch * info.slot_bytes);
-	iov = calloc(batch, sizeof(*iov));
-	lens = calloc(batch, sizeof(*lens));
-	ids = calloc(batch, sizeof(*ids));
-	if (!stage || !iov || !lens || !ids) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	t0 = last_progress = now_s();
-	while (done < s->count) {
-		int progressed = 0, n;
-		uint64_t inflight = sent - done;
-		if (sent < s->count && inflight < window) {
-			uint64_t k = s->count - sent;
-			if (k > batch)
-				k = batch;
-			if (k > window - inflight)
-				k = window - inflight;
-			n = s->zero_copy
-				    ? send_loan(q, s, lens, ids, sent, (uint32_t)k)
-				    : send_copy(q, s, stage, iov, ids,
-						info.slot_bytes, sent, (uint32_t)k);
-			if (n > 0) {
-				/* A handle's ids are consecutive, so message
-				 * seq has id id0 + seq. */
-				if (id0 == UINT64_MAX)
-					id0 = ids[0];
-				sent += (uint64_t)n;
-				progressed = 1;
-			} else if (n != GPUQ_EFULL && n != GPUQ_ECQFULL) {
-				rc = n;
-				note(o, gpuq_strerror(n), sent);
-				break;
-			}
-		}
-		n = gpuq_poll(q, comp, POLL_MAX);
-		if (n < 0) {
-			rc = n;
-			note(o, gpuq_strerror(n), done);
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			uint64_t seq = comp[i].id - id0;
-			if (comp[i].status)
-				o->failed++;
-			if (!s->check)
-				o->verified++;
-			else if (s->check(s->ctx, seq, comp[i].status,
-					  comp[i].result, comp[i].len))
-				o->verified++;
-			else {
-				o->bad++;
-				note(o, "wrong result", seq);
-			}
-		}
-		done += (uint64_t)n;
-		if (n > 0)
-			progressed = 1;
-		if (progressed) {
-			last_progress = now_s();
-		} else {
-			if (now_s() - last_progress >
-			    (s->stall_ms ? s->stall_ms : 10000) / 1e3) {
-				rc = GPUQ_ETIMEDOUT;
-				note(o, "no progress", done);
-				break;
-			}
-			sched_yield();
-		}
-	}
-	o->seconds = now_s() - t0;
-	o->sent += sent;
-out:
-	free(stage);
-	free(iov);
-	free(lens);
-	free(ids);
-	return rc;
+	return drive_until(q, s, o, NULL);
 }

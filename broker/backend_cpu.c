@@ -164,9 +164,21 @@ static int step(struct cpu_worker *w, uint32_t ring, uint64_t t,
 	struct ipc_worker *me = &r->workers[w->idx];
 	enum ipc_take k;
 	ipc_store_release(&me->cur, t);
-	while ((k = ipc_take(r, ring, t)) == IPC_TAKE_WAIT) {
-		if (past_end(w->s, ring, t))
+	for (;;) {
+		/* Paused: take nothing new (producers fill the ring, then
+		 * feel backpressure; a drain clears the pause).  Checked
+		 * again after the slot is seen published, so a message
+		 * enqueued after the pause took effect is never run. */
+		if (!ipc_load_acquire(&r->hdr->paused)) {
+			k = ipc_take(r, ring, t);
+			if (k != IPC_TAKE_WAIT &&
+			    !ipc_load_acquire(&r->hdr->paused))
+				break;
+			if (k == IPC_TAKE_WAIT && past_end(w->s, ring, t))
+				return -1;
+		} else if (stopping(w->s)) {
 			return -1;
+		}
 		ipc_backoff_wait(b);
 	}
 	ipc_backoff_reset(b);

@@ -50,6 +50,9 @@ struct bqueue {
 	struct bclient_slot *slots; /* conf.max_clients */
 	uint64_t *final_heads;      /* per ring, valid once intake is closed */
 	int closed;
+	/* Liveness, kept by bqueue_tick: when the backend last had work and
+	 * made no progress since (0: it is progressing or has nothing). */
+	uint64_t last_completed, stalled_since_ns;
 };
 
 /* Dead-letter operations, for the control protocol. */
@@ -101,6 +104,9 @@ void bqueue_detach(struct bqueue *q, uint32_t client);
 void bqueue_tick(struct bqueue *q, uint64_t now_ns);
 /* Stop intake; returns the final ticket count. */
 void bqueue_close_intake(struct bqueue *q);
+/* Stop (on = 1) or restart consumers taking new tickets; producers can
+ * still enqueue until the ring is full. */
+void bqueue_pause(struct bqueue *q, int on);
 /* 1 when every ticket below final_head has been consumed. */
 int bqueue_drained(const struct bqueue *q);
 void bqueue_qstat(const struct bqueue *q, struct proto_qstat *out);

@@ -68,6 +68,7 @@ struct key_desc {
 static const struct key_desc broker_keys[] = {
 	BKEY("socket", KT_PATH, socket_path, 0, CONF_PATH_MAX, 0),
 	BKEY("socket_mode", KT_MODE, socket_mode, 0, 07777, 0),
+	BKEY("metrics", KT_PATH, metrics, 0, 64, 0),
 	BKEY("backend", KT_BACKEND, backend, 0, 0, 0),
 	BKEY("force_epoll", KT_BOOL, force_epoll, 0, 1, 0),
 	BKEY("max_connections", KT_U32, max_connections, 1, 1u << 20, 0),

@@ -35,6 +35,7 @@ struct queue_config {
 
 struct gpuqd_config {
 	char socket_path[CONF_PATH_MAX]; /* "" = gpuq_default_socket() */
+	char metrics[64];                /* "HOST:PORT" to serve /metrics; "" off */
 	uint32_t socket_mode;            /* default 0660 */
 	int backend;                     /* enum conf_backend; default AUTO */
 	int force_epoll;                 /* 1 = never use io_uring */

@@ -13,6 +13,7 @@
 
 #include "broker/broker.h"
 #include "broker/loop.h"
+#include "broker/notify.h"
 #include "ipc/clock.h"
 #include "libclient/gpuq.h"
 
@@ -213,6 +214,78 @@ static void dlq_show(struct broker *b, struct bconn *c, uint32_t seq,
 	      (uint32_t)(sizeof(*ok) + sizeof(ok->items[0]) + ok->data_len), -1);
 }
 
+/* Changing the queues is for operators: the broker's uid, or root. */
+static int is_operator(const struct bconn *c)
+{
+	return c->uid == geteuid() || c->uid == 0;
+}
+
+static void on_pause(struct broker *b, struct bconn *c,
+		     const struct proto_msg *m, int on)
+{
+	const struct proto_name *req = m->body;
+	int qi = req->name[0] ? find_queue(b, req->name) : -1;
+	if (!is_operator(c)) {
+		reply_error(b, c, m->hdr.seq, GPUQ_EDENIED);
+		return;
+	}
+	if (req->name[0] && qi < 0) {
+		reply_error(b, c, m->hdr.seq, GPUQ_ENOQUEUE);
+		return;
+	}
+	for (uint32_t i = 0; i < b->nqueues; i++)
+		if (qi < 0 || (uint32_t)qi == i)
+			bqueue_pause(&b->queues[i], on);
+	blog(0, "%s %s", on ? "paused" : "resumed",
+	     req->name[0] ? req->name : "every queue");
+	on_status(b, c, m->hdr.seq);
+}
+
+/* One attached client, as gpuqctl clients shows it. */
+static void client_item(const struct bqueue *q, uint32_t i, uint64_t now,
+			struct proto_client_item *it)
+{
+	const struct ipc_client *cl = &q->r.clients[i];
+	uint64_t hb = ipc_load_relaxed(&cl->heartbeat_ns);
+	uint64_t pub = ipc_load_relaxed(&cl->published);
+	uint64_t rel = ipc_load_relaxed(&cl->cq_released);
+	memset(it, 0, sizeof(*it));
+	snprintf(it->queue, sizeof(it->queue), "%s", q->conf.name);
+	it->client = i;
+	it->pid = cl->pid;
+	it->uid = cl->uid;
+	it->published = pub;
+	it->reserved = ipc_load_relaxed(&cl->reserved);
+	/* Published but whose result has not been read (an estimate: ids
+	 * handed out but never published are not counted). */
+	it->inflight = pub > rel ? pub - rel : 0;
+	it->heartbeat_age_ns = now > hb ? now - hb : 0;
+}
+
+static void on_clients(struct broker *b, struct bconn *c,
+		       const struct proto_msg *m)
+{
+	_Alignas(8) uint8_t body[PROTO_MAX_MSG];
+	const struct proto_clients_req *req = m->body;
+	struct proto_clients_ok *ok = (struct proto_clients_ok *)body;
+	uint64_t now = ipc_now_ns();
+	memset(ok, 0, sizeof(*ok));
+	for (uint32_t qi = 0; qi < b->nqueues; qi++) {
+		const struct bqueue *q = &b->queues[qi];
+		for (uint32_t i = 0; i < q->r.hdr->max_clients; i++) {
+			if (ipc_load_acquire(&q->r.clients[i].state) !=
+			    IPC_CLIENT_ACTIVE)
+				continue;
+			if (ok->total++ < req->first ||
+			    ok->nitems >= PROTO_CLIENTS_MAX_ITEMS)
+				continue;
+			client_item(q, i, now, &ok->items[ok->nitems++]);
+		}
+	}
+	reply(b, c, PROTO_CLIENTS_OK, m->hdr.seq, body,
+	      (uint32_t)(sizeof(*ok) + ok->nitems * sizeof(ok->items[0])), -1);
+}
+
 static void on_dlq(struct broker *b, struct bconn *c, const struct proto_msg *m)
 {
 	const struct proto_dlq_req *req = m->body;
@@ -234,8 +307,7 @@ static void on_dlq(struct broker *b, struct bconn *c, const struct proto_msg *m)
 		return;
 	case DLQ_REPLAY:
 	case DLQ_PURGE:
-		/* Changing the queue is for operators, as SHUTDOWN is. */
-		if (c->uid != geteuid() && c->uid != 0) {
+		if (!is_operator(c)) {
 			reply_error(b, c, m->hdr.seq, GPUQ_EDENIED);
 			return;
 		}
@@ -288,8 +360,7 @@ void ctl_message(struct broker *b, struct bconn *c, const void *buf, int n)
 		on_status(b, c, m.hdr.seq);
 		break;
 	case PROTO_SHUTDOWN:
-		/* Operators only: the broker's own uid, or root. */
-		if (c->uid != geteuid() && c->uid != 0) {
+		if (!is_operator(c)) {
 			reply_error(b, c, m.hdr.seq, GPUQ_EDENIED);
 			break;
 		}
@@ -304,6 +375,13 @@ void ctl_message(struct broker *b, struct bconn *c, const void *buf, int n)
 		break;
 	case PROTO_DLQ:
 		on_dlq(b, c, &m);
+		break;
+	case PROTO_PAUSE:
+	case PROTO_RESUME:
+		on_pause(b, c, &m, m.hdr.type == PROTO_PAUSE);
+		break;
+	case PROTO_CLIENTS:
+		on_clients(b, c, &m);
 		break;
 	default: /* replies are not requests */
 		reply_error(b, c, m.hdr.seq, GPUQ_EPROTO);
@@ -339,6 +417,8 @@ void ctl_tick(struct broker *b)
 {
 	uint64_t now = ipc_now_ns();
 	int all_drained = 1;
+	if (notify_watchdog_due(now))
+		notify_watchdog(now);
 	for (uint32_t i = 0; i < b->nqueues; i++) {
 		bqueue_tick(&b->queues[i], now);
 		all_drained &= bqueue_drained(&b->queues[i]);

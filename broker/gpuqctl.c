@@ -1,7 +1,13 @@
 /*
  * gpuqctl - operator CLI for gpuqd.
  *
- *   gpuqctl [-s SOCKET] [--json] status            queues and counters
+ *   gpuqctl [-s SOCKET] [--json] status            broker, queues, counters
+ *   gpuqctl [-s SOCKET] [--json] [-i S [-n N]] stat counters from shared
+ *                                                  memory (works even if
+ *                                                  the broker's loop hangs)
+ *   gpuqctl [-s SOCKET] [--json] queues            queue configuration
+ *   gpuqctl [-s SOCKET] [--json] clients           attached producers
+ *   gpuqctl [-s SOCKET] [--json] pause|resume [QUEUE]
  *   gpuqctl [-s SOCKET] [--json] drain             stop intake, finish what
  *                                                  is in flight, stop; prints
  *                                                  the final counts
@@ -26,12 +32,20 @@
 #include <unistd.h>
 
 #include "broker/broker.h"
+#include "broker/gpuqctl.h"
 #include "ipc/proto.h"
 #include "libclient/gpuq.h"
 
 static const char usage[] =
 	"usage: gpuqctl [-s SOCKET] [--json] COMMAND\n"
 	"  status                     queues and their counters\n"
+	"  stat [-i SECONDS [-n N]]   counters read from shared memory, once or\n"
+	"                             every SECONDS (rates, latency percentiles)\n"
+	"  queues                     queue configuration\n"
+	"  clients                    attached producers\n"
+	"  pause [QUEUE] | resume [QUEUE]  stop / restart consumers (all queues\n"
+	"                             when none is named; producers can still\n"
+	"                             fill the ring)\n"
 	"  drain | shutdown           stop intake, finish in-flight work, stop\n"
 	"  dlq ls QUEUE [FIRST [MAX]] list dead letters (worker by worker,\n"
 	"                             oldest first within a worker)\n"
@@ -40,6 +54,8 @@ static const char usage[] =
 	"  dlq purge QUEUE [N|all]    drop the first N (in ls order)\n";
 
 static int json;
+static double interval_s;
+static long count;
 
 /* One request, one reply (the drain reply comes when the drain is over,
  * so there is no receive timeout for it). */
@@ -130,10 +146,73 @@ static void print_status_human(const struct proto_status_ok *st)
 		printf("%-16s %-9s %-4s %-8s %8u %6u %8" PRIu64 " %12" PRIu64
 		       " %12" PRIu64 " %9" PRIu64 " %8" PRIu64 " %8" PRIu64 "\n",
 		       q->name, q->handler, backend_name(q->backend),
-		       state_name(q->state), q->capacity, q->clients, q->depth,
+		       q->paused && q->state == IPC_BROKER_RUNNING ? "paused"
+							   : state_name(q->state),
+		       q->capacity, q->clients, q->depth,
 		       q->enqueued, q->completed, q->retried, q->dead_lettered,
 		       q->dlq_pending);
 	}
+}
+
+static void print_queues(const struct proto_status_ok *st)
+{
+	if (!json)
+		printf("%-16s %-9s %-4s %9s %10s %12s %7s %5s %7s %6s\n", "QUEUE",
+		       "HANDLER", "BACK", "CAPACITY", "SLOT_BYTES", "RESULT_BYTES",
+		       "ORDERED", "RINGS", "CLIENTS", "PAUSED");
+	else
+		printf("{\"queues\":[");
+	for (uint32_t i = 0; i < st->nqueues; i++) {
+		const struct proto_qstat *q = &st->q[i];
+		if (json)
+			printf("%s{\"name\":\"%s\",\"handler\":\"%s\",\"backend\":"
+			       "\"%s\",\"capacity\":%u,\"slot_bytes\":%u,"
+			       "\"result_bytes\":%u,\"ordered\":%s,\"rings\":%u,"
+			       "\"clients\":%u,\"paused\":%s}",
+			       i ? "," : "", q->name, q->handler,
+			       backend_name(q->backend), q->capacity, q->slot_bytes,
+			       q->result_bytes, q->ordered ? "true" : "false",
+			       q->nrings, q->clients, q->paused ? "true" : "false");
+		else
+			printf("%-16s %-9s %-4s %9u %10u %12u %7s %5u %7u %6s\n",
+			       q->name, q->handler, backend_name(q->backend),
+			       q->capacity, q->slot_bytes, q->result_bytes,
+			       q->ordered ? "yes" : "no", q->nrings, q->clients,
+			       q->paused ? "yes" : "no");
+	}
+	if (json)
+		printf("]}\n");
+}
+
+static void print_clients(const struct proto_clients_ok *ok)
+{
+	if (json)
+		printf("{\"total\":%u,\"clients\":[", ok->total);
+	else
+		printf("%-16s %6s %8s %6s %12s %9s %8s %12s\n", "QUEUE", "CLIENT",
+		       "PID", "UID", "PUBLISHED", "INFLIGHT", "RESERVED",
+		       "HEARTBEAT_MS");
+	for (uint32_t i = 0; i < ok->nitems; i++) {
+		const struct proto_client_item *c = &ok->items[i];
+		if (json)
+			printf("%s{\"queue\":\"%s\",\"client\":%u,\"pid\":%d,"
+			       "\"uid\":%u,\"published\":%" PRIu64
+			       ",\"inflight\":%" PRIu64 ",\"reserved\":%" PRIu64
+			       ",\"heartbeat_age_ms\":%.1f}",
+			       i ? "," : "", c->queue, c->client, c->pid, c->uid,
+			       c->published, c->inflight, c->reserved,
+			       (double)c->heartbeat_age_ns / 1e6);
+		else
+			printf("%-16s %6u %8d %6u %12" PRIu64 " %9" PRIu64
+			       " %8" PRIu64 " %12.1f\n",
+			       c->queue, c->client, c->pid, c->uid, c->published,
+			       c->inflight, c->reserved,
+			       (double)c->heartbeat_age_ns / 1e6);
+	}
+	if (json)
+		printf("]}\n");
+	else if (ok->total > ok->nitems)
+		printf("(%u more)\n", ok->total - ok->nitems);
 }
 
 static void print_item(const struct proto_dlq_item *it, int json_first)
@@ -251,7 +330,33 @@ static int run(const char *path, int argc, char **argv)
 	const struct proto_dlq_ok *ok;
 	struct proto_msg m;
 	int rc;
-	if (!strcmp(argv[0], "status") && argc == 1) {
+	if (!strcmp(argv[0], "stat") && argc == 1) {
+		return gpuqctl_stat(path, interval_s, count, json);
+	} else if (!strcmp(argv[0], "queues") && argc == 1) {
+		rc = request(path, PROTO_STATUS, NULL, 0, buf, sizeof(buf), &m,
+			     PROTO_STATUS_OK);
+		if (!rc)
+			print_queues(m.body);
+		return rc;
+	} else if (!strcmp(argv[0], "clients") && argc == 1) {
+		struct proto_clients_req cr = { 0, 0 };
+		rc = request(path, PROTO_CLIENTS, &cr, sizeof(cr), buf, sizeof(buf),
+			     &m, PROTO_CLIENTS_OK);
+		if (!rc)
+			print_clients(m.body);
+		return rc;
+	} else if ((!strcmp(argv[0], "pause") || !strcmp(argv[0], "resume")) &&
+		   argc <= 2) {
+		struct proto_name nm;
+		memset(&nm, 0, sizeof(nm));
+		if (argc == 2 && strlen(argv[1]) >= sizeof(nm.name))
+			return 2;
+		if (argc == 2)
+			strcpy(nm.name, argv[1]);
+		rc = request(path, argv[0][0] == 'p' ? PROTO_PAUSE : PROTO_RESUME,
+			     &nm, sizeof(nm), buf, sizeof(buf), &m,
+			     PROTO_STATUS_OK);
+	} else if (!strcmp(argv[0], "status") && argc == 1) {
 		rc = request(path, PROTO_STATUS, NULL, 0, buf, sizeof(buf), &m,
 			     PROTO_STATUS_OK);
 	} else if ((!strcmp(argv[0], "drain") || !strcmp(argv[0], "shutdown")) &&
@@ -296,16 +401,22 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char path[108] = "";
 	int o, rc;
-	while ((o = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "s:ji:n:h", opts, NULL)) != -1) {
 		if (o == 's')
 			snprintf(path, sizeof(path), "%s", optarg);
 		else if (o == 'j')
 			json = 1;
+		else if (o == 'i')
+			interval_s = atof(optarg);
+		else if (o == 'n')
+			count = atol(optarg);
 		else {
 			fputs(usage, o == 'h' ? stdout : stderr);
 			return o == 'h' ? 0 : 2;

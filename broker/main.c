@@ -17,6 +17,8 @@
 
 #include "broker/broker.h"
 #include "broker/loop.h"
+#include "broker/metrics.h"
+#include "broker/notify.h"
 #include "ipc/clock.h"
 #include "libclient/gpuq.h"
 
@@ -178,6 +180,10 @@ static int listen_socket(struct broker *b)
 		return -errno;
 	if (flock(b->lock_fd, LOCK_EX | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
+	/* Our pid in the lock file: gpuqctl stat finds the queues' shared
+	 * memory through /proc/<pid>/fd even when the loop is stuck. */
+	if (ftruncate(b->lock_fd, 0) == 0)
+		dprintf(b->lock_fd, "%d\n", (int)getpid());
 	unlink(b->socket_path);
 	strcpy(sa.sun_path, b->socket_path);
 	b->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -240,6 +246,7 @@ static void block_signals(void)
 int main(int argc, char **argv)
 {
 	static struct broker b;
+	struct metrics *metrics = NULL;
 	int print = 0, rc;
 	uint64_t t0 = ipc_now_ns();
 	config_defaults(&b.conf);
@@ -267,14 +274,25 @@ int main(int argc, char **argv)
 	}
 	if ((rc = create_queues(&b)))
 		goto out;
+	if (b.conf.metrics[0] &&
+	    (rc = metrics_start(&b, b.conf.metrics, &metrics))) {
+		fprintf(stderr, "gpuqd: metrics on %s: %s\n", b.conf.metrics,
+			rc == GPUQ_ECONFIG ? "want an IPv4 HOST:PORT"
+					   : gpuq_strerror(rc));
+		goto out;
+	}
 	if ((rc = loop_create(&b.loop, &b, b.listen_fd, b.conf.force_epoll)))
 		goto out;
 	blog(0, "ready in %.1f ms: %u queue(s), backend %s, %s loop, socket %s",
 	     (double)(ipc_now_ns() - t0) / 1e6, b.nqueues,
 	     b.queues[0].be->name, loop_kind(b.loop), b.socket_path);
+	notify_ready("%u queue(s), backend %s, socket %s", b.nqueues,
+		     b.queues[0].be->name, b.socket_path);
 	rc = loop_run(b.loop);
+	notify_stopping();
 	report_drain(&b);
 out:
+	metrics_stop(metrics);
 	loop_destroy(b.loop);
 	for (uint32_t i = 0; i < b.nqueues; i++)
 		bqueue_destroy(&b.queues[i]);

@@ -188,6 +188,11 @@ int bqueue_attach(struct bqueue *q, struct bconn *c, uint32_t *client)
 		cl->published = 0;
 		cl->full_events = 0;
 		cl->cq_released = 0;
+		cl->heartbeat_ns = ipc_now_ns();
+		cl->reserved = 0;
+		cl->lat_sum_ns = 0;
+		cl->lat_count = 0;
+		memset(cl->lat, 0, sizeof(cl->lat));
 		cl->pid = c->pid;
 		cl->uid = c->uid;
 		cl->gen++;
@@ -218,6 +223,13 @@ void bqueue_detach(struct bqueue *q, uint32_t client)
 			  h->retired_published + ipc_load_relaxed(&cl->published));
 	ipc_store_relaxed(&h->retired_full,
 			  h->retired_full + ipc_load_relaxed(&cl->full_events));
+	for (uint32_t b = 0; b < IPC_LAT_BUCKETS; b++)
+		ipc_store_relaxed(&h->retired_lat[b],
+				  h->retired_lat[b] + ipc_load_relaxed(&cl->lat[b]));
+	ipc_store_relaxed(&h->retired_lat_sum_ns,
+			  h->retired_lat_sum_ns + ipc_load_relaxed(&cl->lat_sum_ns));
+	ipc_store_relaxed(&h->retired_lat_count,
+			  h->retired_lat_count + ipc_load_relaxed(&cl->lat_count));
 	ipc_store_relaxed(&h->clients_attached, h->clients_attached - 1);
 	s->owner = NULL;
 	if (!s->gen_snap)
@@ -293,18 +305,41 @@ static void reclaim_step(struct bqueue *q, uint32_t i)
 	}
 }
 
+/* Track whether the backend progresses while it has work (metrics). */
+static void track_progress(struct bqueue *q, uint64_t now_ns)
+{
+	struct ipc_counts c;
+	ipc_counts_read(&q->r, &c);
+	if (c.completed != q->last_completed ||
+	    c.head <= c.completed + c.skipped) {
+		q->last_completed = c.completed;
+		__atomic_store_n(&q->stalled_since_ns, 0, __ATOMIC_RELAXED);
+	} else if (!q->stalled_since_ns) {
+		__atomic_store_n(&q->stalled_since_ns, now_ns, __ATOMIC_RELAXED);
+	}
+}
+
 void bqueue_tick(struct bqueue *q, uint64_t now_ns)
 {
 	ipc_store_release(&q->r.hdr->heartbeat_ns, now_ns);
+	track_progress(q, now_ns);
 	for (uint32_t i = 0; i < q->r.hdr->max_clients; i++)
 		if (ipc_load_relaxed(&q->r.clients[i].state) == IPC_CLIENT_DEAD)
 			reclaim_step(q, i);
+}
+
+void bqueue_pause(struct bqueue *q, int on)
+{
+	/* A closed queue is draining: it cannot be paused again. */
+	ipc_store_release(&q->r.hdr->paused, on && !q->closed ? 1u : 0u);
 }
 
 void bqueue_close_intake(struct bqueue *q)
 {
 	if (q->closed)
 		return;
+	/* A drain must finish: consumers run again. */
+	ipc_store_release(&q->r.hdr->paused, 0u);
 	for (uint32_t r = 0; r < q->r.hdr->nrings; r++)
 		q->final_heads[r] = ipc_close_intake(&q->r, r);
 	q->closed = 1;
@@ -344,6 +379,7 @@ void bqueue_qstat(const struct bqueue *q, struct proto_qstat *o)
 	o->dlq_purged = c.dlq_purged;
 	o->dlq_waits = c.dlq_waits;
 	o->garbled = c.garbled;
+	o->paused = q->r.hdr->paused;
 }
 
 /* ---- dead letters ---- */

@@ -41,6 +41,13 @@ if start_broker "$S" "$bin/gpuqd" -b cuda \
 	"$bin/gpuq-bench" -s "$S" -q echo -p 8 -n 500000 -b 256 -w 4096 | tail -2
 	"$bin/gpuq-bench" -s "$S" -q big -z 4096 -p 8 -n 100000 -b 64 -w 4096 | tail -2
 	"$bin/gpuq-bench" -s "$S" -q checksum -p 1 -n 20000 -b 1 -w 1 | tail -2
+	# The matrix with same-run baselines (the predecessor's per-message
+	# cudaMemcpy design and a Unix-socket server); files go to $OUT.
+	out=${OUT:-$tmp}
+	timeout 300 "$bin/gpuq-bench" -s "$S" -q big --sweep --scale 1,4,14 \
+		--sizes 256,1024,4096 --batches 1,256,4096 --baseline cuda,uds \
+		-d 1 --json-file "$out/gpu-sweep.json" --svg "$out/gpu-sweep.svg" |
+		tail -60 || fail=1
 	"$bin/gpuqctl" -s "$S" status
 	stop_broker "$S" || fail=1
 fi

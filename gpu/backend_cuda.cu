@@ -44,6 +44,7 @@ struct kargs {
 	struct ipc_ctl *ctl;
 	struct ipc_worker *workers;
 	struct ipc_client *clients;
+	uint32_t *paused;
 	uint32_t *stop;
 	uint8_t *vram;
 	uint8_t *scratch;
@@ -199,52 +200,54 @@ __device__ static void publish_counters(struct ipc_worker *me,
 	me->dlq_head = dlq_next;
 	__threadfence_system();
 }
-// One polling round of a thread: if its ticket is reserved (below head),
-// look at its slot and consume it when published.  Tickets at or above head
-// are not polled at all: an idle queue costs one PCIe read per block per
-// round, not one per thread (polling every state word from 16 blocks
-// saturated the link and cut throughput to ~1.5M msg/s on an H100).
-// Returns true when the ticket is done with (consumed, skipped, or past the
-// end of intake).
-__device__ static bool poll_ticket(const kargs &a, uint32_t ring, uint64_t t,
-				   uint64_t h, bool stop, bool *end,
-				   struct counts *c, unsigned long long *dlq_next,
-				   uint64_t seq)
+// A polling round of a thread, in two steps around a block barrier.  First
+// look: if the ticket is reserved (below head), is its slot published?
+// Tickets at or above head are not polled at all: an idle queue costs one
+// PCIe read per block per round, not one per thread (polling every state
+// word from 16 blocks saturated the link and cut throughput to ~1.5M msg/s
+// on an H100).
+enum look { LOOK_WAIT, LOOK_READY, LOOK_SKIP, LOOK_END };
+
+__device__ static enum look look_ticket(const kargs &a, uint32_t ring,
+					uint64_t t, uint64_t h, bool stop)
 {
 	uint64_t hn = h & ~IPC_HEAD_CLOSED;
-	uint64_t *st = &a.states[slot_index(a, ring, t)];
 	if (t < hn) {
-		uint64_t s = load_acq(st);
-		if (s == IPC_STATE(t, IPC_READY) || s == IPC_STATE(t, IPC_SKIP)) {
-			if (s == IPC_STATE(t, IPC_SKIP)) {
-				atomicAdd(&c->skip, 1);
-			} else {
-				enum outcome o = consume(a, ring, t, dlq_next,
-							 &c->retried, seq);
-				if (o == DONE_STOPPED) {
-					*end = true;
-					return true;
-				}
-				if (o == DONE_DEAD)
-					atomicAdd(&c->dead, 1);
-				else if (o == DONE_GARBLED)
-					atomicAdd(&c->garbled, 1);
-			}
-			// Count before the slot is released, so "completed"
-			// never lags a slot a producer can already reuse.
-			atomicAdd(&c->done, 1);
-			store_rel(st, IPC_STATE(t + a.capacity, IPC_FREE));
-			return true;
-		}
+		uint64_t s = load_acq(&a.states[slot_index(a, ring, t)]);
+		if (s == IPC_STATE(t, IPC_READY))
+			return LOOK_READY;
+		if (s == IPC_STATE(t, IPC_SKIP))
+			return LOOK_SKIP;
 	} else if (h & IPC_HEAD_CLOSED) {
-		*end = true; // intake closed below this ticket
-		return true;
+		return LOOK_END; // intake closed below this ticket
 	}
-	if (stop) { // forced stop after a drain timeout
-		*end = true;
-		return true;
+	return stop ? LOOK_END : LOOK_WAIT; // stop: forced, after a drain timeout
+}
+
+// Second step, for a published (or skipped) ticket once the caller has
+// re-read the pause flag after the look: consume it and free the slot.
+// Returns false when stopped while waiting for dead-letter room.
+__device__ static bool take_ticket(const kargs &a, uint32_t ring, uint64_t t,
+				   enum look l, struct counts *c,
+				   unsigned long long *dlq_next, uint64_t seq)
+{
+	if (l == LOOK_SKIP) {
+		atomicAdd(&c->skip, 1);
+	} else {
+		enum outcome o = consume(a, ring, t, dlq_next, &c->retried, seq);
+		if (o == DONE_STOPPED)
+			return false;
+		if (o == DONE_DEAD)
+			atomicAdd(&c->dead, 1);
+		else if (o == DONE_GARBLED)
+			atomicAdd(&c->garbled, 1);
 	}
-	return false;
+	// Count before the slot is released, so "completed" never lags a
+	// slot a producer can already reuse.
+	atomicAdd(&c->done, 1);
+	store_rel(&a.states[slot_index(a, ring, t)],
+		  IPC_STATE(t + a.capacity, IPC_FREE));
+	return true;
 }
 
 __device__ static struct counts read_counts(struct counts *c)
@@ -264,7 +267,7 @@ __global__ void consume_kernel(kargs a)
 {
 	__shared__ struct counts s_c;
 	__shared__ unsigned long long s_head, s_low, s_dlq;
-	__shared__ int s_stop;
+	__shared__ int s_stop, s_paused;
 	struct ipc_worker *me = &a.workers[blockIdx.x];
 	struct counts tot = { 0, 0, 0, 0, 0 }; // thread 0 only
 	uint64_t cur_shown = 0;
@@ -287,13 +290,24 @@ __global__ void consume_kernel(kargs a)
 			}
 			__syncthreads();
 			bool progressed = false;
-			if (!finished) {
-				finished = poll_ticket(a, 0, t, s_head, s_stop, &end,
-						       &s_c, &s_dlq, 0);
-				progressed = finished;
-				if (!finished)
-					atomicMin(&s_low, (unsigned long long)t);
+			enum look l = finished ? LOOK_WAIT
+					       : look_ticket(a, 0, t, s_head, s_stop);
+			// The pause flag is read after the slots: a message
+			// published after a pause took effect is never run.
+			bool any_ready = __syncthreads_or(l == LOOK_READY || l == LOOK_SKIP);
+			if (threadIdx.x == 0)
+				s_paused = any_ready && *(volatile uint32_t *)a.paused &&
+					   !s_stop;
+			__syncthreads();
+			if (l == LOOK_END) {
+				finished = end = true;
+			} else if ((l == LOOK_READY || l == LOOK_SKIP) && !s_paused) {
+				if (!take_ticket(a, 0, t, l, &s_c, &s_dlq, 0))
+					end = true;
+				finished = progressed = true;
 			}
+			if (!finished)
+				atomicMin(&s_low, (unsigned long long)t);
 			bool all = __syncthreads_and(finished);
 			bool any = __syncthreads_or(progressed);
 			if (threadIdx.x == 0) {
@@ -342,7 +356,7 @@ __global__ void consume_kernel(kargs a)
 // One thread per block: correct first; the GPU issue owns making it fast.
 __global__ void consume_ordered_kernel(kargs a)
 {
-	// Shared, not local: poll_ticket counts with atomics, which local
+	// Shared, not local: take_ticket counts with atomics, which local
 	// memory does not support.
 	__shared__ struct counts c;
 	__shared__ unsigned long long dlq;
@@ -356,9 +370,19 @@ __global__ void consume_ordered_kernel(kargs a)
 		bool end = false, done;
 		c = zero;
 		store_rel(&me->cur, t);
-		done = poll_ticket(a, ring, t, load_acq(&a.ctl[ring].head),
-				   *(volatile uint32_t *)a.stop, &end, &c, &dlq,
-				   tot.done);
+		enum look l = look_ticket(a, ring, t, load_acq(&a.ctl[ring].head),
+					  *(volatile uint32_t *)a.stop);
+		done = false;
+		if (l == LOOK_END)
+			end = true;
+		else if (l != LOOK_WAIT &&
+			 !(*(volatile uint32_t *)a.paused && !*(volatile uint32_t *)a.stop)) {
+			// consumed, or stopped waiting for dead-letter room
+			if (take_ticket(a, ring, t, l, &c, &dlq, tot.done))
+				done = true;
+			else
+				end = true;
+		}
 		if (end) {
 			store_rel(&me->cur, UINT64_MAX);
 			return;
@@ -435,6 +459,7 @@ static int cuda_start(struct bqueue *q)
 	a.ctl = (struct ipc_ctl *)(dev + r->hdr->ctl_off);
 	a.workers = (struct ipc_worker *)(dev + r->hdr->workers_off);
 	a.clients = (struct ipc_client *)(dev + r->hdr->clients_off);
+	a.paused = (uint32_t *)(dev + offsetof(struct ipc_hdr, paused));
 	a.stop = s->stop;
 	a.vram = s->vram;
 	a.scratch = s->scratch;

@@ -32,13 +32,18 @@
 #include <stdint.h>
 
 #define IPC_MAGIC 0x3130515550477167ull /* "gqGPUQ01" little-endian */
-#define IPC_LAYOUT_VERSION 1u
+#define IPC_LAYOUT_VERSION 2u
 /* 128, not 64: x86 prefetches cache lines in adjacent pairs, so counters
  * 64 bytes apart still false-share. */
 #define IPC_LINE 128u
 #define IPC_NAME_MAX 64u
 #define IPC_HANDLER_MAX 32u
 #define IPC_MAX_WORKERS 128u
+
+/* End-to-end latency histogram (enqueue to result read), kept by each
+ * client in its own record: bucket b counts latencies below 2^b us, the
+ * last bucket everything longer. */
+#define IPC_LAT_BUCKETS 24u
 
 /* The layout is read by C (gcc) and C++ (nvcc) alike. */
 #define IPC_ALIGN_LINE __attribute__((aligned(IPC_LINE)))
@@ -124,6 +129,11 @@ struct ipc_hdr {
 	uint64_t clients_attached;
 	uint64_t dlq_replayed;      /* dead letters put back into the ring */
 	uint64_t dlq_purged;        /* dead letters dropped by an operator */
+	uint32_t paused;            /* 1: consumers take no new tickets */
+	uint32_t pad3;
+	/* Latency of clients now detached, added in at detach. */
+	uint64_t retired_lat[IPC_LAT_BUCKETS];
+	uint64_t retired_lat_sum_ns, retired_lat_count;
 };
 
 struct ipc_ctl {
@@ -159,11 +169,15 @@ struct ipc_client {
 	int32_t pid;
 	uint32_t uid;
 	uint32_t gen; /* bumped on every attach of this entry */
-	/* Line 2: written only by the attached client. */
+	/* Lines 2-3: written only by the attached client. */
 	IPC_ALIGN_LINE uint64_t resv_gen; /* odd while reserving or loaning */
 	uint64_t published;   /* messages published */
 	uint64_t full_events; /* attempts that found the ring full */
 	uint64_t cq_released; /* all ids below this have been read */
+	uint64_t heartbeat_ns;/* CLOCK_MONOTONIC of its last call */
+	uint64_t reserved;    /* slots on loan (reserved, not committed) */
+	uint64_t lat_sum_ns, lat_count;
+	uint64_t lat[IPC_LAT_BUCKETS];
 };
 
 /* ipc_msg_hdr.flags */
@@ -229,6 +243,6 @@ IPC_STATIC_ASSERT(sizeof(struct ipc_cq_entry) == 32, "cq entry hdr is 32 bytes")
 IPC_STATIC_ASSERT(sizeof(struct ipc_ctl) == IPC_LINE, "ctl is one line");
 IPC_STATIC_ASSERT(sizeof(struct ipc_worker) == 2 * IPC_LINE, "worker: 2 lines");
 IPC_STATIC_ASSERT(sizeof(struct ipc_dlq_entry) == 64, "dlq entry hdr is 64 bytes");
-IPC_STATIC_ASSERT(sizeof(struct ipc_client) == 2 * IPC_LINE, "client: 2 lines");
+IPC_STATIC_ASSERT(sizeof(struct ipc_client) == 3 * IPC_LINE, "client: 3 lines");
 
 #endif

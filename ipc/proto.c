@@ -30,8 +30,14 @@ static uint32_t body_size(uint16_t type)
 		return sizeof(struct proto_error);
 	case PROTO_DLQ:
 		return sizeof(struct proto_dlq_req);
+	case PROTO_PAUSE:
+	case PROTO_RESUME:
+		return sizeof(struct proto_name);
+	case PROTO_CLIENTS:
+		return sizeof(struct proto_clients_req);
 	case PROTO_STATUS_OK:
 	case PROTO_DLQ_OK:
+	case PROTO_CLIENTS_OK:
 		return UINT32_MAX;
 	default:
 		return 0;
@@ -49,6 +55,17 @@ static int check_dlq_ok(const struct proto_dlq_ok *d, uint32_t len)
 	return 0;
 }
 
+static int check_clients_ok(const struct proto_clients_ok *c, uint32_t len)
+{
+	if (len < sizeof(*c) || c->nitems > PROTO_CLIENTS_MAX_ITEMS ||
+	    len != sizeof(*c) + c->nitems * sizeof(c->items[0]))
+		return GPUQ_EPROTO;
+	for (uint32_t i = 0; i < c->nitems; i++)
+		if (!has_nul(c->items[i].queue, IPC_NAME_MAX))
+			return GPUQ_EPROTO;
+	return 0;
+}
+
 static int check_body(uint16_t type, const void *body, uint32_t len)
 {
 	const struct proto_status_ok *st = body;
@@ -58,6 +75,12 @@ static int check_body(uint16_t type, const void *body, uint32_t len)
 			       IPC_NAME_MAX) ? 0 : GPUQ_EPROTO;
 	case PROTO_DLQ_OK:
 		return check_dlq_ok(body, len);
+	case PROTO_PAUSE:
+	case PROTO_RESUME:
+		return has_nul(((const struct proto_name *)body)->name,
+			       IPC_NAME_MAX) ? 0 : GPUQ_EPROTO;
+	case PROTO_CLIENTS_OK:
+		return check_clients_ok(body, len);
 	case PROTO_OPEN:
 		return has_nul(((const struct proto_open *)body)->name,
 			       IPC_NAME_MAX) ? 0 : GPUQ_EPROTO;

@@ -15,7 +15,7 @@
 #include "ipc/layout.h"
 
 #define PROTO_MAGIC 0x47505551u /* "QUPG" */
-#define PROTO_VERSION 1u
+#define PROTO_VERSION 2u
 #define PROTO_MAX_MSG 8192u /* largest message either side sends */
 #define PROTO_MAX_QUEUES 32u  /* queues per STATUS reply */
 
@@ -32,7 +32,11 @@ enum proto_type {
 				STATUS_OK reply comes when the drain ends */
 	PROTO_DLQ = 10,      /* c->b: dead-letter list/show/replay/purge */
 	PROTO_DLQ_OK = 11,   /* b->c: its result */
-	PROTO_TYPE_MAX = 12,
+	PROTO_PAUSE = 12,    /* c->b: proto_name ("" = every queue); operator */
+	PROTO_RESUME = 13,   /* c->b: proto_name; operator; reply STATUS_OK */
+	PROTO_CLIENTS = 14,  /* c->b: proto_clients_req */
+	PROTO_CLIENTS_OK = 15, /* b->c: attached clients */
+	PROTO_TYPE_MAX = 16,
 };
 
 struct proto_hdr {
@@ -76,6 +80,7 @@ struct proto_qstat {
 	uint64_t enqueued, completed, retried, dead_lettered, reclaimed;
 	uint64_t full_events, depth, dlq_pending, dlq_replayed, dlq_purged;
 	uint64_t dlq_waits, garbled;
+	uint32_t paused, pad;
 };
 
 struct proto_status_ok {
@@ -117,6 +122,33 @@ struct proto_dlq_ok {
 	struct proto_dlq_item items[];
 };
 
+struct proto_name {
+	char name[IPC_NAME_MAX];
+};
+
+struct proto_clients_req {
+	uint32_t first; /* index of the first client to list */
+	uint32_t pad;
+};
+
+struct proto_client_item {
+	char queue[IPC_NAME_MAX];
+	uint32_t client;
+	int32_t pid;
+	uint32_t uid;
+	uint32_t pad;
+	uint64_t published, reserved, inflight;
+	uint64_t heartbeat_age_ns;
+};
+
+#define PROTO_CLIENTS_MAX_ITEMS 64u
+
+struct proto_clients_ok {
+	uint32_t total;  /* clients attached over all queues */
+	uint32_t nitems;
+	struct proto_client_item items[];
+};
+
 struct proto_error {
 	int32_t code;
 	char text[124];
@@ -127,6 +159,10 @@ IPC_STATIC_ASSERT(sizeof(struct proto_hdr) + sizeof(struct proto_status_ok) +
 			  PROTO_MAX_QUEUES * sizeof(struct proto_qstat) <=
 		  PROTO_MAX_MSG,
 		  "a full STATUS_OK must fit in PROTO_MAX_MSG");
+IPC_STATIC_ASSERT(sizeof(struct proto_hdr) + sizeof(struct proto_clients_ok) +
+			  PROTO_CLIENTS_MAX_ITEMS * sizeof(struct proto_client_item) <=
+		  PROTO_MAX_MSG,
+		  "a full client list must fit in PROTO_MAX_MSG");
 IPC_STATIC_ASSERT(sizeof(struct proto_hdr) + sizeof(struct proto_dlq_ok) +
 			  PROTO_DLQ_MAX_ITEMS * sizeof(struct proto_dlq_item) <=
 		  PROTO_MAX_MSG,

@@ -164,13 +164,13 @@ static int check_hdr(const struct ipc_hdr *h, size_t size)
 	return 0;
 }
 
-int ipc_ring_map(struct ipc_ring *r, int fd, size_t size)
+static int map_prot(struct ipc_ring *r, int fd, size_t size, int prot)
 {
 	void *p;
 	int rc;
 	if (size < PAGE)
 		return GPUQ_EPROTO;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	rc = check_hdr(p, size);
@@ -180,6 +180,16 @@ int ipc_ring_map(struct ipc_ring *r, int fd, size_t size)
 	}
 	ring_pointers(r, p, size);
 	return 0;
+}
+
+int ipc_ring_map(struct ipc_ring *r, int fd, size_t size)
+{
+	return map_prot(r, fd, size, PROT_READ | PROT_WRITE);
+}
+
+int ipc_ring_map_ro(struct ipc_ring *r, int fd, size_t size)
+{
+	return map_prot(r, fd, size, PROT_READ);
 }
 
 void ipc_ring_unmap(struct ipc_ring *r)
@@ -271,6 +281,10 @@ void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *c)
 	c->published = ipc_load_relaxed(&h->retired_published);
 	c->full_events = ipc_load_relaxed(&h->retired_full);
 	c->dlq_replayed = ipc_load_relaxed(&h->dlq_replayed);
+	for (uint32_t b = 0; b < IPC_LAT_BUCKETS; b++)
+		c->lat[b] = ipc_load_relaxed(&h->retired_lat[b]);
+	c->lat_sum_ns = ipc_load_relaxed(&h->retired_lat_sum_ns);
+	c->lat_count = ipc_load_relaxed(&h->retired_lat_count);
 	c->dlq_purged = ipc_load_relaxed(&h->dlq_purged);
 	for (uint32_t i = 0; i <= h->max_clients; i++) {
 		const struct ipc_client *cl = &r->clients[i];
@@ -278,6 +292,10 @@ void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *c)
 			continue;
 		c->published += ipc_load_relaxed(&cl->published);
 		c->full_events += ipc_load_relaxed(&cl->full_events);
+		for (uint32_t b = 0; b < IPC_LAT_BUCKETS; b++)
+			c->lat[b] += ipc_load_relaxed(&cl->lat[b]);
+		c->lat_sum_ns += ipc_load_relaxed(&cl->lat_sum_ns);
+		c->lat_count += ipc_load_relaxed(&cl->lat_count);
 	}
 	for (uint32_t ring = 0; ring < h->nrings; ring++)
 		c->head += ipc_load_relaxed(&ipc_ctl(r, ring)->head) &

@@ -81,6 +81,8 @@ int ipc_ring_init(struct ipc_ring *r, void *base, size_t size,
 /* Client: map fd read-write and validate the header against size.
  * Errors: GPUQ_EVERSION, GPUQ_EPROTO, negated errno from mmap. */
 int ipc_ring_map(struct ipc_ring *r, int fd, size_t size);
+/* Read-only, for observers (gpuqctl stat): writes would fault. */
+int ipc_ring_map_ro(struct ipc_ring *r, int fd, size_t size);
 void ipc_ring_unmap(struct ipc_ring *r);
 
 static inline size_t ipc_slot_index(const struct ipc_ring *r, uint32_t ring,
@@ -223,6 +225,7 @@ struct ipc_counts {
 	uint64_t published, completed, dead_lettered, retried, skipped;
 	uint64_t full_events, head, dlq_pending, dlq_replayed, dlq_purged;
 	uint64_t dlq_waits, garbled;
+	uint64_t lat[IPC_LAT_BUCKETS], lat_sum_ns, lat_count;
 };
 void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *out);
 

@@ -44,6 +44,7 @@ struct gpuq_queue {
 	uint64_t released; /* ids below this were read and their entries freed */
 	uint64_t reported; /* ids below this are settled on the next call */
 	uint8_t *taken;    /* per cq entry: result already handed to the user */
+	uint64_t *sent_ns; /* per cq entry: when its message was published */
 	int loan_open;
 	uint64_t sock_checked_ns; /* last hang-up poll of the socket */
 	uint64_t dead_ns;         /* heartbeat age that means "broker dead" */
@@ -185,7 +186,8 @@ static int attach_ring(struct gpuq_queue *q, const struct proto_open_ok *ok,
 	q->dead_ns = heartbeat_dead_ns();
 	q->backend = ok->backend;
 	q->taken = calloc(q->r.hdr->cq_capacity, 1);
-	return q->taken ? 0 : -ENOMEM;
+	q->sent_ns = calloc(q->r.hdr->cq_capacity, sizeof(uint64_t));
+	return q->taken && q->sent_ns ? 0 : -ENOMEM;
 }
 
 /* Tell the broker to let go of a client entry (CLOSE has no reply). */
@@ -249,6 +251,7 @@ fail:
 		send_close(c, client, name);
 	ipc_ring_unmap(&q->r);
 	free(q->taken);
+	free(q->sent_ns);
 	free(q);
 	return rc;
 }
@@ -266,6 +269,7 @@ GPUQ_API void gpuq_close(gpuq_queue *q)
 		}
 	ipc_ring_unmap(&q->r);
 	free(q->taken);
+	free(q->sent_ns);
 	free(q);
 }
 
@@ -316,6 +320,8 @@ static int broker_check(struct gpuq_queue *q)
 	uint64_t now = ipc_now_ns();
 	if (q->c->broker_dead)
 		return GPUQ_EBROKERDEAD;
+	/* Our own liveness, for gpuqctl clients (one relaxed store). */
+	ipc_store_relaxed(&q->me->heartbeat_ns, now);
 	if (ipc_load_acquire(&h->state) == IPC_BROKER_STOPPED ||
 	    now > ipc_load_acquire(&h->heartbeat_ns) + q->dead_ns)
 		q->c->broker_dead = 1;
@@ -425,12 +431,14 @@ static void publish_copies(struct gpuq_queue *q, uint32_t ring,
 			   uint64_t *ids)
 {
 	struct ipc_msg_meta mm = { 0, 0, 0, (uint16_t)q->client, 0 };
+	uint64_t now = ipc_now_ns();
 	for (uint32_t i = 0; i < n; i++) {
 		struct ipc_msg_hdr *m = ipc_slot(&q->r, ring, ticket + i);
 		memcpy(m + 1, msgs[i].data, msgs[i].len);
 		mm.id = q->next_id + i;
 		mm.key = msgs[i].key;
 		mm.len = (uint32_t)msgs[i].len;
+		q->sent_ns[mm.id & q->r.cq_mask] = now;
 		ipc_publish(&q->r, ring, ticket + i, &mm);
 		if (ids)
 			ids[i] = mm.id;
@@ -544,6 +552,7 @@ GPUQ_API int gpuq_reserve_key(gpuq_queue *q, uint64_t key, uint32_t n,
 	q->loan_ring = ring;
 	q->next_id += n;
 	q->loan_open = 1;
+	ipc_store_relaxed(&q->me->reserved, n);
 	return 0;
 }
 
@@ -572,6 +581,7 @@ GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan, uint32_t i)
 GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens)
 {
 	struct ipc_msg_meta mm = { 0, 0, 0, 0, 0 };
+	uint64_t now;
 	int rc;
 	if (!q || !loan || !lens || !loan_ok(q, loan))
 		return -EINVAL;
@@ -584,12 +594,15 @@ GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens)
 		return rc;
 	mm.client = (uint16_t)q->client;
 	mm.key = loan->key;
+	now = ipc_now_ns();
 	for (uint32_t i = 0; i < loan->count; i++) {
 		mm.id = loan->first_id + i;
 		mm.len = lens[i];
+		q->sent_ns[mm.id & q->r.cq_mask] = now;
 		ipc_publish(&q->r, q->loan_ring, loan->ticket + i, &mm);
 	}
 	ipc_store_relaxed(&q->me->published, q->me->published + loan->count);
+	ipc_store_relaxed(&q->me->reserved, 0);
 	resv_end(q);
 	q->loan_open = 0;
 	return 0;
@@ -604,9 +617,25 @@ static const struct ipc_cq_entry *done_entry(const struct gpuq_queue *q,
 	return ipc_load_acquire(&e->done) == id + 1 ? e : NULL;
 }
 
-/* Hand id's entry to the user; it is freed at the next call (settle()). */
-static void take(struct gpuq_queue *q, uint64_t id)
+/* Count one end-to-end latency (publish to result read) in the client's
+ * shared histogram: bucket b holds latencies below 2^b us. */
+static void lat_record(struct gpuq_queue *q, uint64_t ns)
 {
+	struct ipc_client *me = q->me;
+	uint64_t us = ns / 1000;
+	uint32_t b = 0;
+	while (b < IPC_LAT_BUCKETS - 1 && us >= (1ull << b))
+		b++;
+	ipc_store_relaxed(&me->lat[b], me->lat[b] + 1);
+	ipc_store_relaxed(&me->lat_sum_ns, me->lat_sum_ns + ns);
+	ipc_store_relaxed(&me->lat_count, me->lat_count + 1);
+}
+
+/* Hand id's entry to the user; it is freed at the next call (settle()). */
+static void take(struct gpuq_queue *q, uint64_t id, uint64_t now)
+{
+	uint64_t sent = q->sent_ns[id & q->r.cq_mask];
+	lat_record(q, now > sent ? now - sent : 0);
 	q->taken[id & q->r.cq_mask] = 1;
 	if (id + 1 > q->reported)
 		q->reported = id + 1;
@@ -616,6 +645,7 @@ GPUQ_API int gpuq_poll(gpuq_queue *q, gpuq_completion *out, size_t max)
 {
 	size_t n = 0;
 	uint32_t gap = 0;
+	uint64_t now = ipc_now_ns();
 	if (!q || (!out && max))
 		return -EINVAL;
 	settle(q);
@@ -637,7 +667,7 @@ GPUQ_API int gpuq_poll(gpuq_queue *q, gpuq_completion *out, size_t max)
 		out[n].attempts = e->attempts;
 		out[n].worker = e->worker;
 		out[n].seq = e->seq;
-		take(q, id);
+		take(q, id, now);
 		n++;
 	}
 	if (n == 0) {
@@ -667,7 +697,7 @@ GPUQ_API int gpuq_result(gpuq_queue *q, uint64_t id, void *buf, size_t cap,
 	if (e->len > cap)
 		return -EMSGSIZE;
 	memcpy(buf, e + 1, e->len);
-	take(q, id);
+	take(q, id, ipc_now_ns());
 	settle(q);
 	return e->status;
 }

@@ -1491,7 +1491,7 @@ static const struct {
 } corrupt_cases[C_COUNT] = {
 	[C_MAGIC] = { "magic", GPUQ_EPROTO },
 	[C_VERSION0] = { "layout_version 0", GPUQ_EVERSION },
-	[C_VERSION2] = { "layout_version 2", GPUQ_EVERSION },
+	[C_VERSION2] = { "layout_version + 1", GPUQ_EVERSION },
 	[C_CTL_OFF] = { "ctl_off", GPUQ_EPROTO },
 	[C_WORKERS_OFF] = { "workers_off", GPUQ_EPROTO },
 	[C_STATES_OFF] = { "states_off", GPUQ_EPROTO },
@@ -1527,7 +1527,7 @@ START_TEST(test_map_corrupt)
 	switch ((enum corrupt)_i) {
 	case C_MAGIC: h->magic ^= 1; break;
 	case C_VERSION0: h->layout_version = 0; break;
-	case C_VERSION2: h->layout_version = 2; break;
+	case C_VERSION2: h->layout_version = IPC_LAYOUT_VERSION + 1; break;
 	case C_CTL_OFF: h->ctl_off += IPC_LINE; break;
 	case C_WORKERS_OFF: h->workers_off += IPC_LINE; break;
 	case C_STATES_OFF: h->states_off += 8; break;
