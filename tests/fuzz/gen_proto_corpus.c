@@ -222,7 +222,7 @@ int main(int argc, char **argv)
 	buf[0] ^= 1;
 	invalid("bad_magic", n);
 	n = enc(PROTO_OPEN, 8, &o, sizeof(o));
-	buf[4] = 2;
+	buf[4] = (uint8_t)(PROTO_VERSION + 1); /* version is the u16 at offset 4 */
 	invalid("bad_version", n);
 	n = enc(PROTO_OPEN, 8, &o, sizeof(o));
 	invalid("open_truncated", n - 1);
