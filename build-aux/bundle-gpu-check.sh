@@ -2,7 +2,7 @@
 # Inside a gpuq bundle on a GPU host: the suites on the CUDA backend, the
 # throughput benchmark, and compute-sanitizer (memcheck, racecheck) over a
 # broker running the persistent kernel.  One command, so one device session.
-#   ./gpu-check.sh [quick]
+#   ./gpu-check.sh [all|suites|bench|sweep|sanitize]   (default all but sweep)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin="$here/bin"
@@ -11,8 +11,14 @@ fail=0
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
+mode=${1:-default}
+want() { [ "$mode" = default ] && [ "$1" != sweep ] && return 0
+	[ "$mode" = all ] || [ "$mode" = "$1" ]; }
+
+if want suites; then
 echo "== suites on the CUDA backend"
 "$here/run-tests.sh" cuda || fail=1
+fi
 
 start_broker() { # socket, then gpuqd args
 	s=$1; shift
@@ -29,35 +35,40 @@ stop_broker() { # socket
 	wait $bpid
 }
 
+if want bench || want sweep; then
 echo "== benchmark (gpuq-bench, CUDA backend)"
 S="$tmp/bench.sock"
 if start_broker "$S" "$bin/gpuqd" -b cuda \
 	-q echo,handler=echo,workers=16 \
 	-q checksum,handler=checksum,workers=16 \
 	-q big,handler=checksum,slot_bytes=4096,capacity=16384,workers=16; then
-	for p in 1 4 8 14; do
+	want bench && for p in 1 4 8 14; do
 		"$bin/gpuq-bench" -s "$S" -q checksum -p $p -n $((4000000 / p)) -b 256 -w 4096 | tail -2
 	done
+	if want bench; then
 	"$bin/gpuq-bench" -s "$S" -q echo -p 8 -n 500000 -b 256 -w 4096 | tail -2
 	"$bin/gpuq-bench" -s "$S" -q big -z 4096 -p 8 -n 100000 -b 64 -w 4096 | tail -2
 	"$bin/gpuq-bench" -s "$S" -q checksum -p 1 -n 20000 -b 1 -w 1 | tail -2
+	fi
 	# The matrix with same-run baselines (the predecessor's per-message
 	# cudaMemcpy design and a Unix-socket server); files go to $OUT.
 	out=${OUT:-$tmp}
+	if want sweep; then
 	timeout 300 "$bin/gpuq-bench" -s "$S" -q big --sweep --scale 1,4,14 \
 		--sizes 256,1024,4096 --batches 1,256,4096 --baseline cuda,uds \
 		-d 1 --json-file "$out/gpu-sweep.json" --svg "$out/gpu-sweep.svg" |
 		tail -60 || fail=1
+	fi
 	"$bin/gpuqctl" -s "$S" status
 	stop_broker "$S" || fail=1
 fi
-[ "${1:-}" = quick ] && exit $fail
+fi
 
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # A sanitized broker can stall for seconds; clients should wait, not call
 # it dead.
 export GPUQ_HEARTBEAT_TIMEOUT_MS=600000
-for tool in memcheck racecheck; do
+want sanitize && for tool in memcheck racecheck; do
 	echo "== compute-sanitizer --tool $tool"
 	S="$tmp/$tool.sock"
 	if start_broker "$S" "$cs" --tool $tool --error-exitcode 9 \
