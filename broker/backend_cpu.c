@@ -73,16 +73,7 @@ static int dead_letter(struct cpu_worker *w, uint32_t ring, uint64_t t,
 		ipc_backoff_wait(&b);
 	}
 	d = ipc_dlq_entry(r, w->idx, p);
-	d->id = m->id;
-	d->key = m->key;
-	d->ticket = t;
-	d->status = status;
-	d->attempts = attempts;
-	d->len = m->len;
-	d->client = m->client;
-	d->flags = m->flags;
-	d->pid = r->clients[m->client].pid;
-	d->ring = ring;
+	ipc_dlq_fill(d, m, t, status, attempts, r->clients[m->client].pid, ring);
 	memcpy(d + 1, m + 1, m->len);
 	ipc_store_release(&d->seq, p + 1);
 	w->dlq_next = p + 1;

@@ -115,6 +115,9 @@ void bqueue_qstat(const struct bqueue *q, struct proto_qstat *out);
 uint32_t bqueue_dlq_list(const struct bqueue *q, uint64_t index,
 			 struct proto_dlq_item *out, uint32_t max,
 			 uint64_t *total);
+/* A dead letter as the control protocol describes it. */
+void bqueue_dlq_item(const struct ipc_dlq_entry *d, uint32_t worker,
+		     uint64_t pos, struct proto_dlq_item *out);
 /* The dead letter at worker/pos, or NULL if it is not held. */
 const struct ipc_dlq_entry *bqueue_dlq_get(const struct bqueue *q,
 					   uint32_t worker, uint64_t pos);

@@ -198,17 +198,7 @@ static void dlq_show(struct broker *b, struct bconn *c, uint32_t seq,
 	bqueue_dlq_list(q, UINT64_MAX, all, 0, &ok->total);
 	ok->nitems = 1;
 	ok->data_len = d->len < PROTO_DLQ_MAX_DATA ? d->len : PROTO_DLQ_MAX_DATA;
-	memset(&ok->items[0], 0, sizeof(ok->items[0]));
-	ok->items[0].worker = req->worker;
-	ok->items[0].ring = d->ring;
-	ok->items[0].pos = req->pos;
-	ok->items[0].id = d->id;
-	ok->items[0].key = d->key;
-	ok->items[0].status = d->status;
-	ok->items[0].attempts = d->attempts;
-	ok->items[0].len = d->len;
-	ok->items[0].client = d->client;
-	ok->items[0].pid = d->pid;
+	bqueue_dlq_item(d, req->worker, req->pos, &ok->items[0]);
 	memcpy(&ok->items[1], d + 1, ok->data_len);
 	reply(b, c, PROTO_DLQ_OK, seq, body,
 	      (uint32_t)(sizeof(*ok) + sizeof(ok->items[0]) + ok->data_len), -1);

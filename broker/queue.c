@@ -403,7 +403,7 @@ const struct ipc_dlq_entry *bqueue_dlq_get(const struct bqueue *q,
 	return ipc_load_acquire(&d->seq) == pos + 1 ? d : NULL;
 }
 
-static void dlq_item(const struct ipc_dlq_entry *d, uint32_t w, uint64_t pos,
+void bqueue_dlq_item(const struct ipc_dlq_entry *d, uint32_t w, uint64_t pos,
 		     struct proto_dlq_item *it)
 {
 	memset(it, 0, sizeof(*it));
@@ -433,7 +433,7 @@ uint32_t bqueue_dlq_list(const struct bqueue *q, uint64_t index,
 				continue;
 			d = bqueue_dlq_get(q, w, tail + i);
 			if (d)
-				dlq_item(d, w, tail + i, &out[n++]);
+				bqueue_dlq_item(d, w, tail + i, &out[n++]);
 		}
 	}
 	return n;

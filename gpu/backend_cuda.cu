@@ -101,16 +101,7 @@ __device__ static bool dead_letter(const kargs &a, uint64_t p, uint32_t ring,
 	struct ipc_dlq_entry *d = (struct ipc_dlq_entry *)(
 		a.dlq + ((size_t)blockIdx.x * a.dlq_per_worker + (p & a.dlq_mask)) *
 				a.dlq_stride);
-	d->id = m->id;
-	d->key = m->key;
-	d->ticket = t;
-	d->status = status;
-	d->attempts = attempts;
-	d->len = m->len;
-	d->client = m->client;
-	d->flags = m->flags;
-	d->pid = a.clients[m->client].pid;
-	d->ring = ring;
+	ipc_dlq_fill(d, m, t, status, attempts, a.clients[m->client].pid, ring);
 	memcpy(d + 1, payload, m->len);
 	__threadfence_system();
 	store_rel(&d->seq, p + 1);

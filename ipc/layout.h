@@ -234,6 +234,29 @@ struct ipc_cq_entry {
 	/* result bytes follow, 16-byte aligned */
 };
 
+/* Both backends fill a dead letter's header the same way (the CPU worker
+ * and the GPU kernel); seq is published separately, last. */
+#ifdef __CUDACC__
+#define IPC_HD __host__ __device__ inline
+#else
+#define IPC_HD static inline
+#endif
+IPC_HD void ipc_dlq_fill(struct ipc_dlq_entry *d, const struct ipc_msg_hdr *m,
+			 uint64_t ticket, int32_t status, uint32_t attempts,
+			 int32_t pid, uint32_t ring)
+{
+	d->id = m->id;
+	d->key = m->key;
+	d->ticket = ticket;
+	d->status = status;
+	d->attempts = attempts;
+	d->len = m->len;
+	d->client = m->client;
+	d->flags = m->flags;
+	d->pid = pid;
+	d->ring = ring;
+}
+
 #define IPC_MSG_HDR_BYTES ((uint32_t)sizeof(struct ipc_msg_hdr))
 #define IPC_CQ_HDR_BYTES ((uint32_t)sizeof(struct ipc_cq_entry))
 #define IPC_DLQ_HDR_BYTES ((uint32_t)sizeof(struct ipc_dlq_entry))
