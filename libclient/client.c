@@ -696,7 +696,8 @@ GPUQ_API int gpuq_result(gpuq_queue *q, uint64_t id, void *buf, size_t cap,
 		*len = e->len;
 	if (e->len > cap)
 		return -EMSGSIZE;
-	memcpy(buf, e + 1, e->len);
+	if (e->len) /* buf may be NULL when the result is empty */
+		memcpy(buf, e + 1, e->len);
 	take(q, id, ipc_now_ns());
 	settle(q);
 	return e->status;
