@@ -156,6 +156,16 @@ extern "C" int cudabase_send(void *ctx, uint64_t seq, uint32_t k,
 	struct cudabase *b = (struct cudabase *)ctx;
 	uint32_t i;
 	(void)stamp;
+	/* Each run of the loop (the untimed warm-up, then the timed one)
+	 * numbers its messages from 0 again: start this run's counters over,
+	 * or completions would be reported against the previous run's
+	 * numbers and never match. */
+	if (seq == 0 && b->sent) {
+		if (CUDA_CALL(b, cudaStreamSynchronize(b->stream)))
+			goto fail;
+		b->sent = b->done = b->ready = 0;
+		b->ev_head = b->ev_tail = 0;
+	}
 	/* An event per message, as the predecessor synchronised per message:
 	 * next to a persistent kernel each operation waits for a GPU time
 	 * slice, and per-message events let even that slow rate be

@@ -85,6 +85,8 @@ static int request(const char *path, uint16_t type, const void *body,
 			close(fd);
 		rc = n <= 0 ? (n ? n : GPUQ_EBROKERDEAD)
 			    : proto_decode(buf, (size_t)n, m);
+		if (rc == -EAGAIN) /* SO_RCVTIMEO: a hung broker */
+			rc = GPUQ_ETIMEDOUT;
 	}
 	close(s);
 	if (!rc && m->hdr.type == PROTO_ERROR)
@@ -117,6 +119,7 @@ static void print_status_json(const struct proto_status_ok *st)
 		printf("%s{\"name\":\"%s\",\"handler\":\"%s\",\"backend\":\"%s\","
 		       "\"state\":\"%s\",\"capacity\":%u,\"slot_bytes\":%u,"
 		       "\"result_bytes\":%u,\"ordered\":%s,\"rings\":%u,"
+		       "\"paused\":%s,"
 		       "\"clients\":%u,\"depth\":%" PRIu64 ",\"enqueued\":%" PRIu64
 		       ",\"completed\":%" PRIu64 ",\"retried\":%" PRIu64
 		       ",\"dead_lettered\":%" PRIu64 ",\"reclaimed\":%" PRIu64
@@ -126,7 +129,7 @@ static void print_status_json(const struct proto_status_ok *st)
 		       i ? "," : "", q->name, q->handler, backend_name(q->backend),
 		       state_name(q->state), q->capacity, q->slot_bytes,
 		       q->result_bytes, q->ordered ? "true" : "false", q->nrings,
-		       q->clients, q->depth, q->enqueued, q->completed, q->retried,
+		       q->paused ? "true" : "false", q->clients, q->depth, q->enqueued, q->completed, q->retried,
 		       q->dead_lettered, q->reclaimed, q->full_events,
 		       q->dlq_pending, q->dlq_replayed, q->dlq_purged, q->dlq_waits,
 		       q->garbled);

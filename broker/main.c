@@ -247,7 +247,7 @@ int main(int argc, char **argv)
 {
 	static struct broker b;
 	struct metrics *metrics = NULL;
-	int print = 0, rc;
+	int print = 0, rc, config_exit = 0;
 	uint64_t t0 = ipc_now_ns();
 	config_defaults(&b.conf);
 	b.listen_fd = b.lock_fd = -1;
@@ -279,6 +279,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gpuqd: metrics on %s: %s\n", b.conf.metrics,
 			rc == GPUQ_ECONFIG ? "want an IPv4 HOST:PORT"
 					   : gpuq_strerror(rc));
+		if (rc == GPUQ_ECONFIG)
+			config_exit = 1; /* a config error, like the others */
 		goto out;
 	}
 	if ((rc = loop_create(&b.loop, &b, b.listen_fd, b.conf.force_epoll)))
@@ -305,5 +307,5 @@ out:
 		close(b.lock_fd);
 	if (rc)
 		fprintf(stderr, "gpuqd: exiting: %s\n", gpuq_strerror(rc));
-	return rc ? 1 : 0;
+	return config_exit ? 2 : rc ? 1 : 0;
 }

@@ -1,7 +1,7 @@
 /*
  * metrics.c - Prometheus text exposition of every queue's counters, end-to-
- * end latency histogram and backend liveness, served on a loopback TCP
- * port by a thread of its own.  Everything it reports is read from the
+ * end latency histogram and backend liveness, served on a TCP port (an
+ * IPv4 address; keep it on loopback) by a thread of its own.  Everything it reports is read from the
  * queues' shared memory (the same words gpuqctl stat reads), never from the
  * event loop's state, so scraping is safe from this thread.
  */

@@ -12,6 +12,10 @@ export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 mode=${1:-default}
+case $mode in
+default|all|suites|bench|sweep|sanitize) ;;
+*) echo "usage: $0 [all|suites|bench|sweep|sanitize]" >&2; exit 2 ;;
+esac
 want() { [ "$mode" = default ] && [ "$1" != sweep ] && return 0
 	[ "$mode" = all ] || [ "$mode" = "$1" ]; }
 

@@ -1,5 +1,5 @@
 /*
- * layout.h - the shared-memory layout of one gpuq queue (layout version 1).
+ * layout.h - the shared-memory layout of one gpuq queue (layout version 2).
  *
  * One memfd per queue, created by gpuqd and passed to clients over the
  * control socket.  docs/protocol.md is the prose version of this file.
@@ -14,7 +14,7 @@
  *   offset 0          struct ipc_hdr            (one page)
  *   hdr.ctl_off       struct ipc_ctl[R]         (one head per ring, a line each)
  *   hdr.workers_off   struct ipc_worker[N]      (consumer counters, 2 lines each)
- *   hdr.clients_off   struct ipc_client[M + 1]  (2 lines each; the last is
+ *   hdr.clients_off   struct ipc_client[M + 1]  (3 lines each; the last is
  *                                                the broker's own, for replays)
  *   hdr.states_off    uint64_t state[R][capacity] (slot state words)
  *   hdr.slots_off     R * capacity * slot_stride  (ipc_msg_hdr + payload)
