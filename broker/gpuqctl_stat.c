@@ -33,8 +33,8 @@ static int broker_pid(const char *socket_path, pid_t *pid)
 	int fd;
 	snprintf(lock, sizeof(lock), "%s.lock", socket_path);
 	fd = open(lock, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return GPUQ_ENOBROKER;
+	if (fd < 0) /* not there: no broker; EACCES: not ours to read */
+		return errno == ENOENT ? GPUQ_ENOBROKER : -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
