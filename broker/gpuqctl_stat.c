@@ -31,10 +31,11 @@ static int broker_pid(const char *socket_path, pid_t *pid)
 	char lock[160], buf[32];
 	ssize_t n;
 	int fd;
+	*pid = 0;
 	snprintf(lock, sizeof(lock), "%s.lock", socket_path);
 	fd = open(lock, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) /* not there: no broker; EACCES: not ours to read */
-		return errno == ENOENT ? GPUQ_ENOBROKER : -errno;
+		return errno == ENOENT || !errno ? GPUQ_ENOBROKER : -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
