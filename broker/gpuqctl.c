@@ -139,8 +139,10 @@ static void print_status_json(const struct proto_status_ok *st)
 
 static void print_status_human(const struct proto_status_ok *st)
 {
-	printf("gpuqd pid %d, up %.1f s\n", st->broker_pid,
-	       (double)st->uptime_ns / 1e9);
+	/* The banner is for people; piped output is just the table. */
+	if (isatty(STDOUT_FILENO))
+		printf("gpuqd pid %d, up %.1f s\n", st->broker_pid,
+		       (double)st->uptime_ns / 1e9);
 	printf("%-16s %-9s %-4s %-8s %8s %6s %8s %12s %12s %9s %8s %8s\n",
 	       "QUEUE", "HANDLER", "BACK", "STATE", "CAPACITY", "CLIENT",
 	       "DEPTH", "ENQUEUED", "COMPLETED", "RETRIED", "DEAD", "DLQ");

@@ -170,6 +170,9 @@ int gpuqctl_stat(const char *socket_path, double interval_s, long count,
 {
 	struct ipc_ring rings[STAT_MAX_QUEUES];
 	struct sample prev[STAT_MAX_QUEUES], cur;
+	/* On a terminal a watch redraws in place, like top; piped, every
+	 * sample is appended as plain lines (or JSON), with a timestamp. */
+	int tty = !json && isatty(STDOUT_FILENO);
 	int n = open_queues(socket_path, rings, STAT_MAX_QUEUES);
 	if (n < 0)
 		return n;
@@ -182,6 +185,10 @@ int gpuqctl_stat(const char *socket_path, double interval_s, long count,
 					       (long)((interval_s - (double)(time_t)interval_s) * 1e9) };
 			nanosleep(&ts, NULL);
 		}
+		if (tty && interval_s > 0)
+			printf("\033[H\033[2J");
+		if (!json && interval_s > 0 && !tty)
+			printf("# %.3f\n", (double)ipc_now_ns() / 1e9);
 		if (!json)
 			print_header();
 		for (int i = 0; i < n; i++) {
