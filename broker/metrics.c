@@ -67,18 +67,17 @@ static void put(struct text *t, const char *fmt, ...)
 	t->len += (size_t)n;
 }
 
-/* One counter or gauge family over every queue. */
-static void family(struct text *t, struct broker *b, const char *name,
+/* One counter or gauge family over every queue, from counts read once
+ * per scrape (cs[i] for queue i). */
+static void family(struct text *t, struct broker *b,
+		   const struct ipc_counts *cs, const char *name,
 		   const char *type, const char *help,
 		   uint64_t (*get)(const struct ipc_counts *, const struct ipc_ring *))
 {
 	put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-	for (uint32_t i = 0; i < b->nqueues; i++) {
-		struct ipc_counts c;
-		ipc_counts_read(&b->queues[i].r, &c);
+	for (uint32_t i = 0; i < b->nqueues; i++)
 		put(t, "%s{queue=\"%s\"} %llu\n", name, b->queues[i].conf.name,
-		    (unsigned long long)get(&c, &b->queues[i].r));
-	}
+		    (unsigned long long)get(&cs[i], &b->queues[i].r));
 }
 
 static uint64_t g_enq(const struct ipc_counts *c, const struct ipc_ring *r) { (void)r; return c->published; }
@@ -110,16 +109,16 @@ static uint64_t g_paused(const struct ipc_counts *c, const struct ipc_ring *r)
 	return ipc_load_relaxed(&r->hdr->paused);
 }
 
-static void latency(struct text *t, struct broker *b)
+static void latency(struct text *t, struct broker *b,
+		    const struct ipc_counts *cs)
 {
 	const char *n = "gpuq_latency_seconds";
 	put(t, "# HELP %s End-to-end latency, enqueue to result read by the "
 	       "producer.\n# TYPE %s histogram\n", n, n);
 	for (uint32_t i = 0; i < b->nqueues; i++) {
 		const char *q = b->queues[i].conf.name;
-		struct ipc_counts c;
+		const struct ipc_counts c = cs[i];
 		uint64_t cum = 0;
-		ipc_counts_read(&b->queues[i].r, &c);
 		/* Bucket k holds latencies below 2^k us; the last is +Inf. */
 		for (uint32_t k = 0; k + 1 < IPC_LAT_BUCKETS; k++) {
 			cum += c.lat[k];
@@ -177,27 +176,37 @@ static void liveness(struct text *t, struct broker *b)
 int metrics_render(struct broker *b, char **out)
 {
 	struct text t = { malloc(16384), 0, 16384, 0 };
-	if (!t.p)
+	/* Every family of a queue from one reading of its counters: one
+	 * sweep of its workers and clients per scrape, and figures that
+	 * agree with each other. */
+	struct ipc_counts *cs = calloc(b->nqueues ? b->nqueues : 1, sizeof(*cs));
+	if (!t.p || !cs) {
+		free(t.p);
+		free(cs);
 		return -ENOMEM;
-	family(&t, b, "gpuq_enqueued_total", "counter", "Messages published.", g_enq);
-	family(&t, b, "gpuq_completed_total", "counter",
+	}
+	for (uint32_t i = 0; i < b->nqueues; i++)
+		ipc_counts_read(&b->queues[i].r, &cs[i]);
+	family(&t, b, cs, "gpuq_enqueued_total", "counter", "Messages published.", g_enq);
+	family(&t, b, cs, "gpuq_completed_total", "counter",
 	       "Messages finished, any outcome.", g_done);
-	family(&t, b, "gpuq_retried_total", "counter",
+	family(&t, b, cs, "gpuq_retried_total", "counter",
 	       "Handler re-runs after a failure.", g_retried);
-	family(&t, b, "gpuq_dead_lettered_total", "counter",
+	family(&t, b, cs, "gpuq_dead_lettered_total", "counter",
 	       "Messages moved to the dead-letter queue.", g_dead);
-	family(&t, b, "gpuq_reclaimed_total", "counter",
+	family(&t, b, cs, "gpuq_reclaimed_total", "counter",
 	       "Unpublished tickets of dead producers skipped.", g_reclaimed);
-	family(&t, b, "gpuq_full_events_total", "counter",
+	family(&t, b, cs, "gpuq_full_events_total", "counter",
 	       "Enqueue calls that found the ring full.", g_full);
-	family(&t, b, "gpuq_depth", "gauge",
+	family(&t, b, cs, "gpuq_depth", "gauge",
 	       "Messages reserved or published, not completed.", g_depth);
-	family(&t, b, "gpuq_capacity", "gauge", "Slots, over all rings.", g_capacity);
-	family(&t, b, "gpuq_dlq_pending", "gauge", "Dead letters held.", g_dlq);
-	family(&t, b, "gpuq_clients", "gauge", "Attached producers.", g_clients);
-	family(&t, b, "gpuq_paused", "gauge", "1 while paused.", g_paused);
-	latency(&t, b);
+	family(&t, b, cs, "gpuq_capacity", "gauge", "Slots, over all rings.", g_capacity);
+	family(&t, b, cs, "gpuq_dlq_pending", "gauge", "Dead letters held.", g_dlq);
+	family(&t, b, cs, "gpuq_clients", "gauge", "Attached producers.", g_clients);
+	family(&t, b, cs, "gpuq_paused", "gauge", "1 while paused.", g_paused);
+	latency(&t, b, cs);
 	liveness(&t, b);
+	free(cs);
 	if (t.err) {
 		free(t.p);
 		return t.err;
