@@ -314,10 +314,9 @@ GPUQ_API int gpuq_queue_info_get(const gpuq_queue *q, gpuq_queue_info *o)
 /* 0 while the broker is alive, else GPUQ_EBROKERDEAD.  A broker that exits
  * or is killed hangs the socket up at once; a hung one stops its heartbeat
  * (IPC_HEARTBEAT_DEAD_NS); a stopped one says so in the header. */
-static int broker_check(struct gpuq_queue *q)
+static int broker_check_at(struct gpuq_queue *q, uint64_t now)
 {
 	const struct ipc_hdr *h = q->r.hdr;
-	uint64_t now = ipc_now_ns();
 	if (q->c->broker_dead)
 		return GPUQ_EBROKERDEAD;
 	/* Our own liveness, for gpuqctl clients (one relaxed store). */
@@ -333,6 +332,11 @@ static int broker_check(struct gpuq_queue *q)
 			q->c->broker_dead = 1;
 	}
 	return q->c->broker_dead ? GPUQ_EBROKERDEAD : 0;
+}
+
+static int broker_check(struct gpuq_queue *q)
+{
+	return broker_check_at(q, ipc_now_ns());
 }
 
 /* Deadline helper: 0 when timeout_ms has passed, else 1. */
@@ -426,12 +430,12 @@ static int reserve_wait(struct gpuq_queue *q, uint32_t ring, uint32_t want,
 	}
 }
 
+/* now: when the enqueue call began, which latency counts from. */
 static void publish_copies(struct gpuq_queue *q, uint32_t ring,
 			   uint64_t ticket, const gpuq_iov *msgs, uint32_t n,
-			   uint64_t *ids)
+			   uint64_t *ids, uint64_t now)
 {
 	struct ipc_msg_meta mm = { 0, 0, 0, (uint16_t)q->client, 0 };
-	uint64_t now = ipc_now_ns();
 	for (uint32_t i = 0; i < n; i++) {
 		struct ipc_msg_hdr *m = ipc_slot(&q->r, ring, ticket + i);
 		memcpy(m + 1, msgs[i].data, msgs[i].len);
@@ -463,7 +467,7 @@ static uint32_t same_ring_run(const struct gpuq_queue *q, const gpuq_iov *msgs,
 GPUQ_API int gpuq_enqueue_batch(gpuq_queue *q, const gpuq_iov *msgs, size_t n,
 				uint64_t *ids, int timeout_ms)
 {
-	uint64_t deadline;
+	uint64_t deadline, now;
 	size_t done = 0;
 	int rc = 0;
 	if (!q || (!msgs && n))
@@ -478,8 +482,10 @@ GPUQ_API int gpuq_enqueue_batch(gpuq_queue *q, const gpuq_iov *msgs, size_t n,
 	}
 	if (n > INT32_MAX)
 		return -EINVAL;
-	/* Never accept work a dead broker will not do. */
-	if ((rc = broker_check(q)))
+	/* Never accept work a dead broker will not do.  One clock reading
+	 * serves the liveness check and the messages' latency stamps. */
+	now = ipc_now_ns();
+	if ((rc = broker_check_at(q, now)))
 		return rc;
 	settle(q);
 	deadline = timeout_ms == 0 ? 0 : deadline_of(timeout_ms);
@@ -498,7 +504,7 @@ GPUQ_API int gpuq_enqueue_batch(gpuq_queue *q, const gpuq_iov *msgs, size_t n,
 		if (rc)
 			break;
 		publish_copies(q, ring, ticket, msgs + done, got,
-			       ids ? ids + done : NULL);
+			       ids ? ids + done : NULL, now);
 		resv_end(q);
 		done += got;
 	}
