@@ -13,23 +13,28 @@ static inline uint64_t ipc_now_ns(void)
 }
 
 /*
- * Spin briefly (a wait that ends within a microsecond or two should not pay
- * for a sleep), then sleep with exponential backoff up to max_sleep_ns so a
- * waiter never burns a core.
+ * Spin first, then sleep with exponential backoff up to max_sleep_ns so a
+ * long waiter never burns a core.  The spin lasts a time, not a count: a
+ * GPU round trip takes microseconds, and the first nanosleep costs ~50 us
+ * of timer slack, so a waiter that slept after a few hundred nanoseconds
+ * turned a 10 us answer into a 60 us one.  GPUQ_SPIN_US sets the spin
+ * (default 50; 0 sleeps at once).
  */
 struct ipc_backoff {
 	uint32_t spins;
 	uint32_t sleep_ns;
 	uint32_t max_sleep_ns;
+	uint64_t spin_start_ns; /* 0 until the first wait */
 };
 
-#define IPC_BACKOFF_INIT(max_ns) { 0, 0, (max_ns) }
+#define IPC_BACKOFF_INIT(max_ns) { 0, 0, (max_ns), 0 }
 
 void ipc_backoff_wait(struct ipc_backoff *b);
 static inline void ipc_backoff_reset(struct ipc_backoff *b)
 {
 	b->spins = 0;
 	b->sleep_ns = 0;
+	b->spin_start_ns = 0;
 }
 
 #endif

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -302,13 +303,32 @@ void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *c)
 			   ~IPC_HEAD_CLOSED;
 }
 
+/* The spin budget, from GPUQ_SPIN_US once per process. */
+static uint64_t spin_budget_ns(void)
+{
+	static uint64_t cached = UINT64_MAX;
+	uint64_t v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+	if (v == UINT64_MAX) {
+		const char *e = getenv("GPUQ_SPIN_US");
+		v = e && *e ? strtoull(e, NULL, 10) * 1000ull : 50000ull;
+		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
 void ipc_backoff_wait(struct ipc_backoff *b)
 {
 	struct timespec ts;
-	if (b->spins < 64) {
-		b->spins++;
-		ipc_cpu_relax();
-		return;
+	b->spins++;
+	if (b->sleep_ns == 0) {
+		/* Read the clock every 32 spins: cheap (vDSO) but not free. */
+		if (b->spins % 32 != 1 || b->spin_start_ns == 0 ||
+		    ipc_now_ns() - b->spin_start_ns < spin_budget_ns()) {
+			if (b->spin_start_ns == 0)
+				b->spin_start_ns = ipc_now_ns();
+			ipc_cpu_relax();
+			return;
+		}
 	}
 	b->sleep_ns = b->sleep_ns ? b->sleep_ns * 2 : 1000;
 	if (b->sleep_ns > b->max_sleep_ns)
