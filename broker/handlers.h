@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #ifdef __CUDACC__
@@ -43,7 +44,15 @@ enum gpuq_handler_id {
 	GPUQ_H_ECHO = 1,
 	GPUQ_H_CHECKSUM = 2,
 	GPUQ_H_VECTOR = 3,
+	/* The handler of a module loaded at start (gpu/gpuq_handler.cuh):
+	 * only compiled in where GPUQ_USER_HANDLER names it. */
+	GPUQ_H_USER = 100,
 };
+
+#ifdef GPUQ_USER_HANDLER
+__device__ int GPUQ_USER_HANDLER(const struct gpuq_hmsg *m,
+				 struct gpuq_hres *r);
+#endif
 
 /* Result of the vector handler. */
 struct gpuq_vector_result {
@@ -98,24 +107,78 @@ struct gpuq_vector_result {
 	0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,\
 }
 
-/* One table for each side of a CUDA build (host code cannot read a
- * __device__ array), one table in a C build. */
+/*
+ * CRC32C by slicing-by-8: eight tables, t[k][i] being the CRC of byte i
+ * followed by k zero bytes, so eight bytes take eight independent lookups
+ * instead of a chain of eight dependent ones.  On the GPU that chain was
+ * most of a 256-byte message's handler time, and the tables live in shared
+ * memory (filled by gpuq_handlers_block_init() when a kernel starts): a
+ * warp's 32 lanes looking up random entries of a global table serialise
+ * on cache lines.  The host builds its copy once.
+ */
+typedef uint32_t gpuq_crc_tables[8][256];
+
+GPUQ_HD void gpuq_crc32c_fill_column(gpuq_crc_tables t, const uint32_t *base,
+				     uint32_t i)
+{
+	t[0][i] = base[i];
+	for (int k = 1; k < 8; k++)
+		t[k][i] = (t[k - 1][i] >> 8) ^ base[t[k - 1][i] & 0xffu];
+}
+
 #ifdef __CUDACC__
 static __device__ const uint32_t gpuq_crc32c_table_d[256] =
 	GPUQ_CRC32C_TABLE_INIT;
-#endif
-static const uint32_t gpuq_crc32c_table_h[256] = GPUQ_CRC32C_TABLE_INIT;
+static __shared__ gpuq_crc_tables gpuq_crc32c_smem;
 
+/* Every thread of a block calls this once before any handler runs. */
+__device__ inline void gpuq_handlers_block_init(void)
+{
+	for (uint32_t i = threadIdx.x; i < 256; i += blockDim.x)
+		gpuq_crc32c_fill_column(gpuq_crc32c_smem, gpuq_crc32c_table_d, i);
+	__syncthreads();
+}
+#endif
+
+static const uint32_t gpuq_crc32c_table_h[256] = GPUQ_CRC32C_TABLE_INIT;
+static gpuq_crc_tables gpuq_crc32c_tables_h;
+static pthread_once_t gpuq_crc32c_once = PTHREAD_ONCE_INIT;
+
+static void gpuq_crc32c_init_host(void)
+{
+	for (uint32_t i = 0; i < 256; i++)
+		gpuq_crc32c_fill_column(gpuq_crc32c_tables_h, gpuq_crc32c_table_h, i);
+}
 
 GPUQ_HD uint32_t gpuq_crc32c_update(uint32_t crc, const uint8_t *p, uint32_t n)
 {
 #ifdef __CUDA_ARCH__
-	const uint32_t *gpuq_crc32c_table = gpuq_crc32c_table_d;
+	const uint32_t(*t)[256] = gpuq_crc32c_smem;
 #else
-	const uint32_t *gpuq_crc32c_table = gpuq_crc32c_table_h;
+	const uint32_t(*t)[256] = gpuq_crc32c_tables_h;
+	pthread_once(&gpuq_crc32c_once, gpuq_crc32c_init_host);
 #endif
-	for (uint32_t i = 0; i < n; i++)
-		crc = gpuq_crc32c_table[(crc ^ p[i]) & 0xffu] ^ (crc >> 8);
+	for (; n >= 8; p += 8, n -= 8) {
+		uint32_t lo, hi;
+#ifdef __CUDA_ARCH__
+		if (((uintptr_t)p & 7u) == 0) { /* payloads are 16-aligned */
+			uint2 w = *(const uint2 *)p;
+			lo = w.x;
+			hi = w.y;
+		} else
+#endif
+		{
+			memcpy(&lo, p, 4); /* little-endian, as x86 and GPUs */
+			memcpy(&hi, p + 4, 4);
+		}
+		lo ^= crc;
+		crc = t[7][lo & 0xffu] ^ t[6][(lo >> 8) & 0xffu] ^
+		      t[5][(lo >> 16) & 0xffu] ^ t[4][lo >> 24] ^
+		      t[3][hi & 0xffu] ^ t[2][(hi >> 8) & 0xffu] ^
+		      t[1][(hi >> 16) & 0xffu] ^ t[0][hi >> 24];
+	}
+	for (; n; p++, n--)
+		crc = t[0][(crc ^ *p) & 0xffu] ^ (crc >> 8);
 	return crc;
 }
 
@@ -185,6 +248,10 @@ GPUQ_HD int gpuq_handler_run(uint32_t id, const struct gpuq_hmsg *m,
 		return gpuq_handler_checksum(m, r);
 	case GPUQ_H_VECTOR:
 		return gpuq_handler_vector(m, r);
+#if defined(GPUQ_USER_HANDLER) && defined(__CUDA_ARCH__)
+	case GPUQ_H_USER:
+		return GPUQ_USER_HANDLER(m, r);
+#endif
 	default:
 		return 1;
 	}
