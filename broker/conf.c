@@ -86,6 +86,8 @@ static const struct key_desc queue_keys[] = {
 	QKEY("max_clients", KT_U32, max_clients, 1, 65534, 0),
 	QKEY("workers", KT_U32, workers, 1, 128, 0),
 	QKEY("handler", KT_HANDLER, handler, 0, QSIZE(handler), 0),
+	QKEY("handler_module", KT_PATH, handler_module, 0,
+	     QSIZE(handler_module), 0),
 	QKEY("backend", KT_BACKEND, backend, 0, 0, KF_INHERIT),
 	QKEY("ordered", KT_BOOL, ordered, 0, 1, 0),
 	QKEY("max_attempts", KT_U32, max_attempts, 1, 100, 0),
@@ -845,6 +847,19 @@ static int check_queue(const struct queue_config *q, char *msg, size_t cap)
 		rc = check_key(q, &queue_keys[i], msg, cap);
 		if (rc)
 			return rc;
+	}
+	/* A module's handler is unknown to gpuqd: it must say how much
+	 * result room it needs, and only the CUDA backend can run it. */
+	if (q->handler_module[0]) {
+		if (!q->result_bytes) {
+			seterr(msg, cap, "handler_module needs result_bytes set");
+			return GPUQ_ECONFIG;
+		}
+		if (q->backend == CONF_BACKEND_CPU) {
+			seterr(msg, cap, "handler_module needs the cuda backend");
+			return GPUQ_ECONFIG;
+		}
+		return 0;
 	}
 	/* Too small a result area would make the handler fail every
 	 * message; cheaper to say so at startup. */

@@ -19,6 +19,10 @@ enum conf_backend { CONF_BACKEND_AUTO = 0, CONF_BACKEND_CPU = 1,
 struct queue_config {
 	char name[64];        /* [a-zA-Z0-9_.-]{1,63} */
 	char handler[32];     /* echo | checksum | vector */
+	/* A CUDA handler module (.fatbin/.cubin built against
+	 * gpu/gpuq_handler.cuh) whose kernels replace the built-in handler;
+	 * "" for none.  Needs the cuda backend and an explicit result_bytes. */
+	char handler_module[256];
 	uint32_t capacity;    /* slots, power of two; default 4096 */
 	uint32_t slot_bytes;  /* default 256 */
 	uint32_t result_bytes;/* 0 = the handler's natural size */

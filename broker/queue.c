@@ -15,6 +15,7 @@
 
 #include "broker/broker.h"
 #include "broker/handler_table.h"
+#include "broker/handlers.h"
 #include "ipc/clock.h"
 #include "libclient/gpuq.h"
 
@@ -116,26 +117,51 @@ static int map_ring(struct bqueue *q, const struct ipc_geometry *g,
 	return 0;
 }
 
+/* The handler id and result room: a built-in by name, or a module's
+ * handler (GPUQ_H_USER), shown as "module:<file name>". */
+static int pick_handler(struct bqueue *q, uint32_t *rbytes)
+{
+	const struct queue_config *c = &q->conf;
+	const struct handler_info *h;
+	if (c->handler_module[0]) {
+		const char *base = strrchr(c->handler_module, '/');
+		/* "module:" and as much of the name as fits */
+		snprintf(q->conf.handler, sizeof(q->conf.handler), "module:%.*s",
+			 (int)(sizeof(q->conf.handler) - 8),
+			 base ? base + 1 : c->handler_module);
+		q->handler_id = GPUQ_H_USER;
+		*rbytes = c->result_bytes;
+		return c->result_bytes ? 0 : GPUQ_ECONFIG;
+	}
+	h = handler_lookup(c->handler);
+	if (!h)
+		return GPUQ_ECONFIG;
+	q->handler_id = h->id;
+	*rbytes = c->result_bytes ? c->result_bytes : h->result_bytes(c->slot_bytes);
+	return *rbytes < h->result_bytes(c->slot_bytes) ? GPUQ_ECONFIG : 0;
+}
+
 int bqueue_create(struct bqueue *q, const struct queue_config *c,
 		  int default_backend, uint64_t epoch)
 {
-	const struct handler_info *h = handler_lookup(c->handler);
 	struct ipc_geometry g;
 	uint32_t rbytes, kind;
 	int rc;
 	memset(q, 0, sizeof(*q));
 	q->fd = -1;
 	q->conf = *c;
-	if (!h)
-		return GPUQ_ECONFIG;
-	q->handler_id = h->id;
-	rbytes = c->result_bytes ? c->result_bytes : h->result_bytes(c->slot_bytes);
-	if (rbytes < h->result_bytes(c->slot_bytes))
-		return GPUQ_ECONFIG;
+	rc = pick_handler(q, &rbytes);
+	if (rc)
+		return rc;
 	rc = pick_backend(c->backend < 0 ? default_backend : c->backend, &q->be,
 			  &kind);
 	if (rc)
 		return rc;
+	if (c->handler_module[0] && kind != IPC_BACKEND_CUDA) {
+		blog(0, "queue %s: handler_module %s needs the cuda backend",
+		     c->name, c->handler_module);
+		return GPUQ_EBACKEND;
+	}
 	fill_geometry(c, rbytes, &g);
 	q->slots = calloc(c->max_clients, sizeof(*q->slots));
 	q->final_heads = calloc(c->ordered ? c->workers : 1, sizeof(uint64_t));

@@ -28,7 +28,7 @@ start_broker() { # socket, then gpuqd args
 	s=$1; shift
 	"$@" -s "$s" 2>>"$tmp/gpuqd.log" &
 	bpid=$!
-	for _ in $(seq 200); do
+	for _ in $(seq 600); do
 		"$bin/gpuqctl" -s "$s" status >/dev/null 2>&1 && return 0
 		sleep 0.05
 	done
@@ -42,17 +42,24 @@ stop_broker() { # socket
 if want bench || want sweep; then
 echo "== benchmark (gpuq-bench, CUDA backend)"
 S="$tmp/bench.sock"
+# Workers and windows as tuned on an H100 (docs/benchmarking.md).
+B="timeout 60 $bin/gpuq-bench -s $S"
 if start_broker "$S" "$bin/gpuqd" -b cuda \
-	-q echo,handler=echo,workers=16 \
-	-q checksum,handler=checksum,workers=16 \
-	-q big,handler=checksum,slot_bytes=4096,capacity=16384,workers=16; then
+	-q echo,handler=echo,workers=32,capacity=16384 \
+	-q checksum,handler=checksum,workers=32,capacity=65536 \
+	-q big,handler=checksum,slot_bytes=4096,capacity=16384,workers=64; then
 	want bench && for p in 1 4 8 14; do
-		"$bin/gpuq-bench" -s "$S" -q checksum -p $p -n $((4000000 / p)) -b 256 -w 4096 | tail -2
+		$B -q checksum -p $p -n $((4000000 / p)) -b 256 -w 4096 | tail -2
 	done
 	if want bench; then
-	"$bin/gpuq-bench" -s "$S" -q echo -p 8 -n 500000 -b 256 -w 4096 | tail -2
-	"$bin/gpuq-bench" -s "$S" -q big -z 4096 -p 8 -n 100000 -b 64 -w 4096 | tail -2
-	"$bin/gpuq-bench" -s "$S" -q checksum -p 1 -n 20000 -b 1 -w 1 | tail -2
+	$B -q checksum -p 14 -n 1000000 -b 1024 -w 8192 | tail -2
+	$B -q echo -p 8 -n 500000 -b 256 -w 4096 | tail -2
+	$B -q big -z 4096 -p 14 -n 60000 -b 64 -w 1024 | tail -2
+	$B -q checksum -p 1 -n 20000 -b 1 -w 1 | tail -2
+	$B -q echo -p 1 -n 20000 -b 1 -w 1 | tail -2
+	# the predecessor's design (a cudaMemcpy per message) in the same run
+	$B -q checksum -p 4 -n 200000 -b 256 --baseline cuda,uds \
+		--baseline-max-s 5 | tail -4
 	fi
 	# The matrix with same-run baselines (the predecessor's per-message
 	# cudaMemcpy design and a Unix-socket server); files go to $OUT.
@@ -75,20 +82,30 @@ export GPUQ_HEARTBEAT_TIMEOUT_MS=600000
 want sanitize && for tool in memcheck racecheck; do
 	echo "== compute-sanitizer --tool $tool"
 	S="$tmp/$tool.sock"
-	if start_broker "$S" "$cs" --tool $tool --error-exitcode 9 \
+	# Small windows: racecheck instruments every shared-memory access.
+	if start_broker "$S" env GPUQ_CUDA_WINDOW=64 \
+		"$cs" --tool $tool --error-exitcode 9 \
 		"$bin/gpuqd" -b cuda -q checksum,handler=checksum,workers=2 \
 		-q vector,handler=vector,slot_bytes=1024,workers=2 \
 		-q echo,handler=echo,workers=2 \
 		-q faulty,handler=checksum,workers=2,fail_ppm=100000,max_attempts=2 \
-		-q ordered,handler=echo,ordered=yes,workers=2,fail_ppm=200000,fail_attempts=1; then
-		"$bin/gpuq-demo" -s "$S" -p 2 -n 300 || fail=1
-		"$bin/gpuq-bench" -s "$S" -q echo -p 2 -n 2000 | tail -1
+		-q ordered,handler=echo,ordered=yes,workers=2,fail_ppm=200000,fail_attempts=1 \
+		-q upper,handler_module="$here/handlers/example_handler.fatbin",result_bytes=256,workers=2; then
+		SB="timeout 120 $bin/gpuq-bench -s $S"
+		timeout 120 "$bin/gpuq-demo" -s "$S" -p 2 -n 300 || fail=1
+		$SB -q echo -p 2 -n 2000 | tail -1
 		# the retry and dead-letter paths, and the in-order kernel
-		"$bin/gpuq-bench" -s "$S" -q faulty -p 2 -n 2000 | tail -1
-		"$bin/gpuq-bench" -s "$S" -q ordered -p 2 -n 1000 | tail -1
-		"$bin/gpuqctl" -s "$S" shutdown >/dev/null
+		$SB -q faulty -p 2 -n 2000 | tail -1
+		$SB -q ordered -p 2 -n 1000 | tail -1
+		# a loaded handler module (random payloads: some hold a NUL
+		# byte, which it refuses, so its dead-letter path runs too)
+		$SB -q upper -p 2 -n 1000 | tail -1
+		timeout 60 "$bin/gpuqctl" -s "$S" shutdown >/dev/null
+		# a drain that hangs is a failure, not a hung check
+		(sleep 120; kill -9 $bpid 2>/dev/null) & watchdog=$!
 		wait $bpid
 		rc=$?
+		kill $watchdog 2>/dev/null
 		echo "compute-sanitizer $tool: exit $rc"
 		[ $rc -eq 0 ] || fail=1
 	else

@@ -7,12 +7,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 backend=${1:-cuda}
 [ $# -gt 0 ] && shift
 export GPUQD="$here/bin/gpuqd" GPUQCTL="$here/bin/gpuqctl" GPUQ_TEST_BACKEND="$backend"
+export GPUQ_TEST_MODULE="${GPUQ_TEST_MODULE:-$here/handlers/example_handler.fatbin}"
 # The suites never touch CUDA in-process (gpuqd does), so check may fork.
 export CK_FORK=${CK_FORK:-yes}
 pass=0 fail=0 skip=0
 tests=${*:-$(ls "$here/tests")}
 for t in $tests; do
-	"$here/tests/$t" >"/tmp/gpuq-bundle-$t.log" 2>&1
+	timeout "${GPUQ_SUITE_TIMEOUT:-600}" "$here/tests/$t" >"/tmp/gpuq-bundle-$t.log" 2>&1
 	rc=$?
 	case $rc in
 	0) pass=$((pass + 1)); echo "PASS: $t" ;;

@@ -34,6 +34,9 @@ done
 for t in "$build"/tests/check_*; do
 	[ -x "$t" ] && [ ! -d "$t" ] && cp "$t" "$out/tests/"
 done
+# The example handler module: the GPU suite loads it, and users can.
+mkdir -p "$out/handlers"
+cp "$build/gpu/example_handler.fatbin" "$out/handlers/"
 cp "$top/build-aux/bundle-run.sh" "$out/run-tests.sh"
 cp "$top/build-aux/bundle-gpu-check.sh" "$out/gpu-check.sh"
 chmod +x "$out/run-tests.sh" "$out/gpu-check.sh"

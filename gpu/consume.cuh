@@ -1,0 +1,637 @@
+// consume.cuh - the consumer kernels of the CUDA backend, as source.
+//
+// gpuqd compiles this with its built-in handlers (gpu/backend_cuda.cu), and
+// a user handler module compiles the very same code around its own handler
+// (gpu/gpuq_handler.cuh), so a loaded handler gets the same retries, dead
+// letters, pause and drain behaviour as a built-in one.
+//
+// Producers never touch CUDA: they write slots in host shared memory, which
+// gpuqd registers as mapped pinned memory, and the kernels pull them over
+// PCIe.  Every shared word keeps a single writer: the kernels write only
+// results, completion marks, FREE states and their own worker counters,
+// never with read-modify-write on host memory (not atomic over PCIe).
+//
+// Unordered queues: G worker blocks of W threads take windows of W tickets,
+// striped (block b takes windows b, b+G, ...), plus one pump thread that
+// mirrors the host head and stop words into VRAM.  Per round a block
+//   1. reads the state words of its reserved, unfinished tickets (one
+//      coalesced read);
+//   2. copies the published slots into the VRAM ring, all threads together,
+//      16 bytes a lane and many loads in flight (a thread copying its own
+//      slot serially leaves the link idle between dependent reads);
+//   3. runs the handler, one thread per message, building the completion
+//      entry in VRAM;
+//   4. writes the entries to the producers' completion areas, again all
+//      threads together, then one system fence, then the DONE marks and the
+//      FREE states.
+// Ordered queues: one thread per ring walks it in ticket order.
+#ifndef GPUQ_GPU_CONSUME_CUH
+#define GPUQ_GPU_CONSUME_CUH
+
+#include <cuda/atomic>
+#include <stdint.h>
+
+#include "gpu/kargs.h"
+#include "broker/handlers.h"
+#include "libclient/gpuq.h"
+
+namespace gpuq_dev {
+
+// Polling intervals (see consume_windowed): right after new reservations,
+// the longest backoff while reserved tickets are still being written, and
+// the wait of a block whose window is far from the head.  The ordered
+// kernel backs off up to NEAR_SLEEP_NS.
+constexpr unsigned POLL_SLEEP_NS = 200;
+constexpr unsigned WAIT_SLEEP_NS = 4096;
+constexpr unsigned NEAR_SLEEP_NS = 512;
+constexpr unsigned FAR_SLEEP_NS = 4096;
+constexpr unsigned PUMP_SLEEP_NS = 256;
+constexpr unsigned HOST_WAIT_SLEEP_NS = 20000;
+constexpr unsigned MAX_WINDOW = 1024;
+
+typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_system> sys_u64;
+
+__device__ inline uint64_t load_acq(uint64_t *p)
+{
+	return sys_u64(*p).load(cuda::memory_order_acquire);
+}
+
+__device__ inline void store_rel(uint64_t *p, uint64_t v)
+{
+	sys_u64(*p).store(v, cuda::memory_order_release);
+}
+
+__device__ inline unsigned backoff(unsigned sleep, unsigned cap)
+{
+	sleep = sleep ? sleep * 2 : 32;
+	return sleep < cap ? sleep : cap;
+}
+
+__device__ inline size_t slot_index(const kargs &a, uint32_t ring, uint64_t t)
+{
+	return (size_t)ring * a.capacity + (t & a.mask);
+}
+
+__device__ inline uint32_t host_stop(const kargs &a)
+{
+	return *(volatile uint32_t *)a.stop;
+}
+
+// Copy a message that failed every attempt into this worker's dead-letter
+// ring at position p (taken by the caller), waiting while the ring is full:
+// a dead letter is never dropped.  Returns false if stopped while waiting.
+__device__ inline bool dead_letter(const kargs &a, uint32_t worker,
+				   uint64_t p, uint32_t ring, uint64_t t,
+				   const struct ipc_msg_hdr *m,
+				   const uint8_t *payload, int status,
+				   uint32_t attempts)
+{
+	struct ipc_worker *me = &a.workers[worker];
+	unsigned sleep = 0;
+	while (p - load_acq(&me->dlq_tail) >= a.dlq_per_worker) {
+		if (host_stop(a))
+			return false;
+		__nanosleep(sleep = backoff(sleep, HOST_WAIT_SLEEP_NS));
+	}
+	struct ipc_dlq_entry *d = (struct ipc_dlq_entry *)(
+		a.dlq + ((size_t)worker * a.dlq_per_worker + (p & a.dlq_mask)) *
+				a.dlq_stride);
+	ipc_dlq_fill(d, m, t, status, attempts, a.clients[m->client].pid, ring);
+	// Both sides are 16-byte aligned; the tail is copied whole because
+	// the dead-letter stride has room for a full slot.
+	const uint4 *src = (const uint4 *)payload;
+	uint4 *dst = (uint4 *)(d + 1);
+	for (uint32_t i = 0; i < (m->len + 15) / 16; i++)
+		dst[i] = src[i];
+	__threadfence_system();
+	store_rel(&d->seq, p + 1);
+	return true;
+}
+
+// Counters of one worker, kept in shared memory (atomics), published by
+// one thread.
+struct counts {
+	unsigned done, dead, skip, retried, garbled;
+};
+
+// What a ticket's round produced, for step 4.
+enum outcome { OUT_NONE, OUT_RESULT, OUT_DEAD, OUT_GARBLED, OUT_STOPPED };
+
+// Step 3 for one published ticket, whose slot is already in the VRAM ring:
+// run the handler (with retries), dead-letter a final failure, and build
+// the completion entry in the staging area.  *out_bytes gets how many bytes
+// of that entry step 4 must copy (0: no completion is wanted).
+__device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
+					  uint32_t ring, uint64_t t,
+					  unsigned long long *dlq_next,
+					  unsigned *retried, uint64_t seq,
+					  uint32_t *out_bytes)
+{
+	size_t si = slot_index(a, ring, t);
+	const struct ipc_msg_hdr *m =
+		(const struct ipc_msg_hdr *)(a.vram + si * a.slot_stride);
+	const uint8_t *payload = (const uint8_t *)(m + 1);
+	struct ipc_cq_entry *e =
+		(struct ipc_cq_entry *)(a.stage + si * a.stage_stride);
+	uint32_t len = m->len, client = m->client, attempts;
+	bool noresult = m->flags & IPC_MSG_NORESULT;
+	*out_bytes = 0;
+	// A bad header must never steer a write outside the completion areas;
+	// index max_clients is the broker's own, which never wants results.
+	if (client > a.max_clients || len == 0 || len > a.slot_bytes ||
+	    (client == a.max_clients && !noresult))
+		return OUT_GARBLED;
+	struct gpuq_hmsg in = { payload, len, 1, m->id, m->key };
+	struct gpuq_hres res = { (uint8_t *)(e + 1), a.result_bytes, 0 };
+	struct gpuq_fault f = { a.fault_ppm, a.fault_attempts };
+	int rc = gpuq_handle(a.handler, &in, &res, &f, a.max_attempts,
+			     &attempts);
+	if (attempts > 1)
+		atomicAdd(retried, attempts - 1);
+	if (rc) {
+		uint64_t p = atomicAdd(dlq_next, 1ull);
+		if (!dead_letter(a, worker, p, ring, t, m, payload, rc,
+				 attempts))
+			return OUT_STOPPED;
+	}
+	if (!noresult) {
+		e->status = rc ? GPUQ_EHANDLER : 0;
+		e->len = rc ? 0 : res.len;
+		e->attempts = attempts;
+		e->worker = worker;
+		// Ordered queues run one ticket at a time per worker, so the
+		// worker's own counter orders its completions; the windowed
+		// kernel leaves it 0 (no order is promised there).
+		e->seq = seq;
+		*out_bytes = IPC_CQ_HDR_BYTES + (rc ? 0 : res.len);
+	}
+	return rc ? OUT_DEAD : OUT_RESULT;
+}
+
+__device__ inline struct ipc_cq_entry *cq_entry(const kargs &a,
+						const struct ipc_msg_hdr *m)
+{
+	return (struct ipc_cq_entry *)(a.cq + ((size_t)m->client * a.cq_capacity +
+					       (m->id & a.cq_mask)) *
+						      a.cq_stride);
+}
+
+// Step 2: copy the slots of tickets from + list[i] (i < n) whose flag is
+// set (header and payload, 16-byte chunks) from host memory to the VRAM
+// ring.  All nthreads threads take part; loads are issued UNROLL at a time
+// so that many PCIe reads are in flight per thread.  __ldcv: the slot's
+// bytes change every lap, so no cached copy may be used.
+template <int UNROLL>
+__device__ inline void copy_in(const kargs &a, uint32_t ring, uint64_t from,
+			       const uint16_t *list, uint32_t n,
+			       const uint8_t *flag, uint32_t tid,
+			       uint32_t nthreads)
+{
+	const uint32_t per = (IPC_MSG_HDR_BYTES + a.slot_bytes + 15) / 16;
+	const uint32_t total = n * per;
+	for (uint32_t base = tid; base < total; base += nthreads * UNROLL) {
+		uint4 v[UNROLL];
+		size_t off[UNROLL];
+		bool ok[UNROLL];
+#pragma unroll
+		for (int u = 0; u < UNROLL; u++) {
+			uint32_t c = base + u * nthreads;
+			uint32_t i = c / per;
+			uint32_t k = c < total ? list[i] : 0;
+			ok[u] = c < total && flag[k];
+			off[u] = slot_index(a, ring, from + k) * a.slot_stride +
+				 (size_t)(c - i * per) * 16;
+			if (ok[u])
+				v[u] = __ldcv((const uint4 *)(a.slots + off[u]));
+		}
+#pragma unroll
+		for (int u = 0; u < UNROLL; u++)
+			if (ok[u])
+				*(uint4 *)(a.vram + off[u]) = v[u];
+	}
+}
+
+// Step 4: copy the completion entries built in step 3 (bytes[k] of ticket
+// from + k, for k = list[i], i < n; 0 for none) to the producers'
+// completion areas.  The first chunk skips the DONE word, which is written
+// last, after the fence.
+__device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
+				const uint16_t *list, uint32_t n,
+				const uint32_t *bytes, uint32_t tid,
+				uint32_t nthreads)
+{
+	const uint32_t per = a.stage_stride / 16;
+	const uint32_t total = n * per;
+	for (uint32_t c = tid; c < total; c += nthreads) {
+		uint32_t i = c / per, j = c - i * per, k = list[i];
+		if (j * 16 >= bytes[k])
+			continue;
+		size_t si = slot_index(a, ring, from + k);
+		const struct ipc_msg_hdr *m = (const struct ipc_msg_hdr *)(
+			a.vram + si * a.slot_stride);
+		const uint4 *src = (const uint4 *)(a.stage + si * a.stage_stride);
+		uint4 *dst = (uint4 *)cq_entry(a, m);
+		if (j == 0) {
+			uint4 v = src[0];
+			((uint2 *)dst)[1] = make_uint2(v.z, v.w);
+		} else {
+			dst[j] = src[j];
+		}
+	}
+}
+
+// The last step for ticket from + k once its entry is visible: the DONE
+// mark (if a completion is wanted), then the slot back to its producer.
+__device__ inline void release_ticket(const kargs &a, uint32_t ring,
+				      uint64_t t, uint32_t bytes)
+{
+	size_t si = slot_index(a, ring, t);
+	if (bytes) {
+		const struct ipc_msg_hdr *m =
+			(const struct ipc_msg_hdr *)(a.vram + si * a.slot_stride);
+		*(volatile uint64_t *)&cq_entry(a, m)->done = m->id + 1;
+	}
+	*(volatile uint64_t *)&a.states[si] = IPC_STATE(t + a.capacity, IPC_FREE);
+}
+
+// Thread 0 publishes a worker's counters: totals of finished windows plus
+// what the current one has done so far, so stats never wait for a window to
+// fill (one held-back ticket would otherwise freeze them).
+__device__ inline void publish_counters(struct ipc_worker *me,
+					const struct counts &tot,
+					const struct counts &now,
+					unsigned long long dlq_next)
+{
+	me->completed = (uint64_t)tot.done + now.done - now.skip;
+	me->dead_lettered = (uint64_t)tot.dead + now.dead;
+	me->skipped = (uint64_t)tot.skip + now.skip;
+	me->retried = (uint64_t)tot.retried + now.retried;
+	me->garbled = (uint64_t)tot.garbled + now.garbled;
+	me->dlq_head = dlq_next;
+	__threadfence_system();
+}
+
+__device__ inline void add_counts(struct counts *tot, const struct counts &c)
+{
+	tot->skip += c.skip;
+	tot->done += c.done - c.skip;
+	tot->dead += c.dead;
+	tot->retried += c.retried;
+	tot->garbled += c.garbled;
+}
+
+__device__ inline struct counts read_counts(struct counts *c)
+{
+	struct counts r;
+	r.done = atomicAdd(&c->done, 0);
+	r.dead = atomicAdd(&c->dead, 0);
+	r.skip = atomicAdd(&c->skip, 0);
+	r.retried = atomicAdd(&c->retried, 0);
+	r.garbled = atomicAdd(&c->garbled, 0);
+	return r;
+}
+
+// Is ticket t published?  Only tickets below the head are read, so an idle
+// window costs no PCIe traffic at all.
+enum look { LOOK_WAIT, LOOK_READY, LOOK_SKIP, LOOK_END };
+
+__device__ inline enum look look_ticket(const kargs &a, uint32_t ring,
+					uint64_t t, uint64_t h, bool stop)
+{
+	uint64_t hn = h & ~IPC_HEAD_CLOSED;
+	if (t < hn) {
+		uint64_t s = load_acq(&a.states[slot_index(a, ring, t)]);
+		if (s == IPC_STATE(t, IPC_READY))
+			return LOOK_READY;
+		if (s == IPC_STATE(t, IPC_SKIP))
+			return LOOK_SKIP;
+	} else if (h & IPC_HEAD_CLOSED) {
+		return LOOK_END; // intake closed below this ticket
+	}
+	return stop ? LOOK_END : LOOK_WAIT; // stop: forced, after a drain timeout
+}
+
+// The pump: one thread mirroring the host's head and stop words into VRAM,
+// until stopped or every worker block has returned.
+__device__ inline void pump(const kargs &a)
+{
+	volatile struct gpuq_dctl *d = a.dctl;
+	uint64_t shown = 0;
+	unsigned sleep = 0;
+	for (;;) {
+		uint64_t h = load_acq(&a.ctl[0].head);
+		uint32_t stop = host_stop(a);
+		if (h != shown) {
+			d->head = shown = h;
+			__threadfence();
+			sleep = 0;
+		}
+		if (stop) {
+			d->stop = 1;
+			__threadfence();
+			return;
+		}
+		if (d->exited == a.nworkers)
+			return;
+		__nanosleep(sleep = backoff(sleep, PUMP_SLEEP_NS));
+	}
+}
+
+// Per-block shared state of the windowed kernel.
+struct wshared {
+	struct counts c;
+	unsigned long long head, low, dlq;
+	int stop, paused, was_paused;
+	unsigned ntake;               // tickets taken this round
+	uint16_t list[MAX_WINDOW];    // their offsets in the window
+	uint8_t flag[MAX_WINDOW];     // 1: slot to copy; 2: stopped, keep
+	uint32_t bytes[MAX_WINDOW];   // completion bytes to copy this round
+};
+
+// Profiling (GPUQ_CUDA_PROFILE): thread 0 adds the cycles since *c0 to
+// counter i.
+__device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
+{
+	if (!prof)
+		return;
+	long long c = clock64();
+	prof[i] += (unsigned long long)(c - *c0);
+	*c0 = c;
+}
+
+// One round of a window: steps 1-4 for every thread's ticket.  Returns this
+// thread's look; *took says whether it finished its ticket this round.
+__device__ inline enum look window_round(const kargs &a, struct wshared &s,
+					 uint32_t worker, uint64_t ws, uint64_t t,
+					 bool finished, bool *took, bool *end)
+{
+	const uint32_t tid = threadIdx.x, W = blockDim.x;
+	unsigned long long *prof =
+		a.prof && tid == 0 ? a.prof + (size_t)worker * GPUQ_PROF_N : NULL;
+	long long c0 = prof ? clock64() : 0;
+	enum look l = finished ? LOOK_WAIT : look_ticket(a, 0, t, s.head, s.stop);
+	bool ready = l == LOOK_READY || l == LOOK_SKIP;
+	// The pause flag is read after the slots: a message published after
+	// a pause took effect is never run.
+	bool any = __syncthreads_or(ready);
+	*took = false;
+	if (!any) {
+		if (prof)
+			prof[GPUQ_PROF_IDLE_ROUNDS]++;
+		return l;
+	}
+	prof_lap(prof, GPUQ_PROF_LOOK, &c0);
+	// The pause flag is read after the slots were seen published, so a
+	// message published after a pause took effect is never run.  While
+	// the queue was not paused last time, that read (a PCIe round trip,
+	// tens of microseconds on a busy link) overlaps the copy of the
+	// published slots, which only fills the VRAM ring and is wasted at
+	// worst; once paused, it is read first and nothing is copied.
+	uint32_t pz = 0;
+	if (s.was_paused) {
+		if (tid == 0)
+			s.paused = *(volatile uint32_t *)a.paused && !s.stop;
+		__syncthreads();
+		if (s.paused) {
+			if (tid == 0)
+				s.was_paused = 1;
+			return l;
+		}
+	} else if (tid == 0) {
+		pz = *(volatile uint32_t *)a.paused;
+	}
+	prof_lap(prof, GPUQ_PROF_PAUSED, &c0);
+	// The published tickets, listed, so the copies loop over them alone
+	// rather than over the whole window.
+	s.flag[tid] = l == LOOK_READY;
+	s.bytes[tid] = 0;
+	if (ready)
+		s.list[atomicAdd(&s.ntake, 1u)] = (uint16_t)tid;
+	__syncthreads();
+	const uint32_t ntake = s.ntake;
+	copy_in<4>(a, 0, ws, s.list, ntake, s.flag, tid, W);
+	if (tid == 0) {
+		if (!s.was_paused)
+			s.paused = pz && !s.stop;
+		s.was_paused = s.paused;
+	}
+	__syncthreads();
+	prof_lap(prof, GPUQ_PROF_COPY_IN, &c0);
+	if (s.paused)
+		return l;
+	bool take = ready;
+	if (take && l == LOOK_READY) {
+		uint32_t nb;
+		enum outcome o = run_ticket(a, worker, 0, t, &s.dlq,
+					    &s.c.retried, 0, &nb);
+		if (o == OUT_STOPPED) {
+			s.flag[tid] = 2; // not released: the kernel is stopping
+			*end = true;
+		} else if (o == OUT_DEAD) {
+			atomicAdd(&s.c.dead, 1);
+		} else if (o == OUT_GARBLED) {
+			atomicAdd(&s.c.garbled, 1);
+		}
+		s.bytes[tid] = nb;
+	} else if (take) {
+		atomicAdd(&s.c.skip, 1);
+	}
+	__syncthreads();
+	prof_lap(prof, GPUQ_PROF_HANDLER, &c0);
+	copy_out(a, 0, ws, s.list, ntake, s.bytes, tid, W);
+	__syncthreads();
+	// One warp fences (a system fence per warp of the block cost ~10 us a
+	// round) and then releases every ticket: the fence orders the whole
+	// block's entry writes, which the barrier put before it, ahead of the
+	// DONE marks.
+	if (tid < 32) {
+		__threadfence_system();
+		if (tid == 0)
+			atomicAdd(&s.c.done, ntake); // counted before release
+		__syncwarp();
+		for (uint32_t i = tid; i < ntake; i += 32) {
+			uint32_t k = s.list[i];
+			if (s.flag[k] != 2)
+				release_ticket(a, 0, ws + k, s.bytes[k]);
+		}
+	}
+	if (take && s.flag[tid] != 2)
+		*took = true;
+	if (prof) {
+		prof_lap(prof, GPUQ_PROF_COPY_OUT, &c0);
+		prof[GPUQ_PROF_WORK_ROUNDS]++;
+		prof[GPUQ_PROF_TICKETS] += ntake;
+	}
+	return l;
+}
+
+// Unordered queue: block 0 is the pump (first, so that it is resident
+// before any worker waits on it); block 1 + w is worker w of G, which takes
+// windows w, w + G, w + 2G, ...
+__device__ inline void consume_windowed(const kargs &a)
+{
+	__shared__ struct wshared s;
+	gpuq_handlers_block_init();
+	if (blockIdx.x == 0) {
+		if (threadIdx.x == 0)
+			pump(a);
+		return;
+	}
+	const uint32_t tid = threadIdx.x, W = blockDim.x, worker = blockIdx.x - 1;
+	struct ipc_worker *me = &a.workers[worker];
+	struct counts tot = { 0, 0, 0, 0, 0 }, zero = { 0, 0, 0, 0, 0 };
+	uint64_t cur_shown = 0;
+	unsigned shown = 0;
+	if (tid == 0) {
+		s.dlq = me->dlq_head;
+		s.was_paused = 1; // read the flag first until seen clear
+	}
+	for (uint64_t win = worker;; win += a.nworkers) {
+		uint64_t ws = win * W, t = ws + tid;
+		unsigned sleep = 0;
+		uint64_t last_reserved = 0;
+		bool finished = false, end = false;
+		if (tid == 0) {
+			s.c = zero;
+			shown = 0;
+		}
+		for (;;) {
+			if (tid == 0) {
+				s.head = ((volatile struct gpuq_dctl *)a.dctl)->head;
+				s.stop = ((volatile struct gpuq_dctl *)a.dctl)->stop;
+				s.low = ~0ull;
+				s.ntake = 0;
+			}
+			__syncthreads();
+			bool took;
+			enum look l = window_round(a, s, worker, ws, t, finished,
+						   &took, &end);
+			if (l == LOOK_END)
+				finished = end = true;
+			finished |= took;
+			if (!finished)
+				atomicMin(&s.low, (unsigned long long)t);
+			bool all = __syncthreads_and(finished);
+			bool progressed = __syncthreads_or(took);
+			if (tid == 0) {
+				// Publish what changed: counters so far, and the
+				// lowest ticket this block has not finished (the
+				// broker's consumed frontier).
+				struct counts now = read_counts(&s.c);
+				if (now.done != shown) {
+					publish_counters(me, tot, now, s.dlq);
+					shown = now.done;
+				}
+				if (!all && s.low != cur_shown) {
+					store_rel(&me->cur, s.low);
+					cur_shown = s.low;
+				}
+			}
+			if (all)
+				break;
+			// How long until the next look.  Rounds that find
+			// nothing are what loads the link: each re-reads the
+			// state words of reserved tickets still being written.
+			// So poll fast only right after new reservations
+			// reach this window (they are published within a
+			// microsecond or two), back off on the rest, and poll
+			// device memory alone while nothing here is reserved.
+			uint64_t hn = s.head & ~IPC_HEAD_CLOSED;
+			uint64_t reserved = hn < ws ? 0 : min(hn - ws, (uint64_t)W);
+			if (progressed) {
+				sleep = 0;
+			} else if (reserved == 0) {
+				sleep = ws <= hn + W ? POLL_SLEEP_NS : FAR_SLEEP_NS;
+			} else if (reserved != last_reserved) {
+				sleep = POLL_SLEEP_NS;
+			} else {
+				sleep = backoff(sleep, WAIT_SLEEP_NS);
+			}
+			last_reserved = reserved;
+			if (sleep && tid == 0)
+				__nanosleep(sleep);
+		}
+		bool any_end = __syncthreads_or(end);
+		if (tid == 0) {
+			add_counts(&tot, s.c);
+			publish_counters(me, tot, zero, s.dlq);
+			cur_shown = any_end ? UINT64_MAX : (win + a.nworkers) * W;
+			store_rel(&me->cur, cur_shown);
+			if (any_end)
+				atomicAdd(&a.dctl->exited, 1u);
+		}
+		if (any_end)
+			return;
+	}
+}
+
+// Ordered queue: block b is the only consumer of ring b and walks it one
+// ticket at a time, so messages with one key complete in enqueue order.
+__device__ inline void consume_ordered(const kargs &a)
+{
+	// Shared, not local: the counters are atomics.
+	__shared__ struct counts c;
+	__shared__ unsigned long long dlq;
+	uint32_t ring = blockIdx.x;
+	struct ipc_worker *me = &a.workers[ring];
+	struct counts tot = { 0, 0, 0, 0, 0 }, zero = { 0, 0, 0, 0, 0 };
+	unsigned sleep = 0;
+	uint8_t flag = 1;
+	const uint16_t zero16 = 0;
+	gpuq_handlers_block_init();
+	dlq = me->dlq_head;
+	for (uint64_t t = 0;;) {
+		c = zero;
+		store_rel(&me->cur, t);
+		bool stop = host_stop(a);
+		enum look l = look_ticket(a, ring, t, load_acq(&a.ctl[ring].head),
+					  stop);
+		if (l == LOOK_END)
+			break;
+		if (l == LOOK_WAIT || (*(volatile uint32_t *)a.paused && !stop)) {
+			__nanosleep(sleep = backoff(sleep, NEAR_SLEEP_NS));
+			continue;
+		}
+		sleep = 0;
+		if (l == LOOK_READY) {
+			uint32_t nb;
+			copy_in<1>(a, ring, t, &zero16, 1, &flag, 0, 1);
+			enum outcome o = run_ticket(a, ring, ring, t, &dlq,
+						    &c.retried, tot.done, &nb);
+			if (o == OUT_STOPPED)
+				break;
+			c.dead += o == OUT_DEAD;
+			c.garbled += o == OUT_GARBLED;
+			copy_out(a, ring, t, &zero16, 1, &nb, 0, 1);
+			__threadfence_system();
+			c.done = 1;
+			release_ticket(a, ring, t, nb);
+		} else {
+			c.skip = c.done = 1;
+			release_ticket(a, ring, t, 0);
+		}
+		add_counts(&tot, c);
+		publish_counters(me, tot, zero, dlq);
+		t++;
+	}
+	store_rel(&me->cur, UINT64_MAX);
+}
+
+} // namespace gpuq_dev
+
+// The kernels, with C names so that gpuqd can find them in a handler
+// module by name.  Each translation unit that includes this file gets its
+// own copy: gpuqd's, and each user module's.
+extern "C" __global__ void gpuq_consume_windowed(kargs a)
+{
+	gpuq_dev::consume_windowed(a);
+}
+
+extern "C" __global__ void gpuq_consume_ordered(kargs a)
+{
+	gpuq_dev::consume_ordered(a);
+}
+
+extern "C" __device__ const uint32_t gpuq_kernel_abi = GPUQ_KERNEL_ABI;
+
+#endif
