@@ -24,6 +24,7 @@
 
 #include "bench/bench.h"
 #include "bench/report.h"
+#include "broker/handlers.h"
 #include "libclient/gpuq.h"
 
 #define MAX_LIST 16
@@ -633,6 +634,13 @@ int main(int argc, char **argv)
 		return 2;
 	if (probe(&o, &bi, &qi))
 		return 1;
+	if (payload_handler_id(qi.handler) == GPUQ_H_USER &&
+	    (o.baselines || o.w.verify)) {
+		fprintf(stderr, "gpuq-bench: queue %s runs a handler module: "
+				"--verify and baselines need a built-in handler\n",
+			o.w.queue);
+		return 2;
+	}
 	report_machine(&bi);
 	cmdline(&bi, argc, argv);
 	bi.single = !o.sweep;

@@ -79,40 +79,41 @@ cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 # A sanitized broker can stall for seconds; clients should wait, not call
 # it dead.
 export GPUQ_HEARTBEAT_TIMEOUT_MS=600000
-want sanitize && for tool in memcheck racecheck; do
-	echo "== compute-sanitizer --tool $tool"
+# One queue per sanitized broker: the sanitizers run kernels one at a time,
+# so a second queue's persistent kernel would never start beside the first.
+# Each case: a queue spec, then the gpuq-bench load to drive it.
+sanitize_one() { # tool, queue spec, bench args...
+	tool=$1 spec=$2; shift 2
 	S="$tmp/$tool.sock"
 	# Small windows: racecheck instruments every shared-memory access.
-	if start_broker "$S" env GPUQ_CUDA_WINDOW=64 \
-		"$cs" --tool $tool --error-exitcode 9 \
-		"$bin/gpuqd" -b cuda -q checksum,handler=checksum,workers=2 \
-		-q vector,handler=vector,slot_bytes=1024,workers=2 \
-		-q echo,handler=echo,workers=2 \
-		-q faulty,handler=checksum,workers=2,fail_ppm=100000,max_attempts=2 \
-		-q ordered,handler=echo,ordered=yes,workers=2,fail_ppm=200000,fail_attempts=1 \
-		-q upper,handler_module="$here/handlers/example_handler.fatbin",result_bytes=256,workers=2; then
-		SB="timeout 120 $bin/gpuq-bench -s $S"
-		timeout 120 "$bin/gpuq-demo" -s "$S" -p 2 -n 300 || fail=1
-		$SB -q echo -p 2 -n 2000 | tail -1
-		# the retry and dead-letter paths, and the in-order kernel
-		$SB -q faulty -p 2 -n 2000 | tail -1
-		$SB -q ordered -p 2 -n 1000 | tail -1
-		# a loaded handler module (random payloads: some hold a NUL
-		# byte, which it refuses, so its dead-letter path runs too)
-		$SB -q upper -p 2 -n 1000 | tail -1
-		timeout 60 "$bin/gpuqctl" -s "$S" shutdown >/dev/null
-		# a drain that hangs is a failure, not a hung check
-		(sleep 120; kill -9 $bpid 2>/dev/null) & watchdog=$!
-		wait $bpid
-		rc=$?
-		kill $watchdog 2>/dev/null
-		echo "compute-sanitizer $tool: exit $rc"
-		[ $rc -eq 0 ] || fail=1
-	else
+	if ! start_broker "$S" env GPUQ_CUDA_WINDOW=64 \
+		"$cs" --tool $tool --error-exitcode 9 "$bin/gpuqd" -b cuda -q "$spec"; then
 		fail=1
+		return
 	fi
-	grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Error|error" "$tmp/gpuqd.log" | tail -5
+	timeout 120 "$bin/gpuq-bench" -s "$S" -q "${spec%%,*}" "$@" | tail -1
+	timeout 60 "$bin/gpuqctl" -s "$S" shutdown >/dev/null
+	# a drain that hangs is a failure, not a hung check
+	(sleep 120; kill -9 $bpid 2>/dev/null) & watchdog=$!
+	wait $bpid
+	rc=$?
+	kill $watchdog 2>/dev/null
+	echo "compute-sanitizer $tool ${spec%%,*}: exit $rc"
+	[ $rc -eq 0 ] || fail=1
+	grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Error|error" "$tmp/gpuqd.log" | tail -3
 	: >"$tmp/gpuqd.log"
+}
+want sanitize && for tool in memcheck racecheck; do
+	echo "== compute-sanitizer --tool $tool"
+	sanitize_one $tool checksum,handler=checksum,workers=2 -p 2 -n 2000
+	sanitize_one $tool vector,handler=vector,slot_bytes=1024,workers=2 -z 1024 -p 2 -n 1000
+	# the retry and dead-letter paths
+	sanitize_one $tool faulty,handler=checksum,workers=2,fail_ppm=100000,max_attempts=2 -p 2 -n 2000
+	# the in-order kernel, with retries
+	sanitize_one $tool ordered,handler=echo,ordered=yes,workers=2,fail_ppm=200000,fail_attempts=1 -p 2 -n 1000
+	# a loaded handler module (random payloads: some hold a NUL byte,
+	# which it refuses, so its dead-letter path runs too)
+	sanitize_one $tool "upper,handler_module=$here/handlers/example_handler.fatbin,result_bytes=256,workers=2" -p 2 -n 1000
 done
 rm -rf "$tmp"
 echo "gpu-check: $([ $fail -eq 0 ] && echo PASS || echo FAIL)"

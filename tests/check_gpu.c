@@ -182,8 +182,9 @@ static void refused(const char *path, const char *needle)
 	struct broker_proc b;
 	snprintf(spec, sizeof(spec), "m,handler_module=%s,result_bytes=16", path);
 	ck_assert_int_ne(broker_start(&b, args), 0);
-	ck_assert_msg(broker_log_contains(&b, needle),
-		      "log lacks \"%s\" for %s", needle, path);
+	ck_assert_msg(broker_log_contains(&b, needle) &&
+			      broker_log_contains(&b, path),
+		      "log lacks \"%s\" or the file name for %s", needle, path);
 	broker_cleanup(&b);
 }
 
@@ -195,7 +196,9 @@ START_TEST(test_module_refused)
 	ck_assert_int_eq(write(fd, "not a cubin\n", 12), 12);
 	close(fd);
 	refused("/nonexistent/handler.fatbin", "cannot load handler module");
-	refused(junk, "cannot load handler module");
+	/* Loading can be lazy: a file the driver takes is refused when it
+	 * lacks gpuq's symbols instead. */
+	refused(junk, "handler module");
 	unlink(junk);
 }
 END_TEST
