@@ -53,6 +53,9 @@ struct bqueue {
 	/* Liveness, kept by bqueue_tick: when the backend last had work and
 	 * made no progress since (0: it is progressing or has nothing). */
 	uint64_t last_completed, stalled_since_ns;
+	/* Timings for stats: how long the start took; when intake closed
+	 * and how long the drain took (0 until drained). */
+	uint64_t start_ns, closed_at_ns, drain_ns;
 };
 
 /* Dead-letter operations, for the control protocol. */
@@ -84,6 +87,9 @@ struct broker {
 	uint32_t nconns;
 	uint64_t epoch;
 	uint64_t started_ns;
+	uint64_t ready_ns;          /* start until accepting connections */
+	uint64_t drain_started_ns;  /* when the drain began (0: not draining) */
+	uint64_t drain_ns;          /* how long it took (0 until done) */
 	uint64_t drain_deadline_ns;
 	int draining;
 	struct bconn *drain_waiter; /* asked for the drain; told when done */
@@ -109,6 +115,8 @@ void bqueue_close_intake(struct bqueue *q);
 void bqueue_pause(struct bqueue *q, int on);
 /* 1 when every ticket below final_head has been consumed. */
 int bqueue_drained(const struct bqueue *q);
+/* Record (and log) the drain's duration the first time it is over. */
+void bqueue_note_drained(struct bqueue *q, uint64_t now_ns);
 void bqueue_qstat(const struct bqueue *q, struct proto_qstat *out);
 /* List up to max dead letters starting at the index-th oldest; returns the
  * count written to out.  *total gets how many are held. */

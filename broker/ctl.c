@@ -156,6 +156,8 @@ static uint32_t status_body(struct broker *b, uint8_t *body)
 	st->nqueues = n;
 	st->epoch = b->epoch;
 	st->uptime_ns = ipc_now_ns() - b->started_ns;
+	st->ready_ns = b->ready_ns;
+	st->drain_ns = b->drain_ns;
 	for (uint32_t i = 0; i < n; i++)
 		bqueue_qstat(&b->queues[i], &st->q[i]);
 	return (uint32_t)(sizeof(*st) + n * sizeof(st->q[0]));
@@ -397,6 +399,7 @@ void ctl_begin_drain(struct broker *b, const char *why)
 		return;
 	blog(0, "draining: %s", why);
 	b->draining = 1;
+	b->drain_started_ns = ipc_now_ns();
 	b->drain_deadline_ns =
 		ipc_now_ns() + (uint64_t)b->conf.drain_timeout_ms * 1000000ull;
 	for (uint32_t i = 0; i < b->nqueues; i++)
@@ -411,6 +414,7 @@ void ctl_tick(struct broker *b)
 		notify_watchdog(now);
 	for (uint32_t i = 0; i < b->nqueues; i++) {
 		bqueue_tick(&b->queues[i], now);
+		bqueue_note_drained(&b->queues[i], now);
 		all_drained &= bqueue_drained(&b->queues[i]);
 	}
 	if (!b->draining)
@@ -420,6 +424,10 @@ void ctl_tick(struct broker *b)
 	if (!all_drained)
 		blog(0, "drain timed out after %u ms; stopping anyway",
 		     b->conf.drain_timeout_ms);
+	else
+		blog(0, "drained in %.1f ms",
+		     (double)(now - b->drain_started_ns) / 1e6);
+	b->drain_ns = now > b->drain_started_ns ? now - b->drain_started_ns : 1;
 	if (b->drain_waiter) {
 		/* The loop stops now, so send directly rather than queue. */
 		_Alignas(8) uint8_t body[PROTO_MAX_MSG];

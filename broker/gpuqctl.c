@@ -111,8 +111,9 @@ static const char *state_name(uint32_t s)
 static void print_status_json(const struct proto_status_ok *st)
 {
 	printf("{\"broker_pid\":%d,\"epoch\":\"%016" PRIx64 "\",\"uptime_s\":%.3f,"
-	       "\"queues\":[", st->broker_pid, st->epoch,
-	       (double)st->uptime_ns / 1e9);
+	       "\"ready_us\":%" PRIu64 ",\"drain_us\":%" PRIu64 ",\"queues\":[",
+	       st->broker_pid, st->epoch, (double)st->uptime_ns / 1e9,
+	       st->ready_ns / 1000, st->drain_ns / 1000);
 	for (uint32_t i = 0; i < st->nqueues; i++) {
 		const struct proto_qstat *q = &st->q[i];
 		/* Queue and handler names are [A-Za-z0-9_.-]: no escaping. */
@@ -125,14 +126,15 @@ static void print_status_json(const struct proto_status_ok *st)
 		       ",\"dead_lettered\":%" PRIu64 ",\"reclaimed\":%" PRIu64
 		       ",\"full_events\":%" PRIu64 ",\"dlq_pending\":%" PRIu64
 		       ",\"dlq_replayed\":%" PRIu64 ",\"dlq_purged\":%" PRIu64
-		       ",\"dlq_waits\":%" PRIu64 ",\"garbled\":%" PRIu64 "}",
+		       ",\"dlq_waits\":%" PRIu64 ",\"garbled\":%" PRIu64
+		       ",\"start_us\":%" PRIu64 ",\"drain_us\":%" PRIu64 "}",
 		       i ? "," : "", q->name, q->handler, backend_name(q->backend),
 		       state_name(q->state), q->capacity, q->slot_bytes,
 		       q->result_bytes, q->ordered ? "true" : "false", q->nrings,
 		       q->paused ? "true" : "false", q->clients, q->depth, q->enqueued, q->completed, q->retried,
 		       q->dead_lettered, q->reclaimed, q->full_events,
 		       q->dlq_pending, q->dlq_replayed, q->dlq_purged, q->dlq_waits,
-		       q->garbled);
+		       q->garbled, q->start_ns / 1000, q->drain_ns / 1000);
 	}
 	printf("]}\n");
 }
@@ -141,8 +143,9 @@ static void print_status_human(const struct proto_status_ok *st)
 {
 	/* The banner is for people; piped output is just the table. */
 	if (isatty(STDOUT_FILENO))
-		printf("gpuqd pid %d, up %.1f s\n", st->broker_pid,
-		       (double)st->uptime_ns / 1e9);
+		printf("gpuqd pid %d, up %.1f s, ready in %.1f ms\n",
+		       st->broker_pid, (double)st->uptime_ns / 1e9,
+		       (double)st->ready_ns / 1e6);
 	printf("%-16s %-9s %-4s %-8s %8s %6s %8s %12s %12s %9s %8s %8s\n",
 	       "QUEUE", "HANDLER", "BACK", "STATE", "CAPACITY", "CLIENT",
 	       "DEPTH", "ENQUEUED", "COMPLETED", "RETRIED", "DEAD", "DLQ");

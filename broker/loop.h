@@ -15,6 +15,9 @@ struct bconn;
 struct loop;
 
 #define LOOP_TICK_NS 100000000ull
+/* While draining the tick is faster, so that the end of a drain is seen
+ * (and timed, and answered) within milliseconds. */
+#define LOOP_DRAIN_TICK_NS 5000000ull
 
 struct loop_driver {
 	const char *kind;

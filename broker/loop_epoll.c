@@ -17,6 +17,7 @@
 
 struct ep {
 	int epfd, timerfd;
+	int fast_tick; /* the timer runs at LOOP_DRAIN_TICK_NS */
 };
 
 /* epoll data is one pointer: these addresses tag the non-connection fds. */
@@ -39,6 +40,17 @@ static void ep_destroy(struct loop *l)
 		close(e->epfd);
 	free(e);
 	l->priv = NULL;
+}
+
+/* Once draining, tick at LOOP_DRAIN_TICK_NS (set once). */
+static void drain_tick(struct loop *l, struct ep *e)
+{
+	struct itimerspec its = { { 0, LOOP_DRAIN_TICK_NS },
+				  { 0, LOOP_DRAIN_TICK_NS } };
+	if (!l->b->draining || e->fast_tick)
+		return;
+	if (timerfd_settime(e->timerfd, 0, &its, NULL) == 0)
+		e->fast_tick = 1;
 }
 
 static int ep_create(struct loop *l)
@@ -125,6 +137,7 @@ static int ep_run(struct loop *l)
 			} else if (p == &tag_timer) {
 				if (read(e->timerfd, &ticks, 8) == 8)
 					ctl_tick(l->b);
+				drain_tick(l, e);
 			} else if (p == &tag_signal) {
 				on_signal(l);
 			} else {

@@ -171,6 +171,8 @@ static void dispatch(struct loop *l, struct ur *u, struct io_uring_cqe *cqe)
 		break;
 	case OP_TIMER:
 		ctl_tick(l->b);
+		u->tick.tv_nsec = (long long)(l->b->draining ? LOOP_DRAIN_TICK_NS
+							     : LOOP_TICK_NS);
 		arm_timer(u);
 		break;
 	case OP_SIGNAL:

@@ -285,8 +285,9 @@ int main(int argc, char **argv)
 	}
 	if ((rc = loop_create(&b.loop, &b, b.listen_fd, b.conf.force_epoll)))
 		goto out;
+	b.ready_ns = ipc_now_ns() - t0;
 	blog(0, "ready in %.1f ms: %u queue(s), backend %s, %s loop, socket %s",
-	     (double)(ipc_now_ns() - t0) / 1e6, b.nqueues,
+	     (double)b.ready_ns / 1e6, b.nqueues,
 	     b.queues[0].be->name, loop_kind(b.loop), b.socket_path);
 	notify_ready("%u queue(s), backend %s, socket %s", b.nqueues,
 		     b.queues[0].be->name, b.socket_path);

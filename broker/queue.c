@@ -146,6 +146,7 @@ int bqueue_create(struct bqueue *q, const struct queue_config *c,
 {
 	struct ipc_geometry g;
 	uint32_t rbytes, kind;
+	uint64_t t0 = ipc_now_ns();
 	int rc;
 	memset(q, 0, sizeof(*q));
 	q->fd = -1;
@@ -173,14 +174,24 @@ int bqueue_create(struct bqueue *q, const struct queue_config *c,
 	rc = q->be->start(q);
 	if (rc)
 		return rc;
+	/* Time to ready, per queue: a CUDA start pins the mapping, allocates
+	 * VRAM and launches the kernel, which is most of gpuqd's start. */
+	q->start_ns = ipc_now_ns() - t0;
+	blog(1, "queue %s: started in %.1f ms on %s", c->name,
+	     (double)q->start_ns / 1e6, q->be->name);
 	ipc_store_release(&q->r.hdr->state, IPC_BROKER_RUNNING);
 	return 0;
 }
 
 void bqueue_destroy(struct bqueue *q)
 {
-	if (q->be && q->be_state)
+	if (q->be && q->be_state) {
+		/* Logged: a peer system's ring kernels took 5.9 s to stop. */
+		uint64_t t0 = ipc_now_ns();
 		q->be->stop(q);
+		blog(0, "queue %s: %s backend stopped in %.1f ms", q->conf.name,
+		     q->be->name, (double)(ipc_now_ns() - t0) / 1e6);
+	}
 	if (q->r.base) {
 		ipc_store_release(&q->r.hdr->state, IPC_BROKER_STOPPED);
 		ipc_ring_unmap(&q->r);
@@ -369,12 +380,22 @@ void bqueue_close_intake(struct bqueue *q)
 	for (uint32_t r = 0; r < q->r.hdr->nrings; r++)
 		q->final_heads[r] = ipc_close_intake(&q->r, r);
 	q->closed = 1;
+	q->closed_at_ns = ipc_now_ns();
 	ipc_store_release(&q->r.hdr->state, IPC_BROKER_DRAINING);
 }
 
 int bqueue_drained(const struct bqueue *q)
 {
 	return q->closed && consumed_past(q, q->final_heads);
+}
+
+void bqueue_note_drained(struct bqueue *q, uint64_t now_ns)
+{
+	if (q->drain_ns || !bqueue_drained(q))
+		return;
+	q->drain_ns = now_ns > q->closed_at_ns ? now_ns - q->closed_at_ns : 1;
+	blog(0, "queue %s: drained in %.1f ms", q->conf.name,
+	     (double)q->drain_ns / 1e6);
 }
 
 void bqueue_qstat(const struct bqueue *q, struct proto_qstat *o)
@@ -406,6 +427,8 @@ void bqueue_qstat(const struct bqueue *q, struct proto_qstat *o)
 	o->dlq_waits = c.dlq_waits;
 	o->garbled = c.garbled;
 	o->paused = q->r.hdr->paused;
+	o->start_ns = q->start_ns;
+	o->drain_ns = q->drain_ns;
 }
 
 /* ---- dead letters ---- */

@@ -15,7 +15,7 @@
 #include "ipc/layout.h"
 
 #define PROTO_MAGIC 0x47505551u /* "QUPG" */
-#define PROTO_VERSION 2u
+#define PROTO_VERSION 3u
 #define PROTO_MAX_MSG 8192u /* largest message either side sends */
 #define PROTO_MAX_QUEUES 32u  /* queues per STATUS reply */
 
@@ -81,6 +81,8 @@ struct proto_qstat {
 	uint64_t full_events, depth, dlq_pending, dlq_replayed, dlq_purged;
 	uint64_t dlq_waits, garbled;
 	uint32_t paused, pad;
+	uint64_t start_ns; /* creating the queue and starting its backend */
+	uint64_t drain_ns; /* intake closed until all consumed; 0 before */
 };
 
 struct proto_status_ok {
@@ -88,6 +90,8 @@ struct proto_status_ok {
 	uint32_t nqueues;
 	uint64_t epoch;
 	uint64_t uptime_ns;
+	uint64_t ready_ns; /* process start until it accepted connections */
+	uint64_t drain_ns; /* drain start until every queue drained; 0 before */
 	struct proto_qstat q[]; /* nqueues entries */
 };
 

@@ -664,6 +664,14 @@ START_TEST(test_drain_command)
 	ck_assert_int_eq(json_number(out, NULL, "enqueued"), 101);
 	ck_assert_int_eq(json_number(out, NULL, "completed"), 101);
 	ck_assert_int_eq(json_number(out, NULL, "depth"), 0);
+	/* The drain waited for the loan (300 ms at least), and its time is
+	 * reported for the broker and the queue; so is the time to ready. */
+	ck_assert_int_ge(json_number(out, NULL, "drain_us"), 300000);
+	ck_assert_int_ge(json_number(out, "\"name\":\"d\"", "drain_us"), 300000);
+	ck_assert_int_gt(json_number(out, NULL, "ready_us"), 0);
+	ck_assert_int_gt(json_number(out, "\"name\":\"d\"", "start_us"), 0);
+	ck_assert_int_le(json_number(out, "\"name\":\"d\"", "start_us"),
+			 json_number(out, NULL, "ready_us"));
 	for (uint64_t id = 0; id < 100; id++) {
 		uint8_t r[4];
 		ref_fill(p, sizeof(p), id);
