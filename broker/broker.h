@@ -22,6 +22,10 @@ struct backend_ops {
 	/* Optional: bytes the client needs to open the VRAM ring (CUDA IPC
 	 * handle); returns 0 when there is none. */
 	int (*ipc_handle)(struct bqueue *q, uint8_t out[64]);
+	/* Optional, called every tick: 0 while the consumers are alive, else
+	 * GPUQ_ECUDA after logging why (a device fault: the CUDA context is
+	 * lost, with every kernel in it). */
+	int (*health)(struct bqueue *q);
 };
 
 extern const struct backend_ops backend_cpu_ops;
@@ -94,6 +98,7 @@ struct broker {
 	int draining;
 	struct bconn *drain_waiter; /* asked for the drain; told when done */
 	uint32_t drain_waiter_seq;
+	int exit_status;            /* non-zero: gpuqd's exit status */
 	int listen_fd, lock_fd;
 	char socket_path[CONF_PATH_MAX];
 	struct loop *loop;
@@ -117,6 +122,10 @@ void bqueue_pause(struct bqueue *q, int on);
 int bqueue_drained(const struct bqueue *q);
 /* Record (and log) the drain's duration the first time it is over. */
 void bqueue_note_drained(struct bqueue *q, uint64_t now_ns);
+/* After the consumers died (a device fault): complete every published,
+ * unfinished message with GPUQ_EDEVICE, so no producer waits for a result
+ * that will never come.  Returns how many. */
+uint64_t bqueue_fail_inflight(struct bqueue *q);
 void bqueue_qstat(const struct bqueue *q, struct proto_qstat *out);
 /* List up to max dead letters starting at the index-th oldest; returns the
  * count written to out.  *total gets how many are held. */

@@ -406,6 +406,30 @@ void ctl_begin_drain(struct broker *b, const char *why)
 		bqueue_close_intake(&b->queues[i]);
 }
 
+/*
+ * The device fault policy: a handler that traps, or any sticky CUDA error,
+ * loses the CUDA context and every kernel in it.  gpuqd completes every
+ * published, unfinished message of every CUDA queue with GPUQ_EDEVICE (so
+ * producers see the failure instead of waiting), closes intake, and exits
+ * with status 3 so that its supervisor restarts it with a new context.
+ */
+static void device_fault(struct broker *b)
+{
+	blog(0, "device fault: failing in-flight messages and exiting (status 3)");
+	for (uint32_t i = 0; i < b->nqueues; i++) {
+		struct bqueue *q = &b->queues[i];
+		if (!q->be->health)
+			continue;
+		blog(0, "queue %s: %llu in-flight message(s) completed with "
+			"GPUQ_EDEVICE",
+		     q->conf.name, (unsigned long long)bqueue_fail_inflight(q));
+	}
+	for (uint32_t i = 0; i < b->nqueues; i++)
+		bqueue_close_intake(&b->queues[i]);
+	b->exit_status = 3;
+	loop_stop(b->loop);
+}
+
 void ctl_tick(struct broker *b)
 {
 	uint64_t now = ipc_now_ns();
@@ -413,9 +437,14 @@ void ctl_tick(struct broker *b)
 	if (notify_watchdog_due(now))
 		notify_watchdog(now);
 	for (uint32_t i = 0; i < b->nqueues; i++) {
-		bqueue_tick(&b->queues[i], now);
-		bqueue_note_drained(&b->queues[i], now);
-		all_drained &= bqueue_drained(&b->queues[i]);
+		struct bqueue *q = &b->queues[i];
+		if (q->be->health && q->be->health(q)) {
+			device_fault(b);
+			return;
+		}
+		bqueue_tick(q, now);
+		bqueue_note_drained(q, now);
+		all_drained &= bqueue_drained(q);
 	}
 	if (!b->draining)
 		return;

@@ -308,5 +308,5 @@ out:
 		close(b.lock_fd);
 	if (rc)
 		fprintf(stderr, "gpuqd: exiting: %s\n", gpuq_strerror(rc));
-	return config_exit ? 2 : rc ? 1 : 0;
+	return config_exit ? 2 : b.exit_status ? b.exit_status : rc ? 1 : 0;
 }

@@ -389,6 +389,42 @@ int bqueue_drained(const struct bqueue *q)
 	return q->closed && consumed_past(q, q->final_heads);
 }
 
+/* One published ticket whose consumer died: its producer's completion
+ * entry says GPUQ_EDEVICE, unless the consumer finished it first. */
+static int fail_ticket(struct bqueue *q, uint32_t ring, uint64_t t)
+{
+	const struct ipc_msg_hdr *m = ipc_slot(&q->r, ring, t);
+	struct ipc_cq_entry *e;
+	uint64_t id = m->id;
+	if (ipc_load_acquire(ipc_state(&q->r, ring, t)) != IPC_STATE(t, IPC_READY) ||
+	    m->client >= q->r.hdr->max_clients || (m->flags & IPC_MSG_NORESULT))
+		return 0;
+	e = ipc_cq_entry(&q->r, m->client, id);
+	if (ipc_load_acquire(&e->done) == id + 1)
+		return 0;
+	e->status = GPUQ_EDEVICE;
+	e->len = 0;
+	e->attempts = 0;
+	e->worker = UINT32_MAX;
+	e->seq = 0;
+	ipc_store_release(&e->done, id + 1);
+	return 1;
+}
+
+uint64_t bqueue_fail_inflight(struct bqueue *q)
+{
+	uint64_t n = 0;
+	/* The consumers are gone (a lost CUDA context runs nothing), so the
+	 * broker is the completion entries' only writer now. */
+	for (uint32_t r = 0; r < q->r.hdr->nrings; r++) {
+		uint64_t h = ipc_load_acquire(&ipc_ctl(&q->r, r)->head) &
+			     ~IPC_HEAD_CLOSED;
+		for (uint64_t t = ipc_consumed_frontier(&q->r, r); t < h; t++)
+			n += (uint64_t)fail_ticket(q, r, t);
+	}
+	return n;
+}
+
 void bqueue_note_drained(struct bqueue *q, uint64_t now_ns)
 {
 	if (q->drain_ns || !bqueue_drained(q))

@@ -36,7 +36,8 @@ for t in "$build"/tests/check_*; do
 done
 # The example handler module: the GPU suite loads it, and users can.
 mkdir -p "$out/handlers"
-cp "$build/gpu/example_handler.fatbin" "$out/handlers/"
+cp "$build/gpu/example_handler.fatbin" "$build/tests/trap_handler.fatbin" \
+	"$out/handlers/"
 cp "$top/build-aux/bundle-run.sh" "$out/run-tests.sh"
 cp "$top/build-aux/bundle-gpu-check.sh" "$out/gpu-check.sh"
 chmod +x "$out/run-tests.sh" "$out/gpu-check.sh"

@@ -41,6 +41,7 @@ struct cuda_state {
 	cudaLibrary_t lib;  // the queue's handler module, if it has one
 	cudaIpcMemHandle_t ipc;
 	int registered;
+	int faulted;        // the kernel died: a device fault was reported
 };
 
 extern "C" int backend_cuda_available(void)
@@ -345,6 +346,29 @@ static int cuda_ipc_handle(struct bqueue *q, uint8_t out[64])
 	return 0;
 }
 
+// Every tick: is the kernel still running?  A trap, an illegal address or
+// any other sticky error ends it and poisons the context; so does an exit
+// the broker did not ask for (intake still open).  The broker then follows
+// the device fault policy (broker/ctl.c).
+static int cuda_health(struct bqueue *q)
+{
+	struct cuda_state *s = (struct cuda_state *)q->be_state;
+	cudaError_t e;
+	if (!s || s->faulted)
+		return s && s->faulted ? GPUQ_ECUDA : 0;
+	e = cudaStreamQuery(s->stream);
+	if (e == cudaErrorNotReady || (e == cudaSuccess && q->closed))
+		return 0;
+	s->faulted = 1;
+	if (e == cudaSuccess)
+		blog(0, "queue %s: device fault: the consumer kernel exited on its "
+			"own", q->conf.name);
+	else
+		blog(0, "queue %s: device fault: %s (%s)", q->conf.name,
+		     cudaGetErrorName(e), cudaGetErrorString(e));
+	return GPUQ_ECUDA;
+}
+
 extern "C" const struct backend_ops backend_cuda_ops = {
-	"cuda", cuda_start, cuda_stop, cuda_ipc_handle,
+	"cuda", cuda_start, cuda_stop, cuda_ipc_handle, cuda_health,
 };

@@ -77,7 +77,8 @@ extern "C" {
 	X(EHANDLER, -1016, "handler failed every attempt; message dead-lettered")\
 	X(ECUDA, -1017, "CUDA error")                                            \
 	X(ENOTFOUND, -1018, "no such message (not in flight on this handle, or no such dead letter)") \
-	X(EBACKEND, -1020, "backend unavailable or failed")
+	X(EBACKEND, -1020, "backend unavailable or failed")                     \
+	X(EDEVICE, -1021, "the GPU faulted while the message was in flight; it was not completed")
 
 enum gpuq_error {
 #define GPUQ_X_ENUM(name, value, msg) GPUQ_##name = (value),

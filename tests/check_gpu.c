@@ -45,6 +45,17 @@ static const char *module_path(void)
 	return path;
 }
 
+static const char *trap_module_path(void)
+{
+	static char path[512];
+	const char *e = getenv("GPUQ_TEST_TRAP_MODULE");
+	if (e && *e)
+		return e;
+	snprintf(path, sizeof(path), "%s/tests/trap_handler.fatbin",
+		 getenv("abs_top_builddir") ? getenv("abs_top_builddir") : ".");
+	return path;
+}
+
 static gpuq_queue *open_queue(gpuq_client *c, const char *name)
 {
 	gpuq_queue *q = NULL;
@@ -243,6 +254,66 @@ START_TEST(test_drain)
 }
 END_TEST
 
+/* The device fault policy: a handler traps mid-stream.  gpuqd must
+ * complete every published message, with its result or GPUQ_EDEVICE (the
+ * trapping one certainly GPUQ_EDEVICE), and exit with status 3. */
+START_TEST(test_device_fault)
+{
+	char spec[700];
+	const char *args[] = { "-q", spec, NULL };
+	enum { WARM = 1000, N = 400, TRAP_AT = 200 };
+	static uint64_t ids[N];
+	struct broker_proc b;
+	gpuq_client *c;
+	gpuq_queue *q;
+	uint8_t buf[64], out[16];
+	int status, ok = 0, failed = 0;
+	snprintf(spec, sizeof(spec),
+		 "t,handler_module=%s,result_bytes=16,workers=2",
+		 trap_module_path());
+	ck_assert_msg(broker_start(&b, args) == 0, "gpuqd did not start with %s",
+		      spec);
+	ck_assert_int_eq(gpuq_connect(b.socket, &c), 0);
+	q = open_queue(c, "t");
+	memset(buf, 'x', sizeof(buf));
+	for (int i = 0; i < WARM; i++) { /* the module works before the trap */
+		uint64_t id;
+		size_t got = 0;
+		uint32_t v = 0;
+		size_t len = 1 + (size_t)i % sizeof(buf);
+		ck_assert_int_eq(gpuq_enqueue(q, buf, len, &id, WAIT_MS), 0);
+		ck_assert_int_eq(gpuq_wait(q, id, out, sizeof(out), &got, WAIT_MS), 0);
+		memcpy(&v, out, 4);
+		ck_assert(got == 4 && v == len);
+	}
+	for (int i = 0; i < N; i++) {
+		if (i == TRAP_AT)
+			memcpy(buf, "TRAP", 4);
+		ck_assert_int_eq(gpuq_enqueue(q, buf, sizeof(buf), &ids[i], WAIT_MS),
+				 0);
+		memset(buf, 'x', 4);
+	}
+	status = broker_stop(&b, 0, 10000); /* signal 0: wait for it to exit */
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 3,
+		      "gpuqd did not exit with status 3 after the trap (%#x)", status);
+	ck_assert(broker_log_contains(&b, "device fault"));
+	for (int i = 0; i < N; i++) {
+		size_t got = 0;
+		int rc = gpuq_result(q, ids[i], out, sizeof(out), &got);
+		ck_assert_msg(rc == 0 || rc == GPUQ_EDEVICE,
+			      "message %d: %s (lost?)", i, gpuq_err_name(rc));
+		if (i == TRAP_AT)
+			ck_assert_int_eq(rc, GPUQ_EDEVICE);
+		ok += rc == 0;
+		failed += rc == GPUQ_EDEVICE;
+	}
+	ck_assert_int_eq(ok + failed, N);
+	gpuq_close(q);
+	gpuq_disconnect(c);
+	broker_cleanup(&b);
+}
+END_TEST
+
 /* 1 if gpuqd can run a CUDA queue on this machine. */
 static int gpu_usable(void)
 {
@@ -264,6 +335,7 @@ static Suite *suite_gpu(void)
 	tcase_add_test(tc, test_module_handler);
 	tcase_add_test(tc, test_module_refused);
 	tcase_add_test(tc, test_drain);
+	tcase_add_test(tc, test_device_fault);
 	suite_add_tcase(s, tc);
 	return s;
 }

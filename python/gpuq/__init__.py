@@ -18,7 +18,8 @@ from .client import (Client, Completion, Loan, Queue, QueueInfo, Stats,
                      connect)
 from .errors import (ERR_BASE, ERRORS, EXCEPTIONS, MESSAGES, BackendError,
                      BrokerDead, Busy, CompletionsFull, ConfigError,
-                     CudaError, Denied, EmptyPayload, Error, Full,
+                     CudaError, Denied, DeviceFault, EmptyPayload, Error,
+                     Full,
                      HandlerFailed, InvalidArgument, NoBroker, NoQueue,
                      NotFound, NotReady, ProtocolError, Shutdown, Timeout,
                      TooBig, TooMany, VersionMismatch, err_name, strerror)
@@ -33,7 +34,8 @@ __all__ = [
     "Full", "Timeout", "NotReady", "TooBig", "EmptyPayload", "NoQueue",
     "NoBroker", "BrokerDead", "ProtocolError", "VersionMismatch", "Denied",
     "TooMany", "Shutdown", "CompletionsFull", "ConfigError", "HandlerFailed",
-    "CudaError", "NotFound", "BackendError", "Busy", "InvalidArgument",
+    "CudaError", "NotFound", "BackendError", "DeviceFault", "Busy",
+    "InvalidArgument",
 ]
 
 

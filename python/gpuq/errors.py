@@ -39,6 +39,8 @@ _GPUQ_ERRORS = [
     ("GPUQ_ENOTFOUND", -1018,
      "no such message (not in flight on this handle, or no such dead letter)"),
     ("GPUQ_EBACKEND", -1020, "backend unavailable or failed"),
+    ("GPUQ_EDEVICE", -1021,
+     "the GPU faulted while the message was in flight; it was not completed"),
 ]
 
 #: gpuq's own error names -> codes, e.g. ERRORS["GPUQ_EFULL"] == -1001.
@@ -112,6 +114,8 @@ _SUBCLASSES = [
     ("NotFound", "GPUQ_ENOTFOUND", None,
      "No such message in flight on this handle (never sent, or already read)."),
     ("BackendError", "GPUQ_EBACKEND", None, "Backend unavailable or failed."),
+    ("DeviceFault", "GPUQ_EDEVICE", None,
+     "The GPU faulted while the message was in flight; it was not completed."),
     ("Busy", "EBUSY", None,
      "A loan is open on the handle: commit it first."),
     ("InvalidArgument", "EINVAL", ValueError, "The library rejected an argument."),
