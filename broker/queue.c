@@ -396,7 +396,8 @@ static int fail_ticket(struct bqueue *q, uint32_t ring, uint64_t t)
 	const struct ipc_msg_hdr *m = ipc_slot(&q->r, ring, t);
 	struct ipc_cq_entry *e;
 	uint64_t id = m->id;
-	if (ipc_load_acquire(ipc_state(&q->r, ring, t)) != IPC_STATE(t, IPC_READY) ||
+	uint64_t s = ipc_load_acquire(ipc_state(&q->r, ring, t));
+	if ((s != IPC_STATE(t, IPC_READY) && s != IPC_STATE(t, IPC_READY_VRAM)) ||
 	    m->client >= q->r.hdr->max_clients || (m->flags & IPC_MSG_NORESULT))
 		return 0;
 	e = ipc_cq_entry(&q->r, m->client, id);

@@ -4,8 +4,10 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern "C" {
 #include "config.h"
@@ -280,6 +282,29 @@ static void report_prof(const struct cuda_state *s, const struct bqueue *q)
 	     tot[GPUQ_PROF_IDLE_ROUNDS], line);
 }
 
+// GPU producers' copies and kernels run beside gpuqd's persistent kernels
+// only under NVIDIA MPS; without it the contexts time-slice (a producer's
+// small copies ran at ~420/s next to a persistent kernel on an H100).  Say
+// once which it is: the MPS control pipe is in $CUDA_MPS_PIPE_DIRECTORY or
+// /tmp/nvidia-mps.
+static void log_mps_once(void)
+{
+	static int done;
+	const char *dir = getenv("CUDA_MPS_PIPE_DIRECTORY");
+	char path[512];
+	if (done)
+		return;
+	done = 1;
+	snprintf(path, sizeof(path), "%s/control",
+		 dir && *dir ? dir : "/tmp/nvidia-mps");
+	if (access(path, F_OK) == 0)
+		blog(0, "MPS: control daemon found (%s): GPU producers run "
+			"beside gpuqd's kernels", path);
+	else
+		blog(0, "MPS: not running (no %s): GPU producers' copies and "
+			"kernels time-slice with gpuqd's kernels", path);
+}
+
 static int cuda_start(struct bqueue *q)
 {
 	struct cuda_state *s = (struct cuda_state *)calloc(1, sizeof(*s));
@@ -290,6 +315,7 @@ static int cuda_start(struct bqueue *q)
 	int rc = GPUQ_ECUDA;
 	if (!s)
 		return -ENOMEM;
+	log_mps_once();
 	if (stage_stride > r->hdr->cq_stride) {
 		rc = GPUQ_EBACKEND;
 		goto fail;

@@ -114,6 +114,10 @@ struct counts {
 	unsigned done, dead, skip, retried, garbled;
 };
 
+// Per ticket of a round: what step 2 copies (and that a stopped kernel
+// must not release it).
+enum { COPY_NONE = 0, COPY_ALL = 1, COPY_HDR = 2, KEEP_STOPPED = 4 };
+
 // What a ticket's round produced, for step 4.
 enum outcome { OUT_NONE, OUT_RESULT, OUT_DEAD, OUT_GARBLED, OUT_STOPPED };
 
@@ -176,9 +180,10 @@ __device__ inline struct ipc_cq_entry *cq_entry(const kargs &a,
 						      a.cq_stride);
 }
 
-// Step 2: copy the slots of tickets from + list[i] (i < n) whose flag is
-// set (header and payload, 16-byte chunks) from host memory to the VRAM
-// ring.  All nthreads threads take part; loads are issued UNROLL at a time
+// Step 2: copy the slots of tickets from + list[i] (i < n) from host
+// memory to the VRAM ring, 16-byte chunks: header and payload where the
+// flag is COPY_ALL, the header alone where it is COPY_HDR (a GPU producer
+// already put the payload in the VRAM ring), nothing where it is 0.  All nthreads threads take part; loads are issued UNROLL at a time
 // so that many PCIe reads are in flight per thread.  __ldcv: the slot's
 // bytes change every lap, so no cached copy may be used.
 template <int UNROLL>
@@ -198,9 +203,12 @@ __device__ inline void copy_in(const kargs &a, uint32_t ring, uint64_t from,
 			uint32_t c = base + u * nthreads;
 			uint32_t i = c / per;
 			uint32_t k = c < total ? list[i] : 0;
-			ok[u] = c < total && flag[k];
+			uint32_t j = c - i * per;
+			ok[u] = c < total &&
+				(flag[k] == COPY_ALL ||
+				 (flag[k] == COPY_HDR && j < IPC_MSG_HDR_BYTES / 16));
 			off[u] = slot_index(a, ring, from + k) * a.slot_stride +
-				 (size_t)(c - i * per) * 16;
+				 (size_t)j * 16;
 			if (ok[u])
 				v[u] = __ldcv((const uint4 *)(a.slots + off[u]));
 		}
@@ -293,7 +301,7 @@ __device__ inline struct counts read_counts(struct counts *c)
 
 // Is ticket t published?  Only tickets below the head are read, so an idle
 // window costs no PCIe traffic at all.
-enum look { LOOK_WAIT, LOOK_READY, LOOK_SKIP, LOOK_END };
+enum look { LOOK_WAIT, LOOK_READY, LOOK_READY_VRAM, LOOK_SKIP, LOOK_END };
 
 __device__ inline enum look look_ticket(const kargs &a, uint32_t ring,
 					uint64_t t, uint64_t h, bool stop)
@@ -303,6 +311,8 @@ __device__ inline enum look look_ticket(const kargs &a, uint32_t ring,
 		uint64_t s = load_acq(&a.states[slot_index(a, ring, t)]);
 		if (s == IPC_STATE(t, IPC_READY))
 			return LOOK_READY;
+		if (s == IPC_STATE(t, IPC_READY_VRAM))
+			return LOOK_READY_VRAM;
 		if (s == IPC_STATE(t, IPC_SKIP))
 			return LOOK_SKIP;
 	} else if (h & IPC_HEAD_CLOSED) {
@@ -370,7 +380,8 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 		a.prof && tid == 0 ? a.prof + (size_t)worker * GPUQ_PROF_N : NULL;
 	long long c0 = prof ? clock64() : 0;
 	enum look l = finished ? LOOK_WAIT : look_ticket(a, 0, t, s.head, s.stop);
-	bool ready = l == LOOK_READY || l == LOOK_SKIP;
+	bool published = l == LOOK_READY || l == LOOK_READY_VRAM;
+	bool ready = published || l == LOOK_SKIP;
 	// The pause flag is read after the slots: a message published after
 	// a pause took effect is never run.
 	bool any = __syncthreads_or(ready);
@@ -403,7 +414,8 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	prof_lap(prof, GPUQ_PROF_PAUSED, &c0);
 	// The published tickets, listed, so the copies loop over them alone
 	// rather than over the whole window.
-	s.flag[tid] = l == LOOK_READY;
+	s.flag[tid] = l == LOOK_READY ? COPY_ALL
+				      : l == LOOK_READY_VRAM ? COPY_HDR : COPY_NONE;
 	s.bytes[tid] = 0;
 	if (ready)
 		s.list[atomicAdd(&s.ntake, 1u)] = (uint16_t)tid;
@@ -420,12 +432,12 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	if (s.paused)
 		return l;
 	bool take = ready;
-	if (take && l == LOOK_READY) {
+	if (take && published) {
 		uint32_t nb;
 		enum outcome o = run_ticket(a, worker, 0, t, &s.dlq,
 					    &s.c.retried, 0, &nb);
 		if (o == OUT_STOPPED) {
-			s.flag[tid] = 2; // not released: the kernel is stopping
+			s.flag[tid] = KEEP_STOPPED; // the kernel is stopping
 			*end = true;
 		} else if (o == OUT_DEAD) {
 			atomicAdd(&s.c.dead, 1);
@@ -451,11 +463,11 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 		__syncwarp();
 		for (uint32_t i = tid; i < ntake; i += 32) {
 			uint32_t k = s.list[i];
-			if (s.flag[k] != 2)
+			if (s.flag[k] != KEEP_STOPPED)
 				release_ticket(a, 0, ws + k, s.bytes[k]);
 		}
 	}
-	if (take && s.flag[tid] != 2)
+	if (take && s.flag[tid] != KEEP_STOPPED)
 		*took = true;
 	if (prof) {
 		prof_lap(prof, GPUQ_PROF_COPY_OUT, &c0);
@@ -576,7 +588,7 @@ __device__ inline void consume_ordered(const kargs &a)
 	struct ipc_worker *me = &a.workers[ring];
 	struct counts tot = { 0, 0, 0, 0, 0 }, zero = { 0, 0, 0, 0, 0 };
 	unsigned sleep = 0;
-	uint8_t flag = 1;
+	uint8_t flag;
 	const uint16_t zero16 = 0;
 	gpuq_handlers_block_init();
 	dlq = me->dlq_head;
@@ -593,8 +605,9 @@ __device__ inline void consume_ordered(const kargs &a)
 			continue;
 		}
 		sleep = 0;
-		if (l == LOOK_READY) {
+		if (l == LOOK_READY || l == LOOK_READY_VRAM) {
 			uint32_t nb;
+			flag = l == LOOK_READY ? COPY_ALL : COPY_HDR;
 			copy_in<1>(a, ring, t, &zero16, 1, &flag, 0, 1);
 			enum outcome o = run_ticket(a, ring, ring, t, &dlq,
 						    &c.retried, tot.done, &nb);

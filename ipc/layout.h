@@ -1,5 +1,5 @@
 /*
- * layout.h - the shared-memory layout of one gpuq queue (layout version 2).
+ * layout.h - the shared-memory layout of one gpuq queue (layout version 3).
  *
  * One memfd per queue, created by gpuqd and passed to clients over the
  * control socket.  docs/protocol.md is the prose version of this file.
@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define IPC_MAGIC 0x3130515550477167ull /* "gqGPUQ01" little-endian */
-#define IPC_LAYOUT_VERSION 2u
+#define IPC_LAYOUT_VERSION 3u
 /* 128, not 64: x86 prefetches cache lines in adjacent pairs, so counters
  * 64 bytes apart still false-share. */
 #define IPC_LINE 128u
@@ -63,9 +63,14 @@
  *   SKIP(t)   ticket t was reserved by a producer that died before
  *             publishing; the consumer passes over it.  Writer: the broker,
  *             only after the producer is known dead (its phase has ended).
+ *   READY_VRAM(t)  as READY, but the payload is already in the queue's
+ *             VRAM ring (a GPU producer put it there through the CUDA IPC
+ *             handle); the host slot holds only the header.  CUDA queues
+ *             only.  Writer: that producer.
  * After consuming ticket t the consumer writes FREE(t + capacity).
  */
-enum ipc_phase { IPC_FREE = 0, IPC_READY = 1, IPC_SKIP = 2 };
+enum ipc_phase { IPC_FREE = 0, IPC_READY = 1, IPC_SKIP = 2,
+		 IPC_READY_VRAM = 3 };
 #define IPC_STATE(ticket, phase) (((uint64_t)(ticket) << 2) | (uint64_t)(phase))
 #define IPC_STATE_PHASE(s) ((unsigned)((s)&3u))
 #define IPC_STATE_TICKET(s) ((s) >> 2)

@@ -138,10 +138,13 @@ struct ipc_msg_meta {
 	uint16_t flags;
 };
 
-/* Fill the message header of the slot for ticket, then publish READY(t)
- * with a release store.  The payload must be written before this. */
-static inline void ipc_publish(struct ipc_ring *r, uint32_t ring,
-			       uint64_t ticket, const struct ipc_msg_meta *mm)
+/* Fill the message header of the slot for ticket, then publish it (phase
+ * IPC_READY, or IPC_READY_VRAM when the payload is in the VRAM ring) with a
+ * release store.  The payload must be written before this. */
+static inline void ipc_publish_phase(struct ipc_ring *r, uint32_t ring,
+				     uint64_t ticket,
+				     const struct ipc_msg_meta *mm,
+				     enum ipc_phase phase)
 {
 	struct ipc_msg_hdr *m = ipc_slot(r, ring, ticket);
 	m->id = mm->id;
@@ -149,8 +152,13 @@ static inline void ipc_publish(struct ipc_ring *r, uint32_t ring,
 	m->client = mm->client;
 	m->flags = mm->flags;
 	m->key = mm->key;
-	ipc_store_release(ipc_state(r, ring, ticket),
-			  IPC_STATE(ticket, IPC_READY));
+	ipc_store_release(ipc_state(r, ring, ticket), IPC_STATE(ticket, phase));
+}
+
+static inline void ipc_publish(struct ipc_ring *r, uint32_t ring,
+			       uint64_t ticket, const struct ipc_msg_meta *mm)
+{
+	ipc_publish_phase(r, ring, ticket, mm, IPC_READY);
 }
 
 /* ---- consumer side ---- */

@@ -50,6 +50,8 @@ struct gpuq_queue {
 	uint64_t dead_ns;         /* heartbeat age that means "broker dead" */
 	uint64_t loan_ticket;     /* first ticket of the open loan */
 	uint32_t loan_ring;       /* and its ring */
+	int has_vram;             /* a CUDA queue: vram_handle is valid */
+	uint8_t vram_handle[64];  /* its VRAM ring's cudaIpcMemHandle_t */
 };
 
 /* Heartbeat age after which the broker counts as dead.  $GPUQ_HEARTBEAT_
@@ -185,6 +187,8 @@ static int attach_ring(struct gpuq_queue *q, const struct proto_open_ok *ok,
 	q->me = &q->r.clients[ok->client];
 	q->dead_ns = heartbeat_dead_ns();
 	q->backend = ok->backend;
+	q->has_vram = ok->backend == IPC_BACKEND_CUDA && ok->has_cuda_ipc;
+	memcpy(q->vram_handle, ok->cuda_ipc, sizeof(q->vram_handle));
 	q->taken = calloc(q->r.hdr->cq_capacity, 1);
 	q->sent_ns = calloc(q->r.hdr->cq_capacity, sizeof(uint64_t));
 	return q->taken && q->sent_ns ? 0 : -ENOMEM;
@@ -584,7 +588,10 @@ GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan, uint32_t i)
 	return ipc_slot(&q->r, q->loan_ring, loan->ticket + i) + 1;
 }
 
-GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens)
+/* Publish the open loan in phase IPC_READY (payloads in the host slots) or
+ * IPC_READY_VRAM (in the VRAM ring). */
+static int commit_loan(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens,
+		       enum ipc_phase phase)
 {
 	struct ipc_msg_meta mm = { 0, 0, 0, 0, 0 };
 	uint64_t now;
@@ -605,13 +612,54 @@ GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens)
 		mm.id = loan->first_id + i;
 		mm.len = lens[i];
 		q->sent_ns[mm.id & q->r.cq_mask] = now;
-		ipc_publish(&q->r, q->loan_ring, loan->ticket + i, &mm);
+		ipc_publish_phase(&q->r, q->loan_ring, loan->ticket + i, &mm,
+				  phase);
 	}
 	ipc_store_relaxed(&q->me->published, q->me->published + loan->count);
 	ipc_store_relaxed(&q->me->reserved, 0);
 	resv_end(q);
 	q->loan_open = 0;
 	return 0;
+}
+
+GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens)
+{
+	return commit_loan(q, loan, lens, IPC_READY);
+}
+
+/* ---- GPU producers: payloads written into the VRAM ring ---- */
+
+GPUQ_API int gpuq_vram_handle(const gpuq_queue *q, void *buf, size_t cap)
+{
+	if (!q || !buf)
+		return -EINVAL;
+	if (!q->has_vram)
+		return GPUQ_EBACKEND;
+	if (cap < sizeof(q->vram_handle))
+		return -ENOSPC;
+	memcpy(buf, q->vram_handle, sizeof(q->vram_handle));
+	return (int)sizeof(q->vram_handle);
+}
+
+GPUQ_API int64_t gpuq_vram_offset(const gpuq_queue *q, const gpuq_loan *loan,
+				  uint32_t i)
+{
+	if (!q || !loan || !loan_ok(q, loan) || i >= loan->count)
+		return -EINVAL;
+	if (!q->has_vram)
+		return GPUQ_EBACKEND;
+	/* The VRAM ring mirrors the host slots: header, then payload. */
+	return (int64_t)(ipc_slot_index(&q->r, q->loan_ring, loan->ticket + i) *
+				 q->r.hdr->slot_stride +
+			 IPC_MSG_HDR_BYTES);
+}
+
+GPUQ_API int gpuq_commit_device(gpuq_queue *q, gpuq_loan *loan,
+				const uint32_t *lens)
+{
+	if (q && !q->has_vram)
+		return GPUQ_EBACKEND;
+	return commit_loan(q, loan, lens, IPC_READY_VRAM);
 }
 
 /* ---- results ---- */

@@ -239,6 +239,40 @@ GPUQ_API void *gpuq_loan_slot(gpuq_queue *q, const gpuq_loan *loan,
  */
 GPUQ_API int gpuq_commit(gpuq_queue *q, gpuq_loan *loan, const uint32_t *lens);
 
+/*
+ * GPU producers.  A producer whose payloads already live in device memory
+ * need not copy them to the host: on a queue of the CUDA backend it writes
+ * them straight into the queue's VRAM ring (a device-to-device copy, or its
+ * own kernel) and publishes them with gpuq_commit_device().  libgpuqclient
+ * itself never touches CUDA; the producer opens the ring once with the CUDA
+ * runtime, from the handle gpuq_vram_handle() gives:
+ *
+ *   unsigned char h[64];  cudaIpcMemHandle_t ih;  uint8_t *ring;
+ *   gpuq_vram_handle(q, h, sizeof h);  memcpy(&ih, h, sizeof ih);
+ *   cudaIpcOpenMemHandle((void **)&ring, ih, cudaIpcMemLazyEnablePeerAccess);
+ *
+ * then, per batch: gpuq_reserve(); for each message i, write its payload at
+ * ring + gpuq_vram_offset(q, &loan, i) (at most slot_bytes); make those
+ * writes complete (cudaStreamSynchronize on their stream); then
+ * gpuq_commit_device(q, &loan, lens).  Results come back as for any other
+ * message.  Kernels and copies of several processes run at once on a GPU
+ * only under NVIDIA MPS (docs/runbook.md); without it they time-slice with
+ * gpuqd's kernels.
+ */
+/* Copy the queue's VRAM ring handle (a cudaIpcMemHandle_t, 64 bytes) into
+ * buf; returns the byte count.  GPUQ_EBACKEND if the queue is not on the
+ * CUDA backend, -ENOSPC if cap < 64, -EINVAL. */
+GPUQ_API int gpuq_vram_handle(const gpuq_queue *q, void *buf, size_t cap);
+/* Byte offset, in the VRAM ring, of message i's payload in the open loan;
+ * -EINVAL (not the open loan, i out of range) or GPUQ_EBACKEND. */
+GPUQ_API int64_t gpuq_vram_offset(const gpuq_queue *q, const gpuq_loan *loan,
+				  uint32_t i);
+/* gpuq_commit() for a loan whose payloads were written into the VRAM ring:
+ * the consumer takes them from there, not from the host slots.  Errors as
+ * gpuq_commit(), and GPUQ_EBACKEND on a queue not on the CUDA backend. */
+GPUQ_API int gpuq_commit_device(gpuq_queue *q, gpuq_loan *loan,
+				const uint32_t *lens);
+
 /* ------------------------------------------------------------------------ */
 /* Results                                                                  */
 /* ------------------------------------------------------------------------ */

@@ -428,6 +428,27 @@ START_TEST(test_bad_arguments)
 	EXPECT_RC(-EINVAL, gpuq_reserve(q, 17, &loan, 0));
 	EXPECT_RC(-EINVAL, gpuq_commit(q, &loan, lens)); /* no loan open */
 	EXPECT_RC(0, gpuq_reserve(q, 2, &loan, 0));
+	/* The GPU-producer calls: refused on a CPU queue (and publishing
+	 * nothing: the loan stays open for gpuq_commit); on a CUDA queue
+	 * the handle is there (check_gpu drives that path). */
+	{
+		unsigned char h[64];
+		int cuda = !strcmp(backend_name(), "cuda");
+		EXPECT_RC(-EINVAL, gpuq_vram_handle(NULL, h, sizeof(h)));
+		EXPECT_RC(-EINVAL, (int)gpuq_vram_offset(q, NULL, 0));
+		EXPECT_RC(-EINVAL, (int)gpuq_vram_offset(q, &loan, 2));
+		if (cuda) {
+			EXPECT_RC(64, gpuq_vram_handle(q, h, sizeof(h)));
+			EXPECT_RC(-ENOSPC, gpuq_vram_handle(q, h, 63));
+			ck_assert_int_gt(gpuq_vram_offset(q, &loan, 1),
+					 gpuq_vram_offset(q, &loan, 0));
+		} else {
+			EXPECT_RC(GPUQ_EBACKEND, gpuq_vram_handle(q, h, sizeof(h)));
+			EXPECT_RC(GPUQ_EBACKEND, (int)gpuq_vram_offset(q, &loan, 0));
+			EXPECT_RC(GPUQ_EBACKEND, gpuq_commit_device(q, &loan, lens));
+			ck_assert_uint_eq(stats_of(q).enqueued, 1);
+		}
+	}
 	EXPECT_RC(-EINVAL, gpuq_commit(NULL, &loan, lens));
 	EXPECT_RC(-EINVAL, gpuq_commit(q, NULL, lens));
 	EXPECT_RC(-EINVAL, gpuq_commit(q, &loan, NULL));

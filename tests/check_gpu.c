@@ -22,6 +22,7 @@
 
 #include "bench/reference.h"
 #include "libclient/gpuq.h"
+#include "tests/gpu_producer.h"
 #include "tests/harness.h"
 
 #define WAIT_MS 20000
@@ -314,6 +315,45 @@ START_TEST(test_device_fault)
 }
 END_TEST
 
+#ifdef HAVE_CUDA
+/* A GPU producer: payloads in device memory go into the VRAM ring through
+ * the IPC handle and are committed with gpuq_commit_device; every result is
+ * the payload's CRC32C.  A host producer on the same queue at the same time
+ * must be unaffected. */
+START_TEST(test_gpu_producer)
+{
+	const char *args[] = {
+		"-q", "crc,handler=checksum,workers=4,capacity=16384", NULL
+	};
+	struct broker_proc b;
+	gpuq_client *c;
+	gpuq_queue *q;
+	char err[256] = "";
+	double rate = 0;
+	uint8_t p[200], out[16];
+	uint64_t id;
+	size_t got;
+	ck_assert_int_eq(broker_start(&b, args), 0);
+	ck_assert_msg(gpu_producer_run(b.socket, "crc", 20000, 256, &rate, err,
+				       sizeof(err)) == 0,
+		      "GPU producer: %s", err);
+	printf("GPU producer: 20000 messages, %.0f msg/s\n", rate);
+	/* Host producers still work, and a host loan cannot be committed as
+	 * a device one by mistake of the CPU backend: this queue is CUDA. */
+	ck_assert_int_eq(gpuq_connect(b.socket, &c), 0);
+	q = open_queue(c, "crc");
+	ref_fill(p, sizeof(p), seed);
+	ck_assert_int_eq(gpuq_enqueue(q, p, sizeof(p), &id, WAIT_MS), 0);
+	ck_assert_int_eq(gpuq_wait(q, id, out, sizeof(out), &got, WAIT_MS), 0);
+	ck_assert(ref_crc_result_ok(p, sizeof(p), 0, out, got));
+	gpuq_close(q);
+	gpuq_disconnect(c);
+	ck_assert_int_eq(broker_stop(&b, SIGTERM, 10000), 0);
+	broker_cleanup(&b);
+}
+END_TEST
+#endif
+
 /* 1 if gpuqd can run a CUDA queue on this machine. */
 static int gpu_usable(void)
 {
@@ -336,6 +376,9 @@ static Suite *suite_gpu(void)
 	tcase_add_test(tc, test_module_refused);
 	tcase_add_test(tc, test_drain);
 	tcase_add_test(tc, test_device_fault);
+#ifdef HAVE_CUDA
+	tcase_add_test(tc, test_gpu_producer);
+#endif
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,160 @@
+// gpu_producer.cu - a GPU producer for check_gpu: payloads that live in
+// device memory go straight into the queue's VRAM ring (device-to-device
+// copies through the CUDA IPC handle) and are committed through the
+// control block, without a host copy.  Results are checked against a CRC32C
+// computed here, bit by bit, independently of the handler's tables.
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+extern "C" {
+#include "libclient/gpuq.h"
+}
+#include "tests/gpu_producer.h"
+
+#define PAYLOAD 256
+
+static uint32_t crc32c_bitwise(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+	for (size_t i = 0; i < n; i++) {
+		c ^= p[i];
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1u)));
+	}
+	return c ^ 0xffffffffu;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct gp {
+	gpuq_client *c;
+	gpuq_queue *q;
+	uint8_t *ring, *dev, *host;
+	cudaStream_t stream;
+	uint64_t *ids;
+};
+
+#define FAIL(...)                                                    \
+	do {                                                         \
+		snprintf(err, errcap, __VA_ARGS__);                  \
+		goto out;                                            \
+	} while (0)
+
+// Reserve a batch, copy each payload from device memory into the VRAM
+// ring, wait for the copies, commit.  Returns 0 or a message in err.
+static int send_batch(struct gp *g, int first, int count, char *err,
+		      size_t errcap)
+{
+	gpuq_loan loan;
+	uint32_t lens[1024];
+	int rc = gpuq_reserve(g->q, (uint32_t)count, &loan, 10000);
+	if (rc) {
+		snprintf(err, errcap, "reserve: %s", gpuq_strerror(rc));
+		return -1;
+	}
+	for (int i = 0; i < count; i++) {
+		int64_t off = gpuq_vram_offset(g->q, &loan, (uint32_t)i);
+		if (off < 0) {
+			snprintf(err, errcap, "vram_offset: %s",
+				 gpuq_strerror((int)off));
+			return -1;
+		}
+		if (cudaMemcpyAsync(g->ring + off,
+				    g->dev + (size_t)(first + i) * PAYLOAD,
+				    PAYLOAD, cudaMemcpyDeviceToDevice,
+				    g->stream) != cudaSuccess) {
+			snprintf(err, errcap, "cudaMemcpyAsync D2D failed");
+			return -1;
+		}
+		lens[i] = PAYLOAD;
+		g->ids[first + i] = loan.first_id + (uint64_t)i;
+	}
+	if (cudaStreamSynchronize(g->stream) != cudaSuccess) {
+		snprintf(err, errcap, "cudaStreamSynchronize failed");
+		return -1;
+	}
+	rc = gpuq_commit_device(g->q, &loan, lens);
+	if (rc) {
+		snprintf(err, errcap, "commit_device: %s", gpuq_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+extern "C" int gpu_producer_run(const char *socket, const char *queue, int n,
+				int batch, double *msgs_per_s, char *err,
+				size_t errcap)
+{
+	struct gp g;
+	unsigned char h[64];
+	cudaIpcMemHandle_t ih;
+	int rc = -1;
+	double t0;
+	memset(&g, 0, sizeof(g));
+	if (batch > 1024)
+		batch = 1024;
+	if (gpuq_connect(socket, &g.c) || gpuq_open(g.c, queue, &g.q))
+		FAIL("cannot attach to %s on %s", queue, socket);
+	if (gpuq_vram_handle(g.q, h, sizeof(h)) != (int)sizeof(h))
+		FAIL("queue %s has no VRAM ring handle", queue);
+	memcpy(&ih, h, sizeof(ih));
+	if (cudaIpcOpenMemHandle((void **)&g.ring, ih,
+				 cudaIpcMemLazyEnablePeerAccess) != cudaSuccess)
+		FAIL("cudaIpcOpenMemHandle failed");
+	g.host = (uint8_t *)malloc((size_t)n * PAYLOAD);
+	g.ids = (uint64_t *)calloc((size_t)n, sizeof(uint64_t));
+	if (!g.host || !g.ids)
+		FAIL("out of memory");
+	srand((unsigned)time(NULL));
+	for (size_t i = 0; i < (size_t)n * PAYLOAD; i++)
+		g.host[i] = (uint8_t)rand();
+	if (cudaMalloc((void **)&g.dev, (size_t)n * PAYLOAD) != cudaSuccess ||
+	    cudaMemcpy(g.dev, g.host, (size_t)n * PAYLOAD,
+		       cudaMemcpyHostToDevice) != cudaSuccess ||
+	    cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking) !=
+		    cudaSuccess)
+		FAIL("device buffers could not be set up");
+	t0 = now_s();
+	for (int i = 0; i < n; i += batch)
+		if (send_batch(&g, i, n - i < batch ? n - i : batch, err, errcap))
+			goto out;
+	for (int i = 0; i < n; i++) {
+		uint8_t res[16];
+		size_t got = 0;
+		uint32_t crc;
+		int st = gpuq_wait(g.q, g.ids[i], res, sizeof(res), &got, 20000);
+		memcpy(&crc, res, 4);
+		if (st || got != 4 ||
+		    crc != crc32c_bitwise(g.host + (size_t)i * PAYLOAD, PAYLOAD))
+			FAIL("message %d: %s, result %zu bytes, crc %08x want %08x",
+			     i, gpuq_err_name(st), got, crc,
+			     crc32c_bitwise(g.host + (size_t)i * PAYLOAD, PAYLOAD));
+	}
+	if (msgs_per_s)
+		*msgs_per_s = n / (now_s() - t0);
+	rc = 0;
+out:
+	if (g.stream)
+		cudaStreamDestroy(g.stream);
+	if (g.dev)
+		cudaFree(g.dev);
+	if (g.ring)
+		cudaIpcCloseMemHandle(g.ring);
+	free(g.host);
+	free(g.ids);
+	if (g.q)
+		gpuq_close(g.q);
+	if (g.c)
+		gpuq_disconnect(g.c);
+	return rc;
+}
