@@ -379,12 +379,22 @@ static void check_results(redisContext *c, const struct load *l, size_t first,
 /* gpuqd                                                                    */
 /* ------------------------------------------------------------------------ */
 
-static void start_gpuqd(struct broker_proc *b, const struct redis_proc *r,
-			const char *consumer, const char *extra, int epoll,
-			int restart)
+static void start_gpuqd_m(struct broker_proc *b, const struct redis_proc *r,
+			  const char *consumer, const char *extra, int epoll,
+			  int restart, int metrics_port)
 {
-	char spec[512];
-	const char *argv[] = { "-q", spec, epoll ? "--force-epoll" : NULL, NULL };
+	char spec[512], metrics[64];
+	const char *argv[6] = { "-q", spec };
+	int n = 2;
+	if (epoll)
+		argv[n++] = "--force-epoll";
+	if (metrics_port) {
+		snprintf(metrics, sizeof(metrics), "metrics=127.0.0.1:%d",
+			 metrics_port);
+		argv[n++] = "--set";
+		argv[n++] = metrics;
+	}
+	argv[n] = NULL;
 	snprintf(spec, sizeof(spec),
 		 "tq,handler=checksum,slot_bytes=%d,workers=2,redis_port=%d,"
 		 "redis_stream=%s,redis_consumer=%s%s%s",
@@ -394,6 +404,51 @@ static void start_gpuqd(struct broker_proc *b, const struct redis_proc *r,
 		ck_assert_int_eq(broker_restart(b, argv), 0);
 	else
 		ck_assert_int_eq(broker_start(b, argv), 0);
+}
+
+static void start_gpuqd(struct broker_proc *b, const struct redis_proc *r,
+			const char *consumer, const char *extra, int epoll,
+			int restart)
+{
+	start_gpuqd_m(b, r, consumer, extra, epoll, restart, 0);
+}
+
+/* GET /metrics; returns the body in buf. */
+static void get_metrics(int port, char *buf, size_t cap)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port) };
+	size_t got = 0;
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_ge(s, 0);
+	ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(send(s, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+	for (;;) {
+		ssize_t n = recv(s, buf + got, cap - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (got == cap - 1)
+			break;
+	}
+	buf[got] = 0;
+	close(s);
+}
+
+/* Until /metrics shows line (the binding counts an ack when its reply
+ * arrives, a moment after Redis has applied it). */
+static void wait_metric(int port, const char *line)
+{
+	static char buf[1 << 16];
+	for (int i = 0; i < 500; i++) {
+		get_metrics(port, buf, sizeof(buf));
+		if (strstr(buf, line))
+			return;
+		sleep_ms(10);
+	}
+	ck_abort_msg("'%s' not in /metrics:\n%s", line, buf);
 }
 
 /* The counter `name` from the binding's last "stopped:" log line. */
@@ -614,6 +669,7 @@ START_TEST(test_bad_entries)
 	struct broker_proc b;
 	char id_nopay[64], id_empty[64], id_key[64], id_big[64], id_ok[64];
 	char big[PAYLOAD + 1];
+	int mport;
 	redisReply *all;
 	const redisReply *f;
 	redisContext *c;
@@ -635,8 +691,12 @@ START_TEST(test_bad_entries)
 		xadd_raw(c, 5, a4, l4, id_big, sizeof(id_big));
 		xadd_raw(c, 7, a5, l5, id_ok, sizeof(id_ok));
 	}
-	start_gpuqd(&b, &r, "c1", NULL, _i, 0);
+	mport = free_port();
+	start_gpuqd_m(&b, &r, "c1", NULL, _i, 0, mport);
 	wait_done(c, 5, 60);
+	wait_metric(mport, "gpuq_tracka_dead_lettered_total{queue=\"tq\"} 4\n");
+	wait_metric(mport, "gpuq_tracka_results_total{queue=\"tq\"} 1\n");
+	wait_metric(mport, "gpuq_tracka_acked_total{queue=\"tq\"} 5\n");
 	stop_gpuqd(&b);
 	ck_assert_int_eq(cmd_int(c, "XLEN %s", RESULTS), 1);
 	ck_assert_int_eq(cmd_int(c, "XLEN %s", DLQ), 4);
