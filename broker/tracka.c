@@ -386,6 +386,8 @@ static int publish(struct tracka *t, uint64_t seq, const redisReply *p,
 	return rc;
 }
 
+static void count_taken(struct tracka *t, const struct batch *b);
+
 /* Take item i of b: 0 done with it, 1 blocked (no room: try later), or a
  * negated errno from the connection. */
 static int take(struct tracka *t, struct batch *b, size_t i)
@@ -437,10 +439,23 @@ static int take(struct tracka *t, struct batch *b, size_t i)
 		win_add(&t->w, &id, deliv);
 		t->in_ring++;
 		STAT_ADD(t, enqueued, 1);
+		count_taken(t, b);
 		return 0;
 	}
 	seq = win_add(&t->w, &id, deliv);
+	count_taken(t, b);
 	return send_dead_letter(t, seq, why, fields);
+}
+
+/* Counted once taken (into the ring or to the dead-letter stream), so an
+ * entry skipped as held, or retried after backpressure, counts once. */
+static void count_taken(struct tracka *t, const struct batch *b)
+{
+	if (b->redelivered) {
+		STAT_ADD(t, redelivered, 1);
+		if (b->claimed)
+			STAT_ADD(t, claimed, 1);
+	}
 }
 
 static void batch_free(struct batch *b)
@@ -524,12 +539,8 @@ static int add_batch(struct tracka *t, redisReply *rep, const redisReply *ents,
 	b->redelivered = redelivered;
 	b->claimed = claimed;
 	STAT_ADD(t, read, b->n);
-	if (redelivered) {
-		STAT_ADD(t, redelivered, b->n);
-		if (claimed)
-			STAT_ADD(t, claimed, b->n);
+	if (redelivered)
 		rc = check_deliveries(t, b);
-	}
 	if (t->btail)
 		t->btail->nextb = b;
 	else
@@ -710,7 +721,10 @@ static int on_claim(struct tracka *t, redisReply *r)
 	t->claim_out = 0;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
 	    r->element[0]->type != REDIS_REPLY_STRING) {
+		/* E.g. a Redis older than 6.2: try again next period, not in
+		 * a loop. */
 		log_error(t, "XAUTOCLAIM", r);
+		t->next_claim_ns = ipc_now_ns() + (uint64_t)t->claim_idle_ms * MS / 2;
 		freeReplyObject(r);
 		return 0;
 	}
@@ -922,7 +936,7 @@ static int schedule_reads(struct tracka *t, uint64_t now)
 		return 0;
 	count = room < t->batch ? room : t->batch;
 	if (t->rescanning)
-		return send_read(t, count, 1);
+		return now < t->next_read_ns ? 0 : send_read(t, count, 1);
 	if (now >= t->next_claim_ns && (rc = send_claim(t, count)))
 		return rc;
 	if (t->claim_out || now < t->next_read_ns)
