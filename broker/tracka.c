@@ -436,7 +436,8 @@ static int take(struct tracka *t, struct batch *b, size_t i)
 			return 1;
 		}
 		t->blocked = 0;
-		win_add(&t->w, &id, deliv);
+		seq = win_add(&t->w, &id, deliv);
+		win_ent(&t->w, seq)->ring = (uint16_t)ipc_ring_of(t->r, key);
 		t->in_ring++;
 		STAT_ADD(t, enqueued, 1);
 		count_taken(t, b);
@@ -583,22 +584,33 @@ static int harvest_one(struct tracka *t, uint64_t seq,
 	return fetch_for_dlq(t, seq);
 }
 
-/* Read the completions that arrived and send their results. */
+/*
+ * Read the completions that arrived and send their results.  On an ordered
+ * queue, once an entry of a ring is found unfinished, later entries of that
+ * ring wait for the next pass even if they are done by now: the worker may
+ * have finished both between our two looks, and taking the later one first
+ * would write one key's results out of order.
+ */
 static int harvest(struct tracka *t)
 {
+	uint64_t waiting[IPC_MAX_WORKERS / 64] = { 0 };
+	int ordered = t->r->hdr->nrings > 1;
 	uint32_t gap = 0;
 	uint64_t s;
 	int rc;
 	for (s = t->scan; s < t->w.head && gap < SCAN_GAP_LIMIT; s++) {
 		struct ta_ent *e = win_ent(&t->w, s);
 		const struct ipc_cq_entry *c;
+		uint64_t bit = 1ull << (e->ring % 64);
 		if (e->state != E_RING) {
 			if (s == t->scan)
 				t->scan++;
 			continue;
 		}
 		c = ipc_cq_entry(t->r, t->client, s);
-		if (ipc_load_acquire(&c->done) != s + 1) {
+		if ((ordered && (waiting[e->ring / 64] & bit)) ||
+		    ipc_load_acquire(&c->done) != s + 1) {
+			waiting[e->ring / 64] |= bit;
 			gap++;
 			continue;
 		}

@@ -42,7 +42,7 @@ struct ta_ent {
 	uint32_t deliveries; /* as Redis counted them when we took it */
 	uint8_t state;       /* enum ent_state */
 	uint8_t dlq;         /* 1: written to the dead-letter stream */
-	uint16_t pad;
+	uint16_t ring;       /* the ring it went into */
 	uint32_t attempts;   /* handler runs, once its result is read */
 };
 

@@ -44,6 +44,7 @@ struct redis_proc {
 	pid_t pid;
 	int port;
 	char dir[64];
+	const char *password; /* requirepass, or NULL */
 };
 
 static void sleep_ms(int ms)
@@ -98,13 +99,18 @@ static void redis_spawn(struct redis_proc *r)
 		execl(getenv("REDIS_SERVER"), "redis-server", "--port", port,
 		      "--bind", "127.0.0.1", "--dir", r->dir, "--save", "",
 		      "--appendonly", "yes", "--appendfsync", "always",
-		      "--logfile", log, (char *)NULL);
+		      "--logfile", log,
+		      r->password ? "--requirepass" : (char *)NULL,
+		      r->password, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 500; i++) {
 		redisContext *c = rconnect(r->port);
 		if (c) {
-			redisReply *rep = redisCommand(c, "PING");
+			redisReply *rep;
+			if (r->password)
+				freeReplyObject(redisCommand(c, "AUTH %s", r->password));
+			rep = redisCommand(c, "PING");
 			int ok = rep && rep->type == REDIS_REPLY_STATUS;
 			freeReplyObject(rep);
 			redisFree(c);
@@ -149,6 +155,11 @@ static redisContext *rc_ok(const struct redis_proc *r)
 {
 	redisContext *c = rconnect(r->port);
 	ck_assert_msg(c != NULL, "connect to redis on %d", r->port);
+	if (r->password) {
+		redisReply *rep = redisCommand(c, "AUTH %s", r->password);
+		ck_assert(rep && rep->type == REDIS_REPLY_STATUS);
+		freeReplyObject(rep);
+	}
 	return c;
 }
 
@@ -870,6 +881,171 @@ START_TEST(test_two_brokers)
 }
 END_TEST
 
+/* Run gpuqctl against b; returns its exit status. */
+static int ctl(const struct broker_proc *b, const char *cmd, const char *arg)
+{
+	char out[4096];
+	const char *argv[] = { tool_path("GPUQCTL", "broker/gpuqctl"), "-s",
+			       b->socket, cmd, arg, NULL };
+	int st = run_capture(argv, out, sizeof(out));
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A paused queue fills its ring; the binding waits (never drops), keeps
+ * the rest in Redis, and finishes everything once resumed.  The ring is
+ * smaller than the binding's window, so the wait is on the ring. */
+START_TEST(test_backpressure)
+{
+	struct redis_proc r = { 0 };
+	struct broker_proc b;
+	struct load l = { 0 };
+	struct tally t;
+	redisContext *c;
+	redis_start(&r);
+	start_gpuqd(&b, &r, "c1", "capacity=64,cq_capacity=1024", 0, 0);
+	ck_assert_int_eq(ctl(&b, "pause", "tq"), 0);
+	c = rc_ok(&r);
+	load_more(c, &l, 5000);
+	sleep_ms(500);
+	ck_assert_int_eq(cmd_int(c, "XLEN %s", RESULTS), 0);
+	ck_assert_int_eq(ctl(&b, "resume", "tq"), 0);
+	wait_done(c, 5000, 120);
+	stop_gpuqd(&b);
+	check_results(c, &l, 0, NULL, &t);
+	ck_assert_uint_eq(t.results, 5000);
+	ck_assert_uint_eq(t.dups, 0);
+	ck_assert_int_ge(stopped_counter(&b, "full-waits"), 1);
+	redisFree(c);
+	free(l.ids);
+	broker_cleanup(&b);
+	redis_cleanup(&r);
+}
+END_TEST
+
+/* SIGTERM mid-stream: gpuqd drains (exit 0), writing the results of what
+ * its ring held; a restart finishes the rest. */
+START_TEST(test_drain_restart)
+{
+	struct redis_proc r = { 0 };
+	struct broker_proc b;
+	struct load l = { 0 };
+	struct tally t;
+	const size_t n = 50000;
+	redisContext *c;
+	redis_start(&r);
+	c = rc_ok(&r);
+	load_more(c, &l, n);
+	start_gpuqd(&b, &r, "c1", NULL, 0, 0);
+	wait_results(c, (long long)n / 5, 120);
+	stop_gpuqd(&b);
+	ck_assert_int_lt(cmd_int(c, "XLEN %s", RESULTS), (long long)n);
+	start_gpuqd(&b, &r, "c1", NULL, 0, 1);
+	wait_done(c, (long long)n, 300);
+	stop_gpuqd(&b);
+	check_results(c, &l, 0, NULL, &t);
+	ck_assert_int_le((long long)t.dups, stopped_counter(&b, "redelivered"));
+	ck_assert_uint_eq(t.results, n + t.dups);
+	redisFree(c);
+	free(l.ids);
+	broker_cleanup(&b);
+	redis_cleanup(&r);
+}
+END_TEST
+
+/* UC-3 over Redis: an ordered queue, entries with keys; for each key the
+ * results appear in the order of the entries. */
+START_TEST(test_key_order)
+{
+	struct redis_proc r = { 0 };
+	struct broker_proc b;
+	struct sidv last[8];
+	char from[64] = "-";
+	size_t seen = 0;
+	const size_t n = 4000;
+	redisContext *c;
+	redis_start(&r);
+	c = rc_ok(&r);
+	memset(last, 0, sizeof(last));
+	for (size_t i = 0; i < n; i++) {
+		char key[8], pay[32];
+		snprintf(key, sizeof(key), "%zu", i % 8);
+		snprintf(pay, sizeof(pay), "m%zu", i);
+		redisAppendCommand(c, "XADD %s * payload %s key %s", STREAM, pay, key);
+	}
+	for (size_t i = 0; i < n; i++) {
+		redisReply *rep;
+		ck_assert_int_eq(redisGetReply(c, (void **)&rep), REDIS_OK);
+		ck_assert_int_eq(rep->type, REDIS_REPLY_STRING);
+		freeReplyObject(rep);
+	}
+	start_gpuqd(&b, &r, "c1", "ordered=yes,workers=4", 0, 0);
+	wait_done(c, (long long)n, 120);
+	stop_gpuqd(&b);
+	/* Walk the results in stream order: per key, src ids only grow.
+	 * Key of an entry: its payload "m<i>" says i, and i % 8 its key. */
+	for (;;) {
+		redisReply *rep = redisCommand(c, "XRANGE %s %s + COUNT 1000",
+					       RESULTS, from);
+		ck_assert(rep && rep->type == REDIS_REPLY_ARRAY);
+		if (!rep->elements) {
+			freeReplyObject(rep);
+			break;
+		}
+		for (size_t i = 0; i < rep->elements; i++) {
+			const redisReply *f = rep->element[i]->element[1];
+			const redisReply *src = fieldv(f, "src");
+			redisReply *e = redisCommand(c, "XRANGE %s %s %s", STREAM,
+						     src->str, src->str);
+			const redisReply *pay;
+			struct sidv id;
+			size_t k;
+			ck_assert(e && e->type == REDIS_REPLY_ARRAY && e->elements == 1);
+			pay = fieldv(e->element[0]->element[1], "payload");
+			k = strtoull(pay->str + 1, NULL, 10) % 8;
+			ck_assert_int_eq(sid_of(src->str, &id), 0);
+			ck_assert_msg(sid_cmp(&last[k], &id) < 0,
+				      "key %zu: %s after a later entry", k, src->str);
+			last[k] = id;
+			freeReplyObject(e);
+			seen++;
+		}
+		snprintf(from, sizeof(from), "(%s",
+			 rep->element[rep->elements - 1]->element[0]->str);
+		freeReplyObject(rep);
+	}
+	ck_assert_uint_eq(seen, n);
+	redisFree(c);
+	broker_cleanup(&b);
+	redis_cleanup(&r);
+}
+END_TEST
+
+/* A password-protected Redis: the right password works; a wrong one is
+ * refused, logged, and nothing is read (or lost). */
+START_TEST(test_auth)
+{
+	struct redis_proc r = { .password = "pa55:word" };
+	struct broker_proc b;
+	struct load l = { 0 };
+	redisContext *c;
+	redis_start(&r);
+	c = rc_ok(&r);
+	load_more(c, &l, 100);
+	start_gpuqd(&b, &r, "c1", "redis_password=wrong", 0, 0);
+	wait_log(&b, "AUTH");
+	ck_assert_int_eq(cmd_int(c, "XLEN %s", RESULTS), 0);
+	stop_gpuqd(&b);
+	start_gpuqd(&b, &r, "c1", "redis_password=pa55:word", 0, 1);
+	wait_done(c, 100, 60);
+	stop_gpuqd(&b);
+	ck_assert_int_eq(cmd_int(c, "XLEN %s", RESULTS), 100);
+	redisFree(c);
+	free(l.ids);
+	broker_cleanup(&b);
+	redis_cleanup(&r);
+}
+END_TEST
+
 static Suite *suite_tracka(void)
 {
 	Suite *s = suite_create("tracka");
@@ -878,6 +1054,10 @@ static Suite *suite_tracka(void)
 	tcase_add_loop_test(tc, test_bad_entries, 0, 2);
 	tcase_add_loop_test(tc, test_paths, 0, 2);
 	tcase_add_test(tc, test_handler_failures);
+	tcase_add_test(tc, test_auth);
+	tcase_add_test(tc, test_backpressure);
+	tcase_add_test(tc, test_key_order);
+	tcase_add_test(tc, test_drain_restart);
 	tcase_add_test(tc, test_claim_dead_consumer);
 	tcase_add_test(tc, test_kill9);
 	tcase_add_loop_test(tc, test_redis_restart, 0, 2);
