@@ -53,6 +53,7 @@
 #define XACK_MAX_IDS 1024u
 #define STATS_LOG_NS (10000 * MS)
 #define DELIV_SKIP UINT32_MAX
+#define READ_BYTES_MAX (64u << 20)
 
 enum tag_kind {
 	T_AUTH = 1,
@@ -819,7 +820,10 @@ static int on_setup(struct tracka *t, const struct tag *tg, redisReply *r)
 	int ok = tg->kind == T_GROUP ? !is_error(r, NULL) || is_error(r, "BUSYGROUP")
 				     : !is_error(r, NULL);
 	if (!ok) {
-		log_error(t, tg->kind == T_GROUP ? "XGROUP CREATE" : "AUTH", r);
+		/* Said once, then now and then while it keeps failing. */
+		if (!(t->connect_failures % 50))
+			log_error(t, tg->kind == T_GROUP ? "XGROUP CREATE" : "AUTH",
+				  r);
 		freeReplyObject(r);
 		return -EACCES; /* reconnect later, with backoff */
 	}
@@ -827,6 +831,13 @@ static int on_setup(struct tracka *t, const struct tag *tg, redisReply *r)
 		t->group_ready = 1;
 		t->backoff_ns = 0;
 		t->connect_failures = 0;
+		if (t->ever_connected)
+			STAT_ADD(t, reconnects, 1);
+		t->ever_connected = 1;
+		blog(0, "tracka %s: connected to Redis %s:%u (%s), stream %s "
+			"group %s consumer %s",
+		     t->q->conf.name, t->host, t->port, rconn_kind(t->rc),
+		     t->stream, t->group, t->consumer);
 	}
 	freeReplyObject(r);
 	return 0;
@@ -947,6 +958,11 @@ static int schedule_reads(struct tracka *t, uint64_t now)
 	if (!room || (room < t->batch && t->w.held))
 		return 0;
 	count = room < t->batch ? room : t->batch;
+	/* A reply is held whole until fed: bound it to about READ_BYTES_MAX
+	 * of payload even with huge slots. */
+	if (count > READ_BYTES_MAX / t->r->hdr->slot_bytes)
+		count = READ_BYTES_MAX / t->r->hdr->slot_bytes ?
+			READ_BYTES_MAX / t->r->hdr->slot_bytes : 1;
 	if (t->rescanning)
 		return now < t->next_read_ns ? 0 : send_read(t, count, 1);
 	if (now >= t->next_claim_ns && (rc = send_claim(t, count)))
@@ -962,8 +978,18 @@ static int schedule_reads(struct tracka *t, uint64_t now)
  * Redis and come back when the own pending list is re-read. */
 static void connection_lost(struct tracka *t, int err)
 {
-	blog(0, "tracka %s: lost Redis %s:%u: %s; reconnecting", t->q->conf.name,
-	     t->host, t->port, gpuq_strerror(err));
+	/* A session that never got going (refused AUTH, a key of the wrong
+	 * type) fails again at once: back off as for a failed connect, and
+	 * say so only now and then. */
+	if (!t->group_ready) {
+		t->backoff_ns = t->backoff_ns ? t->backoff_ns * 2 : BACKOFF_MIN_NS;
+		if (t->backoff_ns > BACKOFF_MAX_NS)
+			t->backoff_ns = BACKOFF_MAX_NS;
+	}
+	if (t->group_ready || !t->connect_failures++ ||
+	    !(t->connect_failures % 50))
+		blog(0, "tracka %s: lost Redis %s:%u: %s; reconnecting",
+		     t->q->conf.name, t->host, t->port, gpuq_strerror(err));
 	while (t->bhead) {
 		struct batch *b = t->bhead;
 		t->bhead = b->nextb;
@@ -978,9 +1004,10 @@ static void connection_lost(struct tracka *t, int err)
 			win_release(&t->w, s);
 	}
 	t->ahead = t->asent = t->atail = 0;
-	t->group_ready = t->read_out = t->claim_out = 0;
 	rconn_close(t->rc);
-	t->next_connect_ns = ipc_now_ns() + BACKOFF_MIN_NS;
+	t->next_connect_ns = ipc_now_ns() +
+			     (t->group_ready ? BACKOFF_MIN_NS : t->backoff_ns);
+	t->group_ready = t->read_out = t->claim_out = 0;
 }
 
 static int start_session(struct tracka *t)
@@ -1024,7 +1051,9 @@ static void try_connect(struct tracka *t)
 		if (!t->connect_failures++ || !(t->connect_failures % 50))
 			blog(0, "tracka %s: Redis %s:%u: %s (attempt %" PRIu64 ")",
 			     t->q->conf.name, t->host, t->port,
-			     gpuq_strerror(rc), t->connect_failures);
+			     rc == -ENOENT ? "host name does not resolve"
+					   : gpuq_strerror(rc),
+			     t->connect_failures);
 		rconn_close(t->rc);
 		t->backoff_ns = t->backoff_ns ? t->backoff_ns * 2 : BACKOFF_MIN_NS;
 		if (t->backoff_ns > BACKOFF_MAX_NS)
@@ -1032,12 +1061,6 @@ static void try_connect(struct tracka *t)
 		t->next_connect_ns = now + t->backoff_ns;
 		return;
 	}
-	if (t->ever_connected)
-		STAT_ADD(t, reconnects, 1);
-	t->ever_connected = 1;
-	blog(0, "tracka %s: connected to Redis %s:%u (%s), stream %s group %s consumer %s",
-	     t->q->conf.name, t->host, t->port, rconn_kind(t->rc), t->stream,
-	     t->group, t->consumer);
 }
 
 /* ------------------------------------------------------------------------ */
