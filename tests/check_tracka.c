@@ -735,7 +735,9 @@ END_TEST
 
 /* UC-5 over Redis: fault injection makes every handler run fail; each
  * message goes to the dead-letter stream after max_attempts runs, with its
- * payload, and is acked. */
+ * payload, and is acked.  Far more of them than the queue's dead-letter
+ * ring holds (16): their copies there must be freed, or the worker would
+ * stop for good once it is full. */
 START_TEST(test_handler_failures)
 {
 	struct redis_proc r = { 0 };
@@ -745,14 +747,15 @@ START_TEST(test_handler_failures)
 	redisContext *c;
 	redis_start(&r);
 	c = rc_ok(&r);
-	load_more(c, &l, 50);
-	start_gpuqd(&b, &r, "c1", "fail_ppm=1000000,max_attempts=2", 0, 0);
-	wait_done(c, 50, 60);
+	load_more(c, &l, 200);
+	start_gpuqd(&b, &r, "c1", "fail_ppm=1000000,max_attempts=2,dlq_capacity=16",
+		    0, 0);
+	wait_done(c, 200, 60);
 	stop_gpuqd(&b);
 	ck_assert_int_eq(cmd_int(c, "XLEN %s", RESULTS), 0);
 	all = redisCommand(c, "XRANGE %s - +", DLQ);
 	ck_assert(all && all->type == REDIS_REPLY_ARRAY);
-	ck_assert_uint_eq(all->elements, 50);
+	ck_assert_uint_eq(all->elements, 200);
 	for (size_t i = 0; i < all->elements; i++) {
 		const redisReply *f = all->element[i]->element[1];
 		const redisReply *p = fieldv(f, "orig:payload");
