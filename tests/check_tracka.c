@@ -834,6 +834,50 @@ START_TEST(test_claim_dead_consumer)
 }
 END_TEST
 
+/* Own pending entries from an earlier run are processed first after a
+ * start; one deleted from the stream meanwhile goes to the dead-letter
+ * stream with its reason instead of vanishing from view. */
+START_TEST(test_deleted_pending)
+{
+	struct redis_proc r = { 0 };
+	struct broker_proc b;
+	struct load l = { 0 };
+	struct tally t;
+	redisReply *rep, *all;
+	char gone[64];
+	redisContext *c;
+	redis_start(&r);
+	c = rc_ok(&r);
+	rep = redisCommand(c, "XGROUP CREATE %s %s 0 MKSTREAM", STREAM, GROUP);
+	ck_assert(rep && rep->type == REDIS_REPLY_STATUS);
+	freeReplyObject(rep);
+	load_more(c, &l, 5);
+	/* "An earlier run of c1" took all five and died. */
+	rep = redisCommand(c, "XREADGROUP GROUP %s c1 COUNT 10 STREAMS %s >",
+			   GROUP, STREAM);
+	ck_assert(rep && rep->type == REDIS_REPLY_ARRAY);
+	freeReplyObject(rep);
+	snprintf(gone, sizeof(gone), "%llu-%llu", (unsigned long long)l.ids[0].ms,
+		 (unsigned long long)l.ids[0].seq);
+	ck_assert_int_eq(cmd_int(c, "XDEL %s %s", STREAM, gone), 1);
+	start_gpuqd(&b, &r, "c1", "redis_claim_idle_ms=600000", 0, 0);
+	wait_done(c, 5, 60);
+	stop_gpuqd(&b);
+	all = redisCommand(c, "XRANGE %s - +", DLQ);
+	ck_assert(all && all->type == REDIS_REPLY_ARRAY);
+	ck_assert_uint_eq(all->elements, 1);
+	assert_reason(all, gone, "entry deleted from the stream");
+	freeReplyObject(all);
+	check_results(c, &l, 1, NULL, &t);
+	ck_assert_uint_eq(t.results, 4);
+	ck_assert_int_eq(stopped_counter(&b, "redelivered"), 5);
+	redisFree(c);
+	free(l.ids);
+	broker_cleanup(&b);
+	redis_cleanup(&r);
+}
+END_TEST
+
 /* Two gpuqd in one group share the stream: first both alive (each entry
  * exactly once), then one is killed and the other takes over its pending
  * entries: nothing lost. */
@@ -1062,6 +1106,7 @@ static Suite *suite_tracka(void)
 	tcase_add_test(tc, test_key_order);
 	tcase_add_test(tc, test_drain_restart);
 	tcase_add_test(tc, test_claim_dead_consumer);
+	tcase_add_test(tc, test_deleted_pending);
 	tcase_add_test(tc, test_kill9);
 	tcase_add_loop_test(tc, test_redis_restart, 0, 2);
 	tcase_add_test(tc, test_two_brokers);
