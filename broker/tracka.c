@@ -387,7 +387,45 @@ static int publish(struct tracka *t, uint64_t seq, const redisReply *p,
 	return rc;
 }
 
-static void count_taken(struct tracka *t, const struct batch *b);
+/* Counted once taken (into the ring or to the dead-letter stream), so an
+ * entry skipped as held, or retried after backpressure, counts once. */
+static void count_taken(struct tracka *t, const struct batch *b)
+{
+	if (b->redelivered) {
+		STAT_ADD(t, redelivered, 1);
+		if (b->claimed)
+			STAT_ADD(t, claimed, 1);
+	}
+}
+
+/* Into the ring: 0, or 1 when there is no room (or no intake) now. */
+static int take_ring(struct tracka *t, const struct batch *b,
+		     const struct sid *id, uint32_t deliv,
+		     const redisReply *payload, uint64_t key)
+{
+	uint64_t seq;
+	int rc;
+	if (t->intake_closed)
+		return 1;
+	rc = publish(t, t->w.head, payload, key);
+	if (rc == GPUQ_EFULL) {
+		if (!t->blocked)
+			STAT_ADD(t, full_waits, 1);
+		t->blocked = 1;
+		return 1;
+	}
+	if (rc == GPUQ_ESHUTDOWN) {
+		t->intake_closed = 1; /* draining: the rest stays pending */
+		return 1;
+	}
+	t->blocked = 0;
+	seq = win_add(&t->w, id, deliv);
+	win_ent(&t->w, seq)->ring = (uint16_t)ipc_ring_of(t->r, key);
+	t->in_ring++;
+	STAT_ADD(t, enqueued, 1);
+	count_taken(t, b);
+	return 0;
+}
 
 /* Take item i of b: 0 done with it, 1 blocked (no room: try later), or a
  * negated errno from the connection. */
@@ -399,7 +437,6 @@ static int take(struct tracka *t, struct batch *b, size_t i)
 	char whybuf[128];
 	struct sid id;
 	uint64_t key = 0, seq;
-	int rc;
 	if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 ||
 	    it->element[0]->type != REDIS_REPLY_STRING ||
 	    sid_parse(it->element[0]->str, it->element[0]->len, &id))
@@ -422,42 +459,11 @@ static int take(struct tracka *t, struct batch *b, size_t i)
 		why = validate(t, fields, &payload, &key, whybuf,
 			       sizeof(whybuf));
 	}
-	if (!why) {
-		if (t->intake_closed)
-			return 1;
-		rc = publish(t, t->w.head, payload, key);
-		if (rc == GPUQ_EFULL) {
-			if (!t->blocked)
-				STAT_ADD(t, full_waits, 1);
-			t->blocked = 1;
-			return 1;
-		}
-		if (rc == GPUQ_ESHUTDOWN) {
-			t->intake_closed = 1;
-			return 1;
-		}
-		t->blocked = 0;
-		seq = win_add(&t->w, &id, deliv);
-		win_ent(&t->w, seq)->ring = (uint16_t)ipc_ring_of(t->r, key);
-		t->in_ring++;
-		STAT_ADD(t, enqueued, 1);
-		count_taken(t, b);
-		return 0;
-	}
+	if (!why)
+		return take_ring(t, b, &id, deliv, payload, key);
 	seq = win_add(&t->w, &id, deliv);
 	count_taken(t, b);
 	return send_dead_letter(t, seq, why, fields);
-}
-
-/* Counted once taken (into the ring or to the dead-letter stream), so an
- * entry skipped as held, or retried after backpressure, counts once. */
-static void count_taken(struct tracka *t, const struct batch *b)
-{
-	if (b->redelivered) {
-		STAT_ADD(t, redelivered, 1);
-		if (b->claimed)
-			STAT_ADD(t, claimed, 1);
-	}
 }
 
 static void batch_free(struct batch *b)
