@@ -870,6 +870,16 @@ static int check_queue(const struct queue_config *q, char *msg, size_t cap)
 		if (rc)
 			return rc;
 	}
+	/* Results or dead letters written into the stream being read would
+	 * come back as input, for ever. */
+	if (q->redis.stream[0] &&
+	    (!strcmp(q->redis.result_stream, q->redis.stream) ||
+	     !strcmp(q->redis.dlq_stream, q->redis.stream))) {
+		seterr(msg, cap,
+		       "redis_result_stream and redis_dlq_stream must differ from redis_stream '%s'",
+		       q->redis.stream);
+		return GPUQ_ECONFIG;
+	}
 	/* Too small a result area would make the handler fail every
 	 * message; cheaper to say so at startup. */
 	h = handler_lookup(q->handler);

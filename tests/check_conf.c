@@ -687,6 +687,20 @@ START_TEST(test_redis_keys)
 	ck_assert_uint_eq(t->claim_idle_ms, 1500);
 	ck_assert_int_eq(config_validate(&a, err, sizeof(err)), 0);
 	round_trip(&a);
+	/* Writing results or dead letters into the input stream is refused
+	 * at validation. */
+	ck_assert_int_eq(config_queue_spec(&a, "loop,redis_stream=s,"
+					   "redis_result_stream=s", err,
+					   sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&a, err, sizeof(err)), GPUQ_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "must differ from redis_stream"));
+	ck_assert_int_eq(config_queue_spec(&a, "loop,redis_result_stream=r,"
+					   "redis_dlq_stream=s", err,
+					   sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&a, err, sizeof(err)), GPUQ_ECONFIG);
+	ck_assert_int_eq(config_queue_spec(&a, "loop,redis_dlq_stream=d", err,
+					   sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&a, err, sizeof(err)), 0);
 	/* A bad value is refused and changes nothing. */
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct gpuqd_config before = a;
