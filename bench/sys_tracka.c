@@ -10,6 +10,9 @@
  *            carries the XACK of the previous batch and the next
  *            XREADGROUP.  No handler, no result: what redis-server itself
  *            sustains for XADD + XREADGROUP + XACK.
+ *   same-work client: the same client, also running the handler and
+ *            XADDing each result before the XACK: Track A's Redis work
+ *            done the plain way.
  *   tracka:  a gpuqd started for the run with a queue bound to the stream;
  *            it runs the handler and also XADDs every result before the
  *            XACK.  Done when the result stream holds N entries and nothing
@@ -155,58 +158,114 @@ static int reap(pid_t pid)
 
 /* ---- Redis's ceiling ---- */
 
-/* Append XACK of ents' ids (if any) and, unless last, the next
- * XREADGROUP, then read the replies.  Returns the entries read, or -1. */
-static long long ceiling_round(redisContext *c, const char *stream,
-			       const struct topts *o, redisReply **ents,
-			       int last)
+/* The ceiling client's state: its connection, and for the "with results"
+ * variant a scratch area for the handler's result. */
+struct ceil {
+	const struct topts *o;
+	redisContext *c;
+	const char *stream;
+	char results[96];
+	int with_results;
+	uint8_t *res;
+	uint32_t res_cap;
+};
+
+/* Append, for every entry of ents, an XADD of its result exactly as Track
+ * A writes it (same fields, the handler's real result).  Returns how many
+ * commands were appended. */
+static size_t append_results(struct ceil *cl, const redisReply *ents)
 {
-	const char *rd[] = { "XREADGROUP", "GROUP", "g", "c", "COUNT", NULL,
-			     "BLOCK", "100", "STREAMS", stream, ">" };
-	char count[16];
-	redisReply *r;
-	long long n = 0;
-	snprintf(count, sizeof(count), "%u", o->batch);
-	rd[5] = count;
-	if (*ents) {
-		const redisReply *e = *ents;
-		size_t k = e->elements;
-		const char **av = malloc((3 + k) * sizeof(*av));
-		size_t *al = malloc((3 + k) * sizeof(*al));
-		if (!av || !al)
-			return -1;
+	for (size_t i = 0; i < ents->elements; i++) {
+		const redisReply *e = ents->element[i];
+		const redisReply *p = e->element[1]->element[1];
+		const char *av[11] = { "XADD", cl->results, "*", "src",
+				       e->element[0]->str, "result",
+				       (const char *)cl->res, "attempts", "1",
+				       "consumer", "bench" };
+		size_t al[11];
+		uint32_t len = 0;
+		payload_handle(cl->o->handler_id, p->str, (uint32_t)p->len, 0,
+			       cl->res, cl->res_cap, &len);
+		for (int k = 0; k < 11; k++)
+			al[k] = strlen(av[k]);
+		al[6] = len;
+		redisAppendCommandArgv(cl->c, 11, av, al);
+	}
+	return ents->elements;
+}
+
+static void append_xack(struct ceil *cl, const redisReply *e)
+{
+	size_t k = e->elements;
+	const char **av = malloc((3 + k) * sizeof(*av));
+	size_t *al = malloc((3 + k) * sizeof(*al));
+	if (av && al) {
 		av[0] = "XACK";
-		av[1] = stream;
+		av[1] = cl->stream;
 		av[2] = "g";
 		for (size_t i = 0; i < k; i++)
 			av[3 + i] = e->element[i]->element[0]->str;
 		for (size_t i = 0; i < 3 + k; i++)
 			al[i] = strlen(av[i]);
-		redisAppendCommandArgv(c, (int)(3 + k), av, al);
-		free(av);
-		free(al);
+		redisAppendCommandArgv(cl->c, (int)(3 + k), av, al);
+	}
+	free(av);
+	free(al);
+}
+
+/* Read n replies of which none may be an error. */
+static int replies_ok(redisContext *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		redisReply *r;
+		int bad;
+		if (redisGetReply(c, (void **)&r) != REDIS_OK)
+			return -1;
+		bad = r->type == REDIS_REPLY_ERROR;
+		freeReplyObject(r);
+		if (bad)
+			return -1;
+	}
+	return 0;
+}
+
+/* One round trip: [results of ents,] XACK of ents (if any) and, unless
+ * last, the next XREADGROUP.  Returns the entries read, or -1. */
+static long long ceiling_round(struct ceil *cl, redisReply **ents, int last)
+{
+	const char *rd[] = { "XREADGROUP", "GROUP", "g", "c", "COUNT", NULL,
+			     "BLOCK", "100", "STREAMS", cl->stream, ">" };
+	char count[16];
+	size_t pending = 0;
+	redisReply *r;
+	long long n = 0;
+	snprintf(count, sizeof(count), "%u", cl->o->batch);
+	rd[5] = count;
+	if (*ents) {
+		if (cl->with_results)
+			pending += append_results(cl, *ents);
+		append_xack(cl, *ents);
+		pending++;
 	}
 	/* The last round only acknowledges: a read would BLOCK for nothing
 	 * and count against the ceiling. */
 	if (!last)
-		redisAppendCommandArgv(c, 11, rd, NULL);
+		redisAppendCommandArgv(cl->c, 11, rd, NULL);
+	if (replies_ok(cl->c, pending))
+		return -1;
 	if (*ents) {
-		if (redisGetReply(c, (void **)&r) != REDIS_OK ||
-		    r->type != REDIS_REPLY_INTEGER)
-			return -1;
-		freeReplyObject(r);
 		freeReplyObject(*ents);
 		*ents = NULL;
 	}
 	if (last)
 		return 0;
-	if (redisGetReply(c, (void **)&r) != REDIS_OK ||
+	if (redisGetReply(cl->c, (void **)&r) != REDIS_OK ||
 	    r->type == REDIS_REPLY_ERROR)
 		return -1;
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
 		redisReply *e = r->element[0]->element[1];
 		n = (long long)e->elements;
-		/* Keep just the entries array for the next round's XACK. */
+		/* Keep just the entries array for the next round. */
 		r->element[0]->element[1] = NULL;
 		*ents = n ? e : NULL;
 		if (!n)
@@ -216,44 +275,59 @@ static long long ceiling_round(redisContext *c, const char *stream,
 	return n;
 }
 
-static int ceiling_consume(const struct topts *o, const char *stream)
+static int ceiling_consume(struct ceil *cl)
 {
-	redisContext *c = tconnect(o->addr);
 	redisReply *ents = NULL;
 	uint64_t got = 0;
-	if (!c)
+	cl->c = tconnect(cl->o->addr);
+	cl->res_cap = payload_result_bytes(cl->o->handler_id, cl->o->size) + 16;
+	cl->res = aligned_alloc(16, (cl->res_cap + 15) & ~15u);
+	if (!cl->c || !cl->res)
 		return 1;
-	while (got < o->n || ents) {
-		long long n = ceiling_round(c, stream, o, &ents, got >= o->n);
+	while (got < cl->o->n || ents) {
+		long long n = ceiling_round(cl, &ents, got >= cl->o->n);
 		if (n < 0)
 			return 1;
 		got += (uint64_t)n;
 	}
-	redisFree(c);
+	redisFree(cl->c);
+	free(cl->res);
 	return 0;
 }
 
-static int run_ceiling(const struct topts *o, double *rate)
+/*
+ * One pipelined consumer-group client: XACK + XREADGROUP per round trip:
+ * Redis's ceiling for that mix.  with_results: the client also runs the
+ * handler and XADDs each entry's result (Track A's fields) before the
+ * XACK, so Redis does exactly Track A's work: a reference for what a
+ * plain pipelined client makes of it.
+ */
+static int run_ceiling(const struct topts *o, int with_results, double *rate)
 {
-	const char *stream = "gpuq-bench:ceiling";
+	struct ceil cl = { .o = o, .stream = "gpuq-bench:ceiling",
+			   .with_results = with_results };
 	redisContext *c = tconnect(o->addr);
 	uint64_t t0, t1;
 	pid_t loader, consumer;
 	int rc;
-	if (!c || ok_reply(c, "DEL %s", stream) ||
-	    ok_reply(c, "XGROUP CREATE %s g $ MKSTREAM", stream))
+	snprintf(cl.results, sizeof(cl.results), "%s:results", cl.stream);
+	if (!c || ok_reply(c, "DEL %s %s", cl.stream, cl.results) ||
+	    ok_reply(c, "XGROUP CREATE %s g $ MKSTREAM", cl.stream))
 		return -EIO;
 	fflush(NULL);
 	t0 = procs_now_ns();
 	consumer = fork();
 	if (consumer == 0)
-		_exit(ceiling_consume(o, stream));
-	loader = spawn_loader(o, stream);
+		_exit(ceiling_consume(&cl));
+	loader = spawn_loader(o, cl.stream);
 	rc = reap(loader) | reap(consumer);
 	t1 = procs_now_ns();
-	if (!rc && int_reply(c, "XPENDING %s g", stream) != 0)
+	if (!rc && int_reply(c, "XPENDING %s g", cl.stream) != 0)
 		rc = -EIO;
-	ok_reply(c, "DEL %s", stream);
+	if (!rc && with_results &&
+	    int_reply(c, "XLEN %s", cl.results) != (long long)o->n)
+		rc = -EIO;
+	ok_reply(c, "DEL %s %s", cl.stream, cl.results);
 	redisFree(c);
 	*rate = rc ? 0 : (double)o->n / secs(t0, t1);
 	return rc ? -EIO : 0;
@@ -591,7 +665,8 @@ static double median(double *v, int n)
 }
 
 struct rates {
-	double ceiling[BENCH_MAX_REPEAT], tracka[BENCH_MAX_REPEAT];
+	double ceiling[BENCH_MAX_REPEAT], same[BENCH_MAX_REPEAT];
+	double tracka[BENCH_MAX_REPEAT];
 	int n;
 	uint64_t bad;
 };
@@ -606,24 +681,33 @@ static void list(const char *name, const double *v, int n, int json)
 
 static void report(const struct topts *o, const struct rates *r)
 {
-	double c[BENCH_MAX_REPEAT], t[BENCH_MAX_REPEAT], ceiling, tracka, ratio;
+	double c[BENCH_MAX_REPEAT], m[BENCH_MAX_REPEAT], t[BENCH_MAX_REPEAT];
+	double ceiling, same, tracka, ratio, ratio_same;
 	memcpy(c, r->ceiling, sizeof(c));
+	memcpy(m, r->same, sizeof(m));
 	memcpy(t, r->tracka, sizeof(t));
 	ceiling = o->skip_ceiling ? 0 : median(c, r->n);
+	same = o->skip_ceiling ? 0 : median(m, r->n);
 	tracka = median(t, r->n);
 	ratio = ceiling > 0 ? tracka / ceiling : 0;
+	ratio_same = same > 0 ? tracka / same : 0;
 	if (o->json) {
 		printf("{\"mode\":\"tracka\",\"messages\":%llu,\"size\":%u,"
 		       "\"handler\":\"%s\",\"backend\":\"%s\",\"batch\":%u,"
 		       "\"io\":\"%s\",\"runs\":%d,"
-		       "\"redis_ceiling_msgs\":%.0f,\"tracka_msgs\":%.0f,"
-		       "\"ratio_to_ceiling\":%.3f,\"vs_predecessor\":%.2f,"
-		       "\"bad_results\":%llu",
+		       "\"redis_ceiling_msgs\":%.0f,"
+		       "\"same_work_client_msgs\":%.0f,"
+		       "\"tracka_msgs\":%.0f,"
+		       "\"ratio_to_ceiling\":%.3f,"
+		       "\"ratio_to_same_work_client\":%.3f,"
+		       "\"vs_predecessor\":%.2f,\"bad_results\":%llu",
 		       (unsigned long long)o->n, o->size, o->handler, o->backend,
 		       o->batch, o->force_epoll ? "epoll" : "io_uring", r->n,
-		       ceiling, tracka, ratio, tracka / PREDECESSOR_TRACKA,
-		       (unsigned long long)r->bad);
+		       ceiling, same, tracka, ratio, ratio_same,
+		       tracka / PREDECESSOR_TRACKA, (unsigned long long)r->bad);
 		list("ceiling_runs", r->ceiling, o->skip_ceiling ? 0 : r->n, 1);
+		list("same_work_client_runs", r->same,
+		     o->skip_ceiling ? 0 : r->n, 1);
 		list("tracka_runs", r->tracka, r->n, 1);
 		printf("}\n");
 		return;
@@ -637,12 +721,18 @@ static void report(const struct topts *o, const struct rates *r)
 		       ceiling);
 	if (ceiling > 0 && r->n > 1)
 		list("ceiling", r->ceiling, r->n, 0);
+	if (same > 0)
+		printf("  one pipelined client doing Track A's Redis work:      %10.0f msg/s\n",
+		       same);
+	if (same > 0 && r->n > 1)
+		list("same-work client", r->same, r->n, 0);
 	printf("  tracka end to end (XADD .. result XADD + XACK):       %10.0f msg/s\n",
 	       tracka);
 	if (r->n > 1)
 		list("tracka", r->tracka, r->n, 0);
 	if (ceiling > 0)
-		printf("  ratio to the ceiling: %.1f %%\n", 100 * ratio);
+		printf("  ratio to the ceiling: %.1f %%; to the same-work "
+		       "client: %.1f %%\n", 100 * ratio, 100 * ratio_same);
 	printf("  vs the predecessor's 191k msg/s: %.2fx\n",
 	       tracka / PREDECESSOR_TRACKA);
 	printf("  results checked: %llu bad\n", (unsigned long long)r->bad);
@@ -667,7 +757,9 @@ int tracka_bench_main(int argc, char **argv)
 	/* Interleaved, so slow phases of a shared machine hit both. */
 	for (r.n = 0; r.n < o.repeat && !rc; r.n++) {
 		uint64_t bad = 0;
-		rc = o.skip_ceiling ? 0 : run_ceiling(&o, &r.ceiling[r.n]);
+		rc = o.skip_ceiling ? 0 : run_ceiling(&o, 0, &r.ceiling[r.n]);
+		if (!rc && !o.skip_ceiling)
+			rc = run_ceiling(&o, 1, &r.same[r.n]);
 		if (!rc)
 			rc = run_tracka(&o, &r.tracka[r.n], &bad);
 		r.bad += bad;
