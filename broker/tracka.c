@@ -47,6 +47,7 @@
 /* After a non-blocking read found nothing while work is in flight, wait
  * this long before asking again rather than spin on Redis. */
 #define EMPTY_READ_PAUSE_NS 200000ull
+#define IDLE_POLL_NS (10 * MS)
 /* Waiting for the ring (results, room) vs. only for Redis. */
 #define WAIT_RING_US 50u
 #define WAIT_IDLE_US 5000u
@@ -718,7 +719,10 @@ static int on_read(struct tracka *t, redisReply *r, int rescan)
 		if (rescan)
 			t->rescanning = 0; /* own pending list fully re-read */
 		else
-			t->next_read_ns = ipc_now_ns() + EMPTY_READ_PAUSE_NS;
+			/* With block_ms 0 an idle binding polls: gently. */
+			t->next_read_ns = ipc_now_ns() +
+					  (!t->block_ms && !t->w.held
+						   ? IDLE_POLL_NS : EMPTY_READ_PAUSE_NS);
 		freeReplyObject(r);
 		return 0;
 	}
