@@ -297,14 +297,22 @@ static int ep_watch(struct rconn *c, uint32_t events)
 static int ep_wait(struct rconn *c, uint64_t timeout_us)
 {
 	struct epoll_event ev;
-	int n;
+	int n = -1;
 #ifdef HAVE_EPOLL_PWAIT2
-	struct timespec ts = { (time_t)(timeout_us / 1000000),
-			       (long)(timeout_us % 1000000) * 1000 };
-	n = epoll_pwait2(c->epfd, &ev, 1, &ts, NULL);
-#else
-	n = epoll_wait(c->epfd, &ev, 1, (int)((timeout_us + 999) / 1000));
+	/* Microseconds where the kernel has it (5.11); the libc may have it
+	 * where the kernel does not. */
+	static int no_pwait2;
+	if (!__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
+		struct timespec ts = { (time_t)(timeout_us / 1000000),
+				       (long)(timeout_us % 1000000) * 1000 };
+		n = epoll_pwait2(c->epfd, &ev, 1, &ts, NULL);
+		if (n < 0 && errno == ENOSYS)
+			__atomic_store_n(&no_pwait2, 1, __ATOMIC_RELAXED);
+		else
+			return n < 0 && errno != EINTR ? -errno : 0;
+	}
 #endif
+	n = epoll_wait(c->epfd, &ev, 1, (int)((timeout_us + 999) / 1000));
 	return n < 0 && errno != EINTR ? -errno : 0;
 }
 
