@@ -178,8 +178,14 @@ static void uring_complete(struct rconn *c, uint64_t op, int res)
 		else if (res != -EINTR && res != -EAGAIN)
 			fail(c, res ? res : -EIO);
 		break;
+	case OP_SHUTDOWN:
+		/* Kernels before 5.11 have no io_uring shutdown: the armed
+		 * recv must still end before its buffer is reused. */
+		if (res < 0)
+			shutdown(c->fd, SHUT_RDWR);
+		break;
 	default:
-		break; /* shutdown: its effect is on the others */
+		break;
 	}
 }
 
