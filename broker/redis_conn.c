@@ -254,6 +254,14 @@ static void uring_teardown(struct rconn *c)
 			io_uring_cqe_seen(&c->ring, cqe);
 		}
 	}
+	/* A recv that never ended may still write into its buffer: leave
+	 * that buffer to it and take a new one (a leak, in a case that
+	 * should not happen, rather than a corruption). */
+	if (c->recv_armed) {
+		char *nb = malloc(RECV_BYTES);
+		if (nb)
+			c->rbuf = nb;
+	}
 }
 
 /* connect, linked to a timeout so that it cannot hang. */
