@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "bench/sys_tracka.h"
 #include "bench/report.h"
 #include "broker/handlers.h"
 #include "libclient/gpuq.h"
@@ -90,6 +91,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: gpuq-bench [options]\n"
+"       gpuq-bench tracka [options]   Track A next to Redis's ceiling\n"
+"                                     (gpuq-bench tracka --help)\n"
 "  -s SOCKET            gpuqd socket (default: $GPUQ_SOCKET or the default path)\n"
 "  -q QUEUE             queue to send through (default echo); its handler is\n"
 "                       what every baseline computes too\n"
@@ -630,6 +633,9 @@ int main(int argc, char **argv)
 	char addr[64];
 	int bad;
 	memset(&bi, 0, sizeof(bi));
+	/* A mode of its own: Track A next to Redis's ceiling. */
+	if (argc > 1 && !strcmp(argv[1], "tracka"))
+		return tracka_bench_main(argc - 1, argv + 1);
 	if (parse_args(&o, argc, argv))
 		return 2;
 	if (probe(&o, &bi, &qi))

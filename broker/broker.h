@@ -10,6 +10,7 @@
 #include "ipc/ring.h"
 
 struct bqueue;
+struct tracka;
 
 /* A backend consumes one queue's ring.  The CPU backend is threads in
  * gpuqd; the CUDA backend is a persistent kernel. */
@@ -60,6 +61,10 @@ struct bqueue {
 	/* Timings for stats: how long the start took; when intake closed
 	 * and how long the drain took (0 until drained). */
 	uint64_t start_ns, closed_at_ns, drain_ns;
+	/* The client entry of gpuqd's own producer (Track A), or -1: its
+	 * dead letters are freed by bqueue_tick (they go to Redis). */
+	int32_t internal_client;
+	struct tracka *tracka; /* Redis stream binding, or NULL */
 };
 
 /* Dead-letter operations, for the control protocol. */
@@ -109,6 +114,7 @@ int bqueue_create(struct bqueue *q, const struct queue_config *c,
 		  int default_backend, uint64_t epoch);
 void bqueue_destroy(struct bqueue *q);
 int bqueue_attach(struct bqueue *q, struct bconn *c, uint32_t *client);
+int bqueue_attach_internal(struct bqueue *q, uint32_t *client);
 void bqueue_detach(struct bqueue *q, uint32_t client);
 /* Periodic work: heartbeat, reclaim of dead producers' tickets, release of
  * quarantined client slots. */

@@ -94,6 +94,25 @@ static const struct key_desc queue_keys[] = {
 	QKEY("fail_ppm", KT_U32, fail_ppm, 0, 1000000, 0),
 	QKEY("fail_attempts", KT_U32, fail_attempts, 0, 100, 0),
 	QKEY("dlq_capacity", KT_SIZE, dlq_capacity, 1, 1u << 20, KF_POW2),
+	/* Track A binding (docs/tracka.md); strings take the KT_PATH rules. */
+	QKEY("redis_host", KT_PATH, redis.host, 0, QSIZE(redis.host), 0),
+	QKEY("redis_port", KT_U32, redis.port, 1, 65535, 0),
+	QKEY("redis_password", KT_PATH, redis.password, 0,
+	     QSIZE(redis.password), 0),
+	QKEY("redis_stream", KT_PATH, redis.stream, 0, QSIZE(redis.stream), 0),
+	QKEY("redis_group", KT_PATH, redis.group, 0, QSIZE(redis.group), 0),
+	QKEY("redis_consumer", KT_PATH, redis.consumer, 0,
+	     QSIZE(redis.consumer), 0),
+	QKEY("redis_result_stream", KT_PATH, redis.result_stream, 0,
+	     QSIZE(redis.result_stream), 0),
+	QKEY("redis_dlq_stream", KT_PATH, redis.dlq_stream, 0,
+	     QSIZE(redis.dlq_stream), 0),
+	QKEY("redis_batch", KT_U32, redis.batch, 1, 65536, 0),
+	QKEY("redis_block_ms", KT_U32, redis.block_ms, 0, 60000, 0),
+	QKEY("redis_max_deliveries", KT_U32, redis.max_deliveries, 1, 1000000,
+	     0),
+	QKEY("redis_claim_idle_ms", KT_U32, redis.claim_idle_ms, 10,
+	     86400000, 0),
 };
 
 static const char *const backend_names[] = {
@@ -451,6 +470,11 @@ void config_queue_defaults(struct queue_config *q, const char *name)
 	q->backend = -1;
 	q->max_attempts = 3;
 	q->dlq_capacity = 1024;
+	q->redis.port = 6379;
+	q->redis.batch = 256;
+	q->redis.block_ms = 100;
+	q->redis.max_deliveries = 5;
+	q->redis.claim_idle_ms = 30000;
 }
 
 /* Index of a new queue with defaults, or GPUQ_ECONFIG. */
@@ -847,6 +871,16 @@ static int check_queue(const struct queue_config *q, char *msg, size_t cap)
 		rc = check_key(q, &queue_keys[i], msg, cap);
 		if (rc)
 			return rc;
+	}
+	/* Results or dead letters written into the stream being read would
+	 * come back as input, for ever. */
+	if (q->redis.stream[0] &&
+	    (!strcmp(q->redis.result_stream, q->redis.stream) ||
+	     !strcmp(q->redis.dlq_stream, q->redis.stream))) {
+		seterr(msg, cap,
+		       "redis_result_stream and redis_dlq_stream must differ from redis_stream '%s'",
+		       q->redis.stream);
+		return GPUQ_ECONFIG;
 	}
 	/* A module's handler is unknown to gpuqd: it must say how much
 	 * result room it needs, and only the CUDA backend can run it. */

@@ -16,6 +16,23 @@
 enum conf_backend { CONF_BACKEND_AUTO = 0, CONF_BACKEND_CPU = 1,
 		    CONF_BACKEND_CUDA = 2 };
 
+/* Track A: the queue bound to a Redis stream (docs/tracka.md).  Bound when
+ * stream is set; empty strings take the defaults described there. */
+struct tracka_config {
+	char host[64];          /* "" = 127.0.0.1 */
+	uint32_t port;          /* default 6379 */
+	char password[128];     /* "" = no AUTH */
+	char stream[128];       /* "" = not bound */
+	char group[64];         /* "" = gpuq */
+	char consumer[64];      /* "" = <hostname>-<queue> */
+	char result_stream[128];/* "" = <stream>:results */
+	char dlq_stream[128];   /* "" = <stream>:dlq */
+	uint32_t batch;         /* XREADGROUP COUNT; default 256 */
+	uint32_t block_ms;      /* XREADGROUP BLOCK when idle; default 100 */
+	uint32_t max_deliveries;/* deliveries before the DLQ stream; 5 */
+	uint32_t claim_idle_ms; /* XAUTOCLAIM min-idle; default 30000 */
+};
+
 struct queue_config {
 	char name[64];        /* [a-zA-Z0-9_.-]{1,63} */
 	char handler[32];     /* echo | checksum | vector */
@@ -35,6 +52,7 @@ struct queue_config {
 	uint32_t fail_ppm;    /* fault injection, messages per million; 0 */
 	uint32_t fail_attempts; /* runs a chosen message fails (0 = all); 0 */
 	uint32_t dlq_capacity;  /* dead letters per worker, power of 2; 1024 */
+	struct tracka_config redis;
 };
 
 struct gpuqd_config {

@@ -19,6 +19,7 @@
 #include "broker/loop.h"
 #include "broker/metrics.h"
 #include "broker/notify.h"
+#include "broker/tracka.h"
 #include "ipc/clock.h"
 #include "libclient/gpuq.h"
 
@@ -214,6 +215,35 @@ static int create_queues(struct broker *b)
 	return 0;
 }
 
+/* Bind the queues that name a Redis stream (Track A).  Redis need not be
+ * up yet: each binding connects, and reconnects, by itself. */
+static int start_bindings(struct broker *b)
+{
+	for (uint32_t i = 0; i < b->nqueues; i++) {
+		struct bqueue *q = &b->queues[i];
+		int rc;
+		if (!tracka_bound(q))
+			continue;
+		rc = tracka_start(q, b->conf.force_epoll, &q->tracka);
+		if (rc) {
+			fprintf(stderr, "gpuqd: queue %s: Redis binding: %s\n",
+				q->conf.name, gpuq_strerror(rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* Stop the bindings before the queues go: each writes the results of what
+ * its ring finished and acknowledges them. */
+static void stop_bindings(struct broker *b)
+{
+	for (uint32_t i = 0; i < b->nqueues; i++) {
+		tracka_stop(b->queues[i].tracka, 5000);
+		b->queues[i].tracka = NULL;
+	}
+}
+
 static void report_drain(const struct broker *b)
 {
 	for (uint32_t i = 0; i < b->nqueues; i++) {
@@ -272,7 +302,7 @@ int main(int argc, char **argv)
 					  : gpuq_strerror(rc));
 		goto out;
 	}
-	if ((rc = create_queues(&b)))
+	if ((rc = create_queues(&b)) || (rc = start_bindings(&b)))
 		goto out;
 	if (b.conf.metrics[0] &&
 	    (rc = metrics_start(&b, b.conf.metrics, &metrics))) {
@@ -296,6 +326,7 @@ int main(int argc, char **argv)
 	report_drain(&b);
 out:
 	metrics_stop(metrics);
+	stop_bindings(&b);
 	loop_destroy(b.loop);
 	for (uint32_t i = 0; i < b.nqueues; i++)
 		bqueue_destroy(&b.queues[i]);

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include "broker/broker.h"
 #include "broker/metrics.h"
+#include "broker/tracka.h"
 #include "ipc/clock.h"
 #include "libclient/gpuq.h"
 
@@ -173,6 +175,43 @@ static void liveness(struct text *t, struct broker *b)
 	    (double)(now - b->started_ns) / 1e9);
 }
 
+/* Track A bindings' counters (only queues bound to a Redis stream).  The
+ * binding lives from before the metrics thread starts until after it
+ * stops, so q->tracka is stable here. */
+static void tracka_families(struct text *t, struct broker *b)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} f[] = {
+#define TF(n, h) { "gpuq_tracka_" #n "_total", h, offsetof(struct tracka_stats, n) }
+		TF(read, "Stream entries received from Redis."),
+		TF(enqueued, "Stream entries published into the ring."),
+		TF(results, "Results written to the result stream."),
+		TF(acked, "Stream entries acknowledged (XACK)."),
+		TF(dead_lettered, "Entries written to the dead-letter stream."),
+		TF(redelivered, "Entries received again (own pending or claimed)."),
+		TF(claimed, "Entries taken over with XAUTOCLAIM."),
+		TF(reconnects, "Connections to Redis after the first."),
+		TF(write_errors, "Result or dead-letter writes Redis refused."),
+#undef TF
+	};
+	struct tracka_stats st;
+	for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
+		put(t, "# HELP %s %s\n# TYPE %s counter\n", f[k].name, f[k].help,
+		    f[k].name);
+		for (uint32_t i = 0; i < b->nqueues; i++) {
+			if (!b->queues[i].tracka)
+				continue;
+			tracka_stats_get(b->queues[i].tracka, &st);
+			put(t, "%s{queue=\"%s\"} %llu\n", f[k].name,
+			    b->queues[i].conf.name,
+			    (unsigned long long)*(const uint64_t *)((const char *)&st +
+								    f[k].off));
+		}
+	}
+}
+
 int metrics_render(struct broker *b, char **out)
 {
 	struct text t = { malloc(16384), 0, 16384, 0 };
@@ -206,6 +245,7 @@ int metrics_render(struct broker *b, char **out)
 	family(&t, b, cs, "gpuq_paused", "gauge", "1 while paused.", g_paused);
 	latency(&t, b, cs);
 	liveness(&t, b);
+	tracka_families(&t, b);
 	free(cs);
 	if (t.err) {
 		free(t.p);

@@ -150,6 +150,7 @@ int bqueue_create(struct bqueue *q, const struct queue_config *c,
 	int rc;
 	memset(q, 0, sizeof(*q));
 	q->fd = -1;
+	q->internal_client = -1;
 	q->conf = *c;
 	rc = pick_handler(q, &rbytes);
 	if (rc)
@@ -210,7 +211,9 @@ void bqueue_destroy(struct bqueue *q)
 	q->fd = -1;
 }
 
-int bqueue_attach(struct bqueue *q, struct bconn *c, uint32_t *client)
+/* Take a FREE client entry for owner (NULL: the broker itself). */
+static int attach_entry(struct bqueue *q, struct bconn *c, pid_t pid,
+			uid_t uid, uint32_t *client)
 {
 	struct ipc_hdr *h = q->r.hdr;
 	if (q->closed)
@@ -230,8 +233,8 @@ int bqueue_attach(struct bqueue *q, struct bconn *c, uint32_t *client)
 		cl->lat_sum_ns = 0;
 		cl->lat_count = 0;
 		memset(cl->lat, 0, sizeof(cl->lat));
-		cl->pid = c->pid;
-		cl->uid = c->uid;
+		cl->pid = pid;
+		cl->uid = uid;
 		cl->gen++;
 		q->slots[i].owner = c;
 		ipc_store_release(&cl->state, IPC_CLIENT_ACTIVE);
@@ -240,6 +243,22 @@ int bqueue_attach(struct bqueue *q, struct bconn *c, uint32_t *client)
 		return 0;
 	}
 	return GPUQ_ETOOMANY;
+}
+
+int bqueue_attach(struct bqueue *q, struct bconn *c, uint32_t *client)
+{
+	return attach_entry(q, c, c->pid, c->uid, client);
+}
+
+/* An ordinary client entry (with a completion area, unlike the replay
+ * entry) that no connection owns: a producer inside gpuqd, such as a
+ * Track A binding.  Detached with bqueue_detach like any other. */
+int bqueue_attach_internal(struct bqueue *q, uint32_t *client)
+{
+	int rc = attach_entry(q, NULL, getpid(), geteuid(), client);
+	if (!rc)
+		q->internal_client = (int32_t)*client;
+	return rc;
 }
 
 /*
@@ -356,10 +375,13 @@ static void track_progress(struct bqueue *q, uint64_t now_ns)
 	}
 }
 
+static void dlq_drop_internal(struct bqueue *q);
+
 void bqueue_tick(struct bqueue *q, uint64_t now_ns)
 {
 	ipc_store_release(&q->r.hdr->heartbeat_ns, now_ns);
 	track_progress(q, now_ns);
+	dlq_drop_internal(q);
 	for (uint32_t i = 0; i < q->r.hdr->max_clients; i++)
 		if (ipc_load_relaxed(&q->r.clients[i].state) == IPC_CLIENT_DEAD)
 			reclaim_step(q, i);
@@ -537,7 +559,7 @@ static int replay_one(struct bqueue *q, const struct ipc_dlq_entry *d)
 	int rc;
 	/* Reserve like any producer (resv_gen odd around it), so reclaim's
 	 * reasoning holds for the broker's tickets too. */
-	ipc_store_seqcst(&me->resv_gen, me->resv_gen + 1);
+	ipc_resv_begin(me);
 	rc = ipc_reserve(r, ring, 1, &t);
 	if (!rc) {
 		memcpy(ipc_slot(r, ring, t) + 1, d + 1, d->len);
@@ -549,7 +571,7 @@ static int replay_one(struct bqueue *q, const struct ipc_dlq_entry *d)
 		ipc_publish(r, ring, t, &mm);
 		ipc_store_relaxed(&me->published, me->published + 1);
 	}
-	ipc_store_release(&me->resv_gen, me->resv_gen + 1);
+	ipc_resv_end(me);
 	return rc;
 }
 
@@ -581,6 +603,34 @@ out:
 		ipc_store_relaxed(&q->r.hdr->dlq_purged,
 				  q->r.hdr->dlq_purged + done);
 	return done;
+}
+
+/*
+ * Dead letters of the broker's internal producer (Track A) have their home
+ * elsewhere: the binding writes each one to its Redis dead-letter stream,
+ * and until then the entry stays pending in Redis.  Their copies here are
+ * freed as soon as they reach the tail, or they would fill the per-worker
+ * ring and stall the workers (a dead letter is never dropped otherwise).
+ * Runs in the loop thread, like every other writer of dlq_tail.
+ */
+static void dlq_drop_internal(struct bqueue *q)
+{
+	uint64_t n = 0;
+	if (q->internal_client < 0)
+		return;
+	for (uint32_t w = 0; w < q->r.hdr->nworkers; w++) {
+		while (dlq_held(q, w)) {
+			const struct ipc_dlq_entry *d =
+				bqueue_dlq_get(q, w, q->r.workers[w].dlq_tail);
+			if (!d || d->client != (uint16_t)q->internal_client)
+				break;
+			dlq_pop(q, w);
+			n++;
+		}
+	}
+	if (n)
+		ipc_store_relaxed(&q->r.hdr->dlq_purged,
+				  q->r.hdr->dlq_purged + n);
 }
 
 uint64_t bqueue_dlq_replay(struct bqueue *q, uint64_t n)

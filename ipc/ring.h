@@ -121,6 +121,23 @@ static inline struct ipc_cq_entry *ipc_cq_entry(const struct ipc_ring *r,
 /* ---- producer side ---- */
 
 /*
+ * Bracket a reservation (and the publishing that follows it): resv_gen is
+ * odd in between.  seq_cst on the way in: the broker's reclaim must see
+ * "reserving" before the CAS on head can be seen (docs/protocol.md,
+ * reclaim).  Every producer (clients, the broker's replays, Track A) uses
+ * these two, so the argument holds for all of them.
+ */
+static inline void ipc_resv_begin(struct ipc_client *me)
+{
+	ipc_store_seqcst(&me->resv_gen, me->resv_gen + 1);
+}
+
+static inline void ipc_resv_end(struct ipc_client *me)
+{
+	ipc_store_release(&me->resv_gen, me->resv_gen + 1);
+}
+
+/*
  * Reserve n consecutive tickets of one ring without waiting.  Succeeds only
  * if every one of the n slots is already free for its ticket, so a producer
  * never holds a ticket while it waits (the probe's deadlock).  The caller

@@ -385,14 +385,12 @@ static uint64_t cq_room(const struct gpuq_queue *q)
 
 static void resv_begin(struct gpuq_queue *q)
 {
-	/* seq_cst: the broker's reclaim must see "reserving" before our CAS
-	 * on head can be seen (docs/protocol.md, reclaim). */
-	ipc_store_seqcst(&q->me->resv_gen, q->me->resv_gen + 1);
+	ipc_resv_begin(q->me);
 }
 
 static void resv_end(struct gpuq_queue *q)
 {
-	ipc_store_release(&q->me->resv_gen, q->me->resv_gen + 1);
+	ipc_resv_end(q->me);
 }
 
 /*

@@ -643,6 +643,75 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
+/* Track A's keys (docs/tracka.md): defaults, every key set, ranges, and
+ * the round trip through --print-config. */
+START_TEST(test_redis_keys)
+{
+	static const char *const bad[] = {
+		"r,redis_port=0", "r,redis_port=65536", "r,redis_batch=0",
+		"r,redis_batch=65537", "r,redis_claim_idle_ms=9",
+		"r,redis_block_ms=60001", "r,redis_max_deliveries=0",
+		"r,redis_stream=a#b", "r,redis_host=",
+	};
+	struct gpuqd_config a;
+	const struct tracka_config *t;
+	char err[256];
+
+	config_defaults(&a);
+	ck_assert_int_eq(config_queue_spec(&a, "plain", err, sizeof(err)), 0);
+	t = &a.queues[0].redis;
+	ck_assert_str_eq(t->stream, ""); /* not bound */
+	ck_assert_uint_eq(t->port, 6379);
+	ck_assert_uint_eq(t->batch, 256);
+	ck_assert_uint_eq(t->block_ms, 100);
+	ck_assert_uint_eq(t->max_deliveries, 5);
+	ck_assert_uint_eq(t->claim_idle_ms, 30000);
+	ck_assert_int_eq(config_queue_spec(&a,
+		"bound,redis_host=10.0.0.5,redis_port=7000,redis_password=s3cr:t,"
+		"redis_stream=jobs,redis_group=g1,redis_consumer=host-1,"
+		"redis_result_stream=out,redis_dlq_stream=dead,redis_batch=64,"
+		"redis_block_ms=0,redis_max_deliveries=9,redis_claim_idle_ms=1500",
+		err, sizeof(err)), 0);
+	t = &a.queues[1].redis;
+	ck_assert_str_eq(t->host, "10.0.0.5");
+	ck_assert_uint_eq(t->port, 7000);
+	ck_assert_str_eq(t->password, "s3cr:t");
+	ck_assert_str_eq(t->stream, "jobs");
+	ck_assert_str_eq(t->group, "g1");
+	ck_assert_str_eq(t->consumer, "host-1");
+	ck_assert_str_eq(t->result_stream, "out");
+	ck_assert_str_eq(t->dlq_stream, "dead");
+	ck_assert_uint_eq(t->batch, 64);
+	ck_assert_uint_eq(t->block_ms, 0);
+	ck_assert_uint_eq(t->max_deliveries, 9);
+	ck_assert_uint_eq(t->claim_idle_ms, 1500);
+	ck_assert_int_eq(config_validate(&a, err, sizeof(err)), 0);
+	round_trip(&a);
+	/* Writing results or dead letters into the input stream is refused
+	 * at validation. */
+	ck_assert_int_eq(config_queue_spec(&a, "loop,redis_stream=s,"
+					   "redis_result_stream=s", err,
+					   sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&a, err, sizeof(err)), GPUQ_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "must differ from redis_stream"));
+	ck_assert_int_eq(config_queue_spec(&a, "loop,redis_result_stream=r,"
+					   "redis_dlq_stream=s", err,
+					   sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&a, err, sizeof(err)), GPUQ_ECONFIG);
+	ck_assert_int_eq(config_queue_spec(&a, "loop,redis_dlq_stream=d", err,
+					   sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&a, err, sizeof(err)), 0);
+	/* A bad value is refused and changes nothing. */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct gpuqd_config before = a;
+
+		ck_assert_msg(config_queue_spec(&a, bad[i], err, sizeof(err)) ==
+				      GPUQ_ECONFIG, "%s accepted", bad[i]);
+		ck_assert_int_eq(memcmp(&before, &a, sizeof(a)), 0);
+	}
+}
+END_TEST
+
 /* What --print-config shows must not hide an inherited backend behind a
  * value the reader would then pin. */
 START_TEST(test_print_format)
@@ -695,6 +764,7 @@ static Suite *suite_config(void)
 
 	tcase_add_test(tp, test_round_trip);
 	tcase_add_test(tp, test_print_format);
+	tcase_add_test(tp, test_redis_keys);
 	suite_add_tcase(s, tp);
 	return s;
 }
