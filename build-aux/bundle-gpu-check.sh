@@ -2,7 +2,8 @@
 # Inside a gpuq bundle on a GPU host: the suites on the CUDA backend, the
 # throughput benchmark, and compute-sanitizer (memcheck, racecheck) over a
 # broker running the persistent kernel.  One command, so one device session.
-#   ./gpu-check.sh [all|suites|bench|sweep|sanitize]   (default all but sweep)
+#   ./gpu-check.sh [all|suites|bench|sweep|tracka|sanitize]
+#   (default: all but sweep and tracka)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin="$here/bin"
@@ -13,11 +14,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 
 mode=${1:-default}
 case $mode in
-default|all|suites|bench|sweep|sanitize) ;;
-*) echo "usage: $0 [all|suites|bench|sweep|sanitize]" >&2; exit 2 ;;
+default|all|suites|bench|sweep|tracka|sanitize) ;;
+*) echo "usage: $0 [all|suites|bench|sweep|tracka|sanitize]" >&2; exit 2 ;;
 esac
-want() { [ "$mode" = default ] && [ "$1" != sweep ] && return 0
+want() { [ "$mode" = default ] && [ "$1" != sweep ] && [ "$1" != tracka ] &&
+		return 0
 	[ "$mode" = all ] || [ "$mode" = "$1" ]; }
+[ -x "$bin/redis-server" ] && export REDIS_SERVER="$bin/redis-server"
 
 if want suites; then
 echo "== suites on the CUDA backend"
@@ -73,6 +76,16 @@ if start_broker "$S" "$bin/gpuqd" -b cuda \
 	"$bin/gpuqctl" -s "$S" status
 	stop_broker "$S" || fail=1
 fi
+fi
+
+# Track A on this host: Redis's own ceiling and Track A end to end, same
+# run, with the bundled redis-server, on the CPU and the CUDA backend.
+if want tracka; then
+	for be in cpu cuda; do
+		echo "== Track A (gpuq-bench tracka, $be backend)"
+		timeout 300 "$bin/gpuq-bench" tracka --gpuqd "$bin/gpuqd" \
+			--backend $be --repeat 3 | tail -12 || fail=1
+	done
 fi
 
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

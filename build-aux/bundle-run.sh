@@ -8,6 +8,8 @@ backend=${1:-cuda}
 [ $# -gt 0 ] && shift
 export GPUQD="$here/bin/gpuqd" GPUQCTL="$here/bin/gpuqctl" GPUQ_TEST_BACKEND="$backend"
 export GPUQ_TEST_MODULE="${GPUQ_TEST_MODULE:-$here/handlers/example_handler.fatbin}"
+# The bundled redis-server (Track A suites), when the bundle carries one.
+[ -x "$here/bin/redis-server" ] && export REDIS_SERVER="$here/bin/redis-server"
 export GPUQ_TEST_TRAP_MODULE="${GPUQ_TEST_TRAP_MODULE:-$here/handlers/trap_handler.fatbin}"
 # The suites never touch CUDA in-process (gpuqd does), so check may fork.
 export CK_FORK=${CK_FORK:-yes}

@@ -38,6 +38,23 @@ done
 mkdir -p "$out/handlers"
 cp "$build/gpu/example_handler.fatbin" "$build/tests/trap_handler.fatbin" \
 	"$out/handlers/"
+# redis-server for the Track A suite and benchmark (the GPU host has no
+# packages): the binary with every library it loads, the C library and its
+# loader included, started through that loader, so the host's own libc
+# version does not matter.
+rs=$(command -v redis-server || true)
+if [ -n "$rs" ]; then
+	mkdir -p "$out/redis"
+	cp "$rs" "$out/redis/"
+	ldd "$rs" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
+		while read -r lib; do cp -L "$lib" "$out/redis/"; done
+	cat >"$out/bin/redis-server" <<'WRAP'
+#!/bin/sh
+d=$(cd "$(dirname "$0")/../redis" && pwd)
+exec "$d/ld-linux-x86-64.so.2" --library-path "$d" "$d/redis-server" "$@"
+WRAP
+	chmod +x "$out/bin/redis-server"
+fi
 cp "$top/build-aux/bundle-run.sh" "$out/run-tests.sh"
 cp "$top/build-aux/bundle-gpu-check.sh" "$out/gpu-check.sh"
 chmod +x "$out/run-tests.sh" "$out/gpu-check.sh"
