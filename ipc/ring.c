@@ -320,7 +320,12 @@ void ipc_backoff_wait(struct ipc_backoff *b)
 {
 	struct timespec ts;
 	b->spins++;
-	if (b->sleep_ns == 0) {
+	if (b->sleep_ns == 0 && !b->timed_spin) {
+		if (b->spins <= 64) {
+			ipc_cpu_relax();
+			return;
+		}
+	} else if (b->sleep_ns == 0) {
 		/* Read the clock every 32 spins: cheap (vDSO) but not free. */
 		if (b->spins % 32 != 1 || b->spin_start_ns == 0 ||
 		    ipc_now_ns() - b->spin_start_ns < spin_budget_ns()) {

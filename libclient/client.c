@@ -401,7 +401,7 @@ static int reserve_wait(struct gpuq_queue *q, uint32_t ring, uint32_t want,
 			int exact, uint64_t deadline, uint64_t *ticket,
 			uint32_t *got)
 {
-	struct ipc_backoff b = IPC_BACKOFF_INIT(WAIT_MAX_SLEEP_NS);
+	struct ipc_backoff b = IPC_BACKOFF_CLIENT_INIT(WAIT_MAX_SLEEP_NS);
 	int counted = 0, rc;
 	for (;;) {
 		uint32_t n = want;
@@ -758,7 +758,7 @@ GPUQ_API int gpuq_result(gpuq_queue *q, uint64_t id, void *buf, size_t cap,
 GPUQ_API int gpuq_wait(gpuq_queue *q, uint64_t id, void *buf, size_t cap,
 		       size_t *len, int timeout_ms)
 {
-	struct ipc_backoff b = IPC_BACKOFF_INIT(WAIT_MAX_SLEEP_NS);
+	struct ipc_backoff b = IPC_BACKOFF_CLIENT_INIT(WAIT_MAX_SLEEP_NS);
 	uint64_t deadline = deadline_of(timeout_ms);
 	for (;;) {
 		int rc = gpuq_result(q, id, buf, cap, len);
