@@ -354,7 +354,7 @@ struct wshared {
 	int stop, paused, was_paused;
 	unsigned ntake;               // tickets taken this round
 	uint16_t list[MAX_WINDOW];    // their offsets in the window
-	uint8_t flag[MAX_WINDOW];     // 1: slot to copy; 2: stopped, keep
+	uint8_t flag[MAX_WINDOW];     // COPY_* for step 2, or KEEP_STOPPED
 	uint32_t bytes[MAX_WINDOW];   // completion bytes to copy this round
 };
 
@@ -467,7 +467,9 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 				release_ticket(a, 0, ws + k, s.bytes[k]);
 		}
 	}
-	if (take && s.flag[tid] != KEEP_STOPPED)
+	// A ticket given up because the kernel is stopping counts as done for
+	// this block (it is not released; the drain has timed out).
+	if (take)
 		*took = true;
 	if (prof) {
 		prof_lap(prof, GPUQ_PROF_COPY_OUT, &c0);
