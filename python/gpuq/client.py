@@ -554,6 +554,17 @@ class Queue:
                 break
         raise error(rc)
 
+    def vram_handle(self) -> bytes:
+        """The queue's VRAM ring as a 64-byte cudaIpcMemHandle_t, for a GPU
+        producer to open with its CUDA library (gpuq_vram_handle; see
+        Loan.vram_offset and Loan.commit_device).  BackendError unless the
+        queue is on the CUDA backend."""
+        buf = ctypes.create_string_buffer(64)
+        with self._lock:
+            rc = self._lib.gpuq_vram_handle(self._ptr(), buf, 64)
+        check(rc)
+        return buf.raw[:rc]
+
     # -- results -------------------------------------------------------------
     def _grow(self, need):
         self._res = ctypes.create_string_buffer(max(need, 1))
@@ -754,6 +765,37 @@ class Loan:
         with self._q._lock:
             check(self._q._lib.gpuq_commit(self._q._ptr(),
                                            ctypes.byref(self._loan), arr))
+        self.committed = True
+        self._finish()
+        return self.ids
+
+    def vram_offset(self, i: int) -> int:
+        """Byte offset in the VRAM ring where a GPU producer writes message
+        i's payload (gpuq_vram_offset)."""
+        if not self.open:
+            raise ValueError("loan is no longer open")
+        with self._q._lock:
+            off = self._q._lib.gpuq_vram_offset(self._q._ptr(),
+                                                ctypes.byref(self._loan), i)
+        check(int(off) if off < 0 else 0)
+        return int(off)
+
+    def commit_device(self, lengths: Sequence[int]) -> range:
+        """Publish a loan whose payloads the caller wrote into the VRAM ring
+        (gpuq_commit_device), once those device writes have completed.
+        BackendError, with nothing published, unless the queue is on the
+        CUDA backend."""
+        if not self.open:
+            raise ValueError("loan is no longer open")
+        lens = list(lengths)
+        if len(lens) != self.count:
+            raise ValueError("%d lengths for a loan of %d slots"
+                             % (len(lens), self.count))
+        arr = (ctypes.c_uint32 * self.count)(*lens)
+        with self._q._lock:
+            check(self._q._lib.gpuq_commit_device(
+                self._q._ptr(), ctypes.byref(self._loan), arr))
+        self.lengths = lens
         self.committed = True
         self._finish()
         return self.ids

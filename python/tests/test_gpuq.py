@@ -670,6 +670,23 @@ class TestBasics(BrokerTest):
         self.assertEqual(b.poll(), [])
         self.assertEqual(b.inflight, 0)
 
+    def test_gpu_producer_calls_on_a_cpu_queue(self):
+        # The GPU-producer calls refuse a queue not on the CUDA backend and
+        # publish nothing: the loan can still be committed normally.
+        with self.open("echo") as q:
+            if q.info().backend != "cpu":
+                self.skipTest("queue is not on the CPU backend")
+            with self.assertRaises(gpuq.BackendError):
+                q.vram_handle()
+            with q.reserve(1, timeout=1) as loan:
+                with self.assertRaises(gpuq.BackendError):
+                    loan.vram_offset(0)
+                with self.assertRaises(gpuq.BackendError):
+                    loan.commit_device([3])
+                self.assertTrue(loan.open)
+                loan.write(0, b"abc")
+            self.assertEqual(q.wait(loan.first_id, timeout=5), b"abc")
+
     def test_loan_zero_copy(self):
         with self.open("echo") as q:
             with q.reserve(3, timeout=1) as loan:
