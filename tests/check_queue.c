@@ -1,0 +1,112 @@
+/*
+ * check_queue.c - broker queue logic driven in-process, on real shared
+ * memory: what the device fault policy does to in-flight messages
+ * (bqueue_fail_inflight).  A paused CPU queue stands still while the test
+ * publishes, so the messages are exactly "published, not consumed", which
+ * is what a dead GPU context leaves behind.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "broker/conf.h"
+#include "ipc/ring.h"
+#include "libclient/gpuq.h"
+#include "tests/runner.h"
+
+static void make_paused_queue(struct bqueue *q, uint32_t *client)
+{
+	struct queue_config c;
+	config_queue_defaults(&c, "f");
+	strcpy(c.handler, "checksum");
+	c.capacity = 64;
+	c.backend = CONF_BACKEND_CPU;
+	ck_assert_int_eq(bqueue_create(q, &c, CONF_BACKEND_CPU, 1), 0);
+	bqueue_pause(q, 1);
+	ck_assert_int_eq(bqueue_attach_internal(q, client), 0);
+}
+
+/* Publish n messages as client, ids first..first+n-1; returns the first
+ * ticket. */
+static uint64_t publish(struct bqueue *q, uint32_t client, uint64_t first,
+			uint32_t n, uint16_t flags)
+{
+	struct ipc_client *me = &q->r.clients[client];
+	uint64_t t;
+	ipc_resv_begin(me);
+	ck_assert_int_eq(ipc_reserve(&q->r, 0, n, &t), 0);
+	for (uint32_t i = 0; i < n; i++) {
+		struct ipc_msg_meta mm = { .id = first + i, .len = 8,
+					   .client = (uint16_t)client,
+					   .flags = flags };
+		memset(ipc_slot(&q->r, 0, t + i) + 1, 'x', 8);
+		ipc_publish(&q->r, 0, t + i, &mm);
+	}
+	ipc_resv_end(me);
+	return t;
+}
+
+START_TEST(test_fail_inflight)
+{
+	static struct bqueue q;
+	uint32_t client;
+	make_paused_queue(&q, &client);
+	publish(&q, client, 0, 10, 0);
+	/* The broker's own replays want no result: none is written. */
+	publish(&q, q.r.hdr->max_clients, 100, 3, IPC_MSG_NORESULT);
+	/* One of them was already finished by its consumer before the
+	 * fault: its result must stay. */
+	{
+		struct ipc_cq_entry *e = ipc_cq_entry(&q.r, client, 4);
+		e->status = 0;
+		e->len = 4;
+		ipc_store_release(&e->done, 4 + 1);
+	}
+	ck_assert_uint_eq(bqueue_fail_inflight(&q), 9);
+	for (uint64_t id = 0; id < 10; id++) {
+		struct ipc_cq_entry *e = ipc_cq_entry(&q.r, client, id);
+		ck_assert_uint_eq(ipc_load_acquire(&e->done), id + 1);
+		ck_assert_int_eq(e->status, id == 4 ? 0 : GPUQ_EDEVICE);
+		ck_assert_uint_eq(e->len, id == 4 ? 4 : 0);
+	}
+	/* Twice is harmless: nothing is completed again. */
+	ck_assert_uint_eq(bqueue_fail_inflight(&q), 0);
+	bqueue_destroy(&q);
+}
+END_TEST
+
+/* A reserved but unpublished ticket is not a message yet: it is left for
+ * the producer (which will see the broker gone), not failed. */
+START_TEST(test_fail_inflight_skips_unpublished)
+{
+	static struct bqueue q;
+	struct ipc_client *me;
+	uint32_t client;
+	uint64_t t;
+	make_paused_queue(&q, &client);
+	me = &q.r.clients[client];
+	publish(&q, client, 0, 2, 0);
+	ipc_resv_begin(me);
+	ck_assert_int_eq(ipc_reserve(&q.r, 0, 3, &t), 0);
+	ipc_resv_end(me);
+	ck_assert_uint_eq(bqueue_fail_inflight(&q), 2);
+	ck_assert_uint_ne(ipc_load_acquire(&ipc_cq_entry(&q.r, client, 2)->done),
+			  3);
+	bqueue_destroy(&q);
+}
+END_TEST
+
+static Suite *suite_queue(void)
+{
+	Suite *s = suite_create("queue");
+	TCase *tc = tcase_create("device_fault");
+	tcase_add_test(tc, test_fail_inflight);
+	tcase_add_test(tc, test_fail_inflight_skips_unpublished);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+GPUQ_CHECK_MAIN(suite_queue)
