@@ -589,6 +589,13 @@ static int harvest_one(struct tracka *t, uint64_t seq,
 	t->in_ring--;
 	if (c->status == 0)
 		return send_result(t, seq, c + 1, c->len);
+	/* A GPU fault, not the entry's fault: gpuqd is about to exit, so
+	 * leave the entry pending, unacknowledged, for the restarted gpuqd
+	 * (or another consumer) to deliver again. */
+	if (c->status == GPUQ_EDEVICE) {
+		win_release(&t->w, seq);
+		return 0;
+	}
 	return fetch_for_dlq(t, seq);
 }
 
