@@ -3,6 +3,7 @@
  * and the tests to check what a backend returned.  Deliberately not the
  * handlers' code: a bitwise CRC32C and a double-precision vector summary,
  * so a bug in the handlers cannot hide by being checked against itself.
+ * Also compiles as C++ (the GPU producer test is built with nvcc).
  */
 #ifndef GPUQ_BENCH_REFERENCE_H
 #define GPUQ_BENCH_REFERENCE_H
@@ -13,7 +14,7 @@
 
 static inline uint32_t ref_crc32c(const void *data, size_t n)
 {
-	const uint8_t *p = data;
+	const uint8_t *p = (const uint8_t *)data;
 	uint32_t c = 0xffffffffu;
 	for (size_t i = 0; i < n; i++) {
 		c ^= p[i];
@@ -56,7 +57,7 @@ static inline int ref_vector_ok(const float *x, size_t n, const float got[4])
 /* Deterministic payload bytes: xorshift64* seeded per message. */
 static inline void ref_fill(void *buf, size_t n, uint64_t seed)
 {
-	uint8_t *p = buf;
+	uint8_t *p = (uint8_t *)buf;
 	uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
 	for (size_t i = 0; i < n; i++) {
 		s ^= s >> 12;

@@ -1,8 +1,8 @@
 // gpu_producer.cu - a GPU producer for check_gpu: payloads that live in
 // device memory go straight into the queue's VRAM ring (device-to-device
 // copies through the CUDA IPC handle) and are committed through the
-// control block, without a host copy.  Results are checked against a CRC32C
-// computed here, bit by bit, independently of the handler's tables.
+// control block, without a host copy.  Results are checked against the
+// independent reference CRC32C (bench/reference.h), not the handler's code.
 #include <cuda_runtime.h>
 
 #include <stdint.h>
@@ -14,20 +14,10 @@
 extern "C" {
 #include "libclient/gpuq.h"
 }
+#include "bench/reference.h"
 #include "tests/gpu_producer.h"
 
 #define PAYLOAD 256
-
-static uint32_t crc32c_bitwise(const uint8_t *p, size_t n)
-{
-	uint32_t c = 0xffffffffu;
-	for (size_t i = 0; i < n; i++) {
-		c ^= p[i];
-		for (int k = 0; k < 8; k++)
-			c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1u)));
-	}
-	return c ^ 0xffffffffu;
-}
 
 static double now_s(void)
 {
@@ -115,9 +105,7 @@ extern "C" int gpu_producer_run(const char *socket, const char *queue, int n,
 	g.ids = (uint64_t *)calloc((size_t)n, sizeof(uint64_t));
 	if (!g.host || !g.ids)
 		FAIL("out of memory");
-	srand((unsigned)time(NULL));
-	for (size_t i = 0; i < (size_t)n * PAYLOAD; i++)
-		g.host[i] = (uint8_t)rand();
+	ref_fill(g.host, (size_t)n * PAYLOAD, (uint64_t)time(NULL));
 	if (cudaMalloc((void **)&g.dev, (size_t)n * PAYLOAD) != cudaSuccess ||
 	    cudaMemcpy(g.dev, g.host, (size_t)n * PAYLOAD,
 		       cudaMemcpyHostToDevice) != cudaSuccess ||
@@ -131,14 +119,11 @@ extern "C" int gpu_producer_run(const char *socket, const char *queue, int n,
 	for (int i = 0; i < n; i++) {
 		uint8_t res[16];
 		size_t got = 0;
-		uint32_t crc;
 		int st = gpuq_wait(g.q, g.ids[i], res, sizeof(res), &got, 20000);
-		memcpy(&crc, res, 4);
-		if (st || got != 4 ||
-		    crc != crc32c_bitwise(g.host + (size_t)i * PAYLOAD, PAYLOAD))
-			FAIL("message %d: %s, result %zu bytes, crc %08x want %08x",
-			     i, gpuq_err_name(st), got, crc,
-			     crc32c_bitwise(g.host + (size_t)i * PAYLOAD, PAYLOAD));
+		if (!ref_crc_result_ok(g.host + (size_t)i * PAYLOAD, PAYLOAD, st,
+				       res, got))
+			FAIL("message %d: %s, result %zu bytes, wrong or missing",
+			     i, gpuq_err_name(st), got);
 	}
 	if (msgs_per_s)
 		*msgs_per_s = n / (now_s() - t0);
