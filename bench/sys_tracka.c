@@ -36,6 +36,7 @@
 
 #include "bench/bench.h"
 #include "bench/sys_tracka.h"
+#include "broker/tracka_window.h"
 #include "libclient/gpuq.h"
 
 #define LOAD_PIPELINE 512
@@ -409,18 +410,11 @@ static int wait_group(redisContext *c, const char *stream, pid_t gpuqd)
 	return -ETIMEDOUT;
 }
 
-struct sidv {
-	uint64_t ms, seq;
-};
-
-static int sid_of(const char *s, struct sidv *o)
+/* A stream id is parsed by the broker's own parser (broker/tracka_window.c,
+ * tested against brute force in check_tracka_window). */
+static int sid_of(const char *s, struct sid *o)
 {
-	char *end;
-	o->ms = strtoull(s, &end, 10);
-	if (*end != '-')
-		return -1;
-	o->seq = strtoull(end + 1, &end, 10);
-	return *end ? -1 : 0;
+	return sid_parse(s, strlen(s), o);
 }
 
 /* Call fn for every entry of key, in order. */
@@ -451,7 +445,7 @@ static int scan_stream(redisContext *c, const char *key,
 }
 
 struct verify {
-	struct sidv *ids; /* the loaded entries, in load order */
+	struct sid *ids; /* the loaded entries, in load order */
 	uint64_t n, cap, results, bad;
 	uint8_t *seen;
 	struct payload pl;
@@ -466,12 +460,12 @@ static int add_id(void *arg, const redisReply *e)
 	return 0;
 }
 
-static long long find_id(const struct verify *v, const struct sidv *id)
+static long long find_id(const struct verify *v, const struct sid *id)
 {
 	uint64_t lo = 0, hi = v->n;
 	while (lo < hi) {
 		uint64_t mid = (lo + hi) / 2;
-		const struct sidv *m = &v->ids[mid];
+		const struct sid *m = &v->ids[mid];
 		if (m->ms == id->ms && m->seq == id->seq)
 			return (long long)mid;
 		if (m->ms < id->ms || (m->ms == id->ms && m->seq < id->seq))
@@ -487,7 +481,7 @@ static int check_one(void *arg, const redisReply *e)
 {
 	struct verify *v = arg;
 	const redisReply *f = e->element[1], *src = NULL, *res = NULL;
-	struct sidv id;
+	struct sid id;
 	long long i;
 	for (size_t k = 0; k + 1 < f->elements; k += 2) {
 		if (!strcmp(f->element[k]->str, "src"))

@@ -28,6 +28,7 @@
 #include <hiredis/hiredis.h>
 
 #include "broker/handlers.h"
+#include "broker/tracka_window.h"
 #include "tests/harness.h"
 #include "tests/runner.h"
 
@@ -213,21 +214,14 @@ static long long pending(redisContext *c, const char *consumer)
 /* Loader and checker                                                       */
 /* ------------------------------------------------------------------------ */
 
-struct sidv {
-	uint64_t ms, seq;
-};
-
-static int sid_of(const char *s, struct sidv *o)
+/* A stream id is parsed by the broker's own parser (broker/tracka_window.c,
+ * tested against brute force in check_tracka_window). */
+static int sid_of(const char *s, struct sid *o)
 {
-	char *end;
-	o->ms = strtoull(s, &end, 10);
-	if (*end != '-')
-		return -1;
-	o->seq = strtoull(end + 1, &end, 10);
-	return *end ? -1 : 0;
+	return sid_parse(s, strlen(s), o);
 }
 
-static int sid_cmp(const struct sidv *a, const struct sidv *b)
+static int sid_cmp(const struct sid *a, const struct sid *b)
 {
 	if (a->ms != b->ms)
 		return a->ms < b->ms ? -1 : 1;
@@ -250,7 +244,7 @@ static void payload_of(uint64_t i, uint8_t *p)
 /* A load: what was XADDed, in order (stream ids only grow). */
 struct load {
 	size_t n, cap;
-	struct sidv *ids;
+	struct sid *ids;
 };
 
 static void load_more(redisContext *c, struct load *l, size_t n)
@@ -284,7 +278,7 @@ static void load_more(redisContext *c, struct load *l, size_t n)
 
 static long long index_of(const struct load *l, const char *src)
 {
-	struct sidv id;
+	struct sid id;
 	size_t lo = 0, hi = l->n;
 	if (sid_of(src, &id))
 		return -1;
@@ -1014,7 +1008,7 @@ START_TEST(test_key_order)
 {
 	struct redis_proc r = { 0 };
 	struct broker_proc b;
-	struct sidv last[8];
+	struct sid last[8];
 	char from[64] = "-";
 	size_t seen = 0;
 	const size_t n = 4000;
@@ -1053,7 +1047,7 @@ START_TEST(test_key_order)
 			redisReply *e = redisCommand(c, "XRANGE %s %s %s", STREAM,
 						     src->str, src->str);
 			const redisReply *pay;
-			struct sidv id;
+			struct sid id;
 			size_t k;
 			ck_assert(e && e->type == REDIS_REPLY_ARRAY && e->elements == 1);
 			pay = fieldv(e->element[0]->element[1], "payload");
