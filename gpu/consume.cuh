@@ -183,9 +183,10 @@ __device__ inline struct ipc_cq_entry *cq_entry(const kargs &a,
 // Step 2: copy the slots of tickets from + list[i] (i < n) from host
 // memory to the VRAM ring, 16-byte chunks: header and payload where the
 // flag is COPY_ALL, the header alone where it is COPY_HDR (a GPU producer
-// already put the payload in the VRAM ring), nothing where it is 0.  All nthreads threads take part; loads are issued UNROLL at a time
-// so that many PCIe reads are in flight per thread.  __ldcv: the slot's
-// bytes change every lap, so no cached copy may be used.
+// already put the payload in the VRAM ring), nothing where it is 0.  All
+// nthreads threads take part; loads are issued UNROLL at a time so that
+// many PCIe reads are in flight per thread.  __ldcv: the slot's bytes
+// change every lap, so no cached copy may be used.
 template <int UNROLL>
 __device__ inline void copy_in(const kargs &a, uint32_t ring, uint64_t from,
 			       const uint16_t *list, uint32_t n,
@@ -431,8 +432,8 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	prof_lap(prof, GPUQ_PROF_COPY_IN, &c0);
 	if (s.paused)
 		return l;
-	bool take = ready;
-	if (take && published) {
+	// Every published or skipped ticket is taken this round.
+	if (published) {
 		uint32_t nb;
 		enum outcome o = run_ticket(a, worker, 0, t, &s.dlq,
 					    &s.c.retried, 0, &nb);
@@ -445,7 +446,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 			atomicAdd(&s.c.garbled, 1);
 		}
 		s.bytes[tid] = nb;
-	} else if (take) {
+	} else if (ready) {
 		atomicAdd(&s.c.skip, 1);
 	}
 	__syncthreads();
@@ -469,7 +470,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	}
 	// A ticket given up because the kernel is stopping counts as done for
 	// this block (it is not released; the drain has timed out).
-	if (take)
+	if (ready)
 		*took = true;
 	if (prof) {
 		prof_lap(prof, GPUQ_PROF_COPY_OUT, &c0);

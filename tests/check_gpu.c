@@ -35,26 +35,30 @@ static uint64_t next_rand(uint64_t *s)
 	return *s >> 17;
 }
 
+/* A handler module: $env (the bundle's runner sets it), else the file the
+ * build made, rel under the build tree.  path holds the result. */
+static const char *module_file(const char *env, const char *rel,
+			       char path[512])
+{
+	const char *e = getenv(env);
+	if (e && *e)
+		return e;
+	snprintf(path, 512, "%s/%s",
+		 getenv("abs_top_builddir") ? getenv("abs_top_builddir") : ".", rel);
+	return path;
+}
+
 static const char *module_path(void)
 {
 	static char path[512];
-	const char *e = getenv("GPUQ_TEST_MODULE");
-	if (e && *e)
-		return e;
-	snprintf(path, sizeof(path), "%s/gpu/example_handler.fatbin",
-		 getenv("abs_top_builddir") ? getenv("abs_top_builddir") : ".");
-	return path;
+	return module_file("GPUQ_TEST_MODULE", "gpu/example_handler.fatbin", path);
 }
 
 static const char *trap_module_path(void)
 {
 	static char path[512];
-	const char *e = getenv("GPUQ_TEST_TRAP_MODULE");
-	if (e && *e)
-		return e;
-	snprintf(path, sizeof(path), "%s/tests/trap_handler.fatbin",
-		 getenv("abs_top_builddir") ? getenv("abs_top_builddir") : ".");
-	return path;
+	return module_file("GPUQ_TEST_TRAP_MODULE", "tests/trap_handler.fatbin",
+			   path);
 }
 
 static gpuq_queue *open_queue(gpuq_client *c, const char *name)
