@@ -492,20 +492,25 @@ void bqueue_qstat(const struct bqueue *q, struct proto_qstat *o)
 
 /* ---- dead letters ---- */
 
-/* Dead letters are listed worker by worker, oldest first within each. */
-static uint64_t dlq_held(const struct bqueue *q, uint32_t w)
-{
-	const struct ipc_worker *wk = &q->r.workers[w];
-	return ipc_load_acquire(&wk->dlq_head) - wk->dlq_tail;
-}
-
+/*
+ * Dead letters are listed worker by worker, oldest first within each.
+ * An entry is there once its own seq mark says so (seq == pos + 1); the
+ * worker's dlq_head is not consulted, because the CUDA kernel publishes it
+ * only with its counters, at the end of a window.  A window with more
+ * failures than the dead-letter ring holds waits for room that only the
+ * broker can make, so the broker must see each entry as soon as it is
+ * written.  A lap-old entry at the same index has seq == pos + 1 - size,
+ * and a never-written one 0, so neither is mistaken for a new one.
+ */
 const struct ipc_dlq_entry *bqueue_dlq_get(const struct bqueue *q,
 					   uint32_t worker, uint64_t pos)
 {
 	const struct ipc_dlq_entry *d;
-	if (worker >= q->r.hdr->nworkers ||
-	    pos < q->r.workers[worker].dlq_tail ||
-	    pos >= q->r.workers[worker].dlq_tail + dlq_held(q, worker))
+	uint64_t tail;
+	if (worker >= q->r.hdr->nworkers)
+		return NULL;
+	tail = q->r.workers[worker].dlq_tail;
+	if (pos < tail || pos - tail >= q->r.hdr->dlq_per_worker)
 		return NULL;
 	d = ipc_dlq_entry(&q->r, worker, pos);
 	return ipc_load_acquire(&d->seq) == pos + 1 ? d : NULL;
@@ -534,15 +539,13 @@ uint32_t bqueue_dlq_list(const struct bqueue *q, uint64_t index,
 	uint32_t n = 0;
 	*total = 0;
 	for (uint32_t w = 0; w < q->r.hdr->nworkers; w++) {
-		uint64_t held = dlq_held(q, w), tail = q->r.workers[w].dlq_tail;
-		for (uint64_t i = 0; i < held; i++, (*total)++) {
-			const struct ipc_dlq_entry *d;
-			if (*total < index || n >= max)
-				continue;
-			d = bqueue_dlq_get(q, w, tail + i);
-			if (d)
+		uint64_t tail = q->r.workers[w].dlq_tail;
+		const struct ipc_dlq_entry *d;
+		/* up to the first entry not written yet: position order */
+		for (uint64_t i = 0; (d = bqueue_dlq_get(q, w, tail + i));
+		     i++, (*total)++)
+			if (*total >= index && n < max)
 				bqueue_dlq_item(d, w, tail + i, &out[n++]);
-		}
 	}
 	return n;
 }
@@ -586,11 +589,13 @@ static uint64_t dlq_take(struct bqueue *q, uint64_t n, int replay)
 {
 	uint64_t done = 0;
 	for (uint32_t w = 0; w < q->r.hdr->nworkers && done < n; w++) {
-		while (done < n && dlq_held(q, w)) {
+		while (done < n) {
 			const struct ipc_dlq_entry *d =
 				bqueue_dlq_get(q, w, q->r.workers[w].dlq_tail);
-			if (!d || (replay && replay_one(q, d)))
-				goto out; /* not written yet, or ring full */
+			if (!d)
+				break; /* none left, or not written yet */
+			if (replay && replay_one(q, d))
+				goto out; /* ring full */
 			dlq_pop(q, w);
 			done++;
 		}
@@ -619,7 +624,7 @@ static void dlq_drop_internal(struct bqueue *q)
 	if (q->internal_client < 0)
 		return;
 	for (uint32_t w = 0; w < q->r.hdr->nworkers; w++) {
-		while (dlq_held(q, w)) {
+		for (;;) {
 			const struct ipc_dlq_entry *d =
 				bqueue_dlq_get(q, w, q->r.workers[w].dlq_tail);
 			if (!d || d->client != (uint16_t)q->internal_client)

@@ -274,10 +274,11 @@ void ipc_counts_read(const struct ipc_ring *r, struct ipc_counts *c)
 		c->retried += ipc_load_relaxed(&wk->retried);
 		c->dlq_waits += ipc_load_relaxed(&wk->dlq_waits);
 		c->garbled += ipc_load_relaxed(&wk->garbled);
-		/* tail first: tail <= head always holds for the pair read
-		 * in this order, so the difference never wraps. */
+		/* The CUDA kernel publishes dlq_head with its counters, so
+		 * the broker may already have freed entries past it. */
 		uint64_t tail = ipc_load_acquire(&wk->dlq_tail);
-		c->dlq_pending += ipc_load_acquire(&wk->dlq_head) - tail;
+		uint64_t head = ipc_load_acquire(&wk->dlq_head);
+		c->dlq_pending += head > tail ? head - tail : 0;
 	}
 	c->published = ipc_load_relaxed(&h->retired_published);
 	c->full_events = ipc_load_relaxed(&h->retired_full);

@@ -81,6 +81,20 @@ static int send_batch(struct gp *g, int first, int count, char *err,
 	return 0;
 }
 
+// Wait for message i's result and check it against the reference CRC.
+static int check_result(struct gp *g, int i, char *err, size_t errcap)
+{
+	uint8_t res[16];
+	size_t got = 0;
+	int st = gpuq_wait(g->q, g->ids[i], res, sizeof(res), &got, 20000);
+	if (ref_crc_result_ok(g->host + (size_t)i * PAYLOAD, PAYLOAD, st, res,
+			      got))
+		return 0;
+	snprintf(err, errcap, "message %d: %s, result %zu bytes, wrong or missing",
+		 i, gpuq_err_name(st), got);
+	return -1;
+}
+
 extern "C" int gpu_producer_run(const char *socket, const char *queue, int n,
 				int batch, double *msgs_per_s, char *err,
 				size_t errcap)
@@ -88,7 +102,8 @@ extern "C" int gpu_producer_run(const char *socket, const char *queue, int n,
 	struct gp g;
 	unsigned char h[64];
 	cudaIpcMemHandle_t ih;
-	int rc = -1;
+	gpuq_queue_info info;
+	int rc = -1, done = 0;
 	double t0;
 	memset(&g, 0, sizeof(g));
 	if (batch > 1024)
@@ -112,19 +127,24 @@ extern "C" int gpu_producer_run(const char *socket, const char *queue, int n,
 	    cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking) !=
 		    cudaSuccess)
 		FAIL("device buffers could not be set up");
+	if (gpuq_queue_info_get(g.q, &info))
+		FAIL("gpuq_queue_info_get failed");
+	if ((uint32_t)batch > info.cq_capacity)
+		batch = (int)info.cq_capacity;
 	t0 = now_s();
-	for (int i = 0; i < n; i += batch)
-		if (send_batch(&g, i, n - i < batch ? n - i : batch, err, errcap))
+	// Read the oldest results whenever the next batch would leave more
+	// than cq_capacity unread (the client refuses it with ECQFULL).
+	for (int i = 0; i < n; i += batch) {
+		int count = n - i < batch ? n - i : batch;
+		while (i + count - done > (int)info.cq_capacity)
+			if (check_result(&g, done++, err, errcap))
+				goto out;
+		if (send_batch(&g, i, count, err, errcap))
 			goto out;
-	for (int i = 0; i < n; i++) {
-		uint8_t res[16];
-		size_t got = 0;
-		int st = gpuq_wait(g.q, g.ids[i], res, sizeof(res), &got, 20000);
-		if (!ref_crc_result_ok(g.host + (size_t)i * PAYLOAD, PAYLOAD, st,
-				       res, got))
-			FAIL("message %d: %s, result %zu bytes, wrong or missing",
-			     i, gpuq_err_name(st), got);
 	}
+	while (done < n)
+		if (check_result(&g, done++, err, errcap))
+			goto out;
 	if (msgs_per_s)
 		*msgs_per_s = n / (now_s() - t0);
 	rc = 0;
