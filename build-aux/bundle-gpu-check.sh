@@ -29,7 +29,7 @@ fi
 
 start_broker() { # socket, then gpuqd args
 	s=$1; shift
-	"$@" -s "$s" 2>>"$tmp/gpuqd.log" &
+	"$@" -s "$s" >>"$tmp/gpuqd.log" 2>&1 &
 	bpid=$!
 	for _ in $(seq 600); do
 		"$bin/gpuqctl" -s "$s" status >/dev/null 2>&1 && return 0

@@ -48,6 +48,11 @@ constexpr unsigned FAR_SLEEP_NS = 4096;
 constexpr unsigned PUMP_SLEEP_NS = 256;
 constexpr unsigned HOST_WAIT_SLEEP_NS = 20000;
 constexpr unsigned MAX_WINDOW = 1024;
+// Eager polling (see look_ticket): how many tickets past the mirrored head
+// a block reads directly, and for how many rounds without progress after
+// its last message it keeps doing so.
+constexpr unsigned EAGER_AHEAD = 32;
+constexpr unsigned EAGER_ROUNDS = 4096;
 
 typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_system> sys_u64;
 
@@ -301,14 +306,23 @@ __device__ inline struct counts read_counts(struct counts *c)
 }
 
 // Is ticket t published?  Only tickets below the head are read, so an idle
-// window costs no PCIe traffic at all.
+// window costs no PCIe traffic at all; but while eager (a message went
+// through recently) the first EAGER_AHEAD tickets past the head are read
+// too.  That takes the head's trip through the pump (a PCIe read of the
+// head, then the VRAM mirror) and the separate look after it off a lone
+// message's round trip: its state word is seen READY directly.  A state
+// word is only ever READY for its own ticket once published, so reading
+// it early is safe; it costs one small read a round, for a short while.
 enum look { LOOK_WAIT, LOOK_READY, LOOK_READY_VRAM, LOOK_SKIP, LOOK_END };
 
 __device__ inline enum look look_ticket(const kargs &a, uint32_t ring,
-					uint64_t t, uint64_t h, bool stop)
+					uint64_t t, uint64_t h, bool stop,
+					bool eager)
 {
 	uint64_t hn = h & ~IPC_HEAD_CLOSED;
-	if (t < hn) {
+	bool near = eager && !(h & IPC_HEAD_CLOSED) && t >= hn &&
+		    t - hn < EAGER_AHEAD;
+	if (t < hn || near) {
 		uint64_t s = load_acq(&a.states[slot_index(a, ring, t)]);
 		if (s == IPC_STATE(t, IPC_READY))
 			return LOOK_READY;
@@ -352,7 +366,7 @@ __device__ inline void pump(const kargs &a)
 struct wshared {
 	struct counts c;
 	unsigned long long head, low, dlq;
-	int stop, paused, was_paused;
+	int stop, paused, was_paused, eager;
 	unsigned ntake;               // tickets taken this round
 	uint16_t list[MAX_WINDOW];    // their offsets in the window
 	uint8_t flag[MAX_WINDOW];     // COPY_* for step 2, or KEEP_STOPPED
@@ -380,7 +394,8 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	unsigned long long *prof =
 		a.prof && tid == 0 ? a.prof + (size_t)worker * GPUQ_PROF_N : NULL;
 	long long c0 = prof ? clock64() : 0;
-	enum look l = finished ? LOOK_WAIT : look_ticket(a, 0, t, s.head, s.stop);
+	enum look l = finished ? LOOK_WAIT
+			       : look_ticket(a, 0, t, s.head, s.stop, s.eager);
 	bool published = l == LOOK_READY || l == LOOK_READY_VRAM;
 	bool ready = published || l == LOOK_SKIP;
 	// The pause flag is read after the slots: a message published after
@@ -496,7 +511,7 @@ __device__ inline void consume_windowed(const kargs &a)
 	struct ipc_worker *me = &a.workers[worker];
 	struct counts tot = { 0, 0, 0, 0, 0 }, zero = { 0, 0, 0, 0, 0 };
 	uint64_t cur_shown = 0;
-	unsigned shown = 0;
+	unsigned shown = 0, quiet = EAGER_ROUNDS;
 	if (tid == 0) {
 		s.dlq = me->dlq_head;
 		s.was_paused = 1; // read the flag first until seen clear
@@ -516,6 +531,7 @@ __device__ inline void consume_windowed(const kargs &a)
 				s.stop = ((volatile struct gpuq_dctl *)a.dctl)->stop;
 				s.low = ~0ull;
 				s.ntake = 0;
+				s.eager = quiet < EAGER_ROUNDS;
 			}
 			__syncthreads();
 			bool took;
@@ -553,6 +569,8 @@ __device__ inline void consume_windowed(const kargs &a)
 			// device memory alone while nothing here is reserved.
 			uint64_t hn = s.head & ~IPC_HEAD_CLOSED;
 			uint64_t reserved = hn < ws ? 0 : min(hn - ws, (uint64_t)W);
+			if (tid == 0)
+				quiet = progressed ? 0 : min(quiet + 1, EAGER_ROUNDS);
 			if (progressed) {
 				sleep = 0;
 			} else if (reserved == 0) {
@@ -600,7 +618,7 @@ __device__ inline void consume_ordered(const kargs &a)
 		store_rel(&me->cur, t);
 		bool stop = host_stop(a);
 		enum look l = look_ticket(a, ring, t, load_acq(&a.ctl[ring].head),
-					  stop);
+					  stop, false);
 		if (l == LOOK_END)
 			break;
 		if (l == LOOK_WAIT || (*(volatile uint32_t *)a.paused && !stop)) {

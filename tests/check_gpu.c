@@ -380,10 +380,14 @@ static Suite *suite_gpu(void)
 	tcase_add_test(tc, test_module_refused);
 	tcase_add_test(tc, test_drain);
 	tcase_add_test(tc, test_device_fault);
-#ifdef HAVE_CUDA
-	tcase_add_test(tc, test_gpu_producer);
-#endif
 	suite_add_tcase(s, tc);
+#ifdef HAVE_CUDA
+	/* its own case, so CK_RUN_CASE=producer runs it alone (under MPS) */
+	tc = tcase_create("producer");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_gpu_producer);
+	suite_add_tcase(s, tc);
+#endif
 	return s;
 }
 

@@ -52,22 +52,39 @@ static int send_batch(struct gp *g, int first, int count, char *err,
 		snprintf(err, errcap, "reserve: %s", gpuq_strerror(rc));
 		return -1;
 	}
-	for (int i = 0; i < count; i++) {
-		int64_t off = gpuq_vram_offset(g->q, &loan, (uint32_t)i);
+	// Consecutive tickets sit slot_stride apart in the VRAM ring until it
+	// wraps, so each run of them is one strided copy, not one per message
+	// (without MPS every copy waits for a time slice beside gpuqd's kernel).
+	for (int i = 0; i < count;) {
+		int64_t off = gpuq_vram_offset(g->q, &loan, (uint32_t)i), next;
+		int run = 1;
+		size_t pitch = 0;
 		if (off < 0) {
 			snprintf(err, errcap, "vram_offset: %s",
 				 gpuq_strerror((int)off));
 			return -1;
 		}
-		if (cudaMemcpyAsync(g->ring + off,
-				    g->dev + (size_t)(first + i) * PAYLOAD,
-				    PAYLOAD, cudaMemcpyDeviceToDevice,
-				    g->stream) != cudaSuccess) {
-			snprintf(err, errcap, "cudaMemcpyAsync D2D failed");
+		if (i + 1 < count) {
+			next = gpuq_vram_offset(g->q, &loan, (uint32_t)i + 1);
+			pitch = next > off ? (size_t)(next - off) : 0;
+		}
+		while (pitch && i + run < count &&
+		       gpuq_vram_offset(g->q, &loan, (uint32_t)(i + run)) ==
+			       off + (int64_t)(pitch * run))
+			run++;
+		if (cudaMemcpy2DAsync(g->ring + off, pitch ? pitch : PAYLOAD,
+				      g->dev + (size_t)(first + i) * PAYLOAD,
+				      PAYLOAD, PAYLOAD, (size_t)run,
+				      cudaMemcpyDeviceToDevice,
+				      g->stream) != cudaSuccess) {
+			snprintf(err, errcap, "cudaMemcpy2DAsync D2D failed");
 			return -1;
 		}
-		lens[i] = PAYLOAD;
-		g->ids[first + i] = loan.first_id + (uint64_t)i;
+		for (int k = i; k < i + run; k++) {
+			lens[k] = PAYLOAD;
+			g->ids[first + k] = loan.first_id + (uint64_t)k;
+		}
+		i += run;
 	}
 	if (cudaStreamSynchronize(g->stream) != cudaSuccess) {
 		snprintf(err, errcap, "cudaStreamSynchronize failed");
