@@ -152,7 +152,13 @@ static int check_resident(struct cuda_state *s, const void *kernel,
 		blog(0, "queue %s: assuming one block per SM", queue);
 		per_sm = 1;
 	}
-	share = per_sm > 0 ? (double)blocks / per_sm : 1e9;
+	if (per_sm == 0) { // too many registers per thread for this size
+		blog(0, "queue %s: a block of %u threads does not fit on an SM "
+			"of this GPU at all; lower GPUQ_CUDA_WINDOW",
+		     queue, threads);
+		return GPUQ_EBACKEND;
+	}
+	share = (double)blocks / per_sm;
 	if (sm_used + share > sms) {
 		blog(0, "queue %s: %u blocks of %u threads do not fit beside the "
 			"other queues' kernels (%d SMs, %d such blocks per SM, "
