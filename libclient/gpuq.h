@@ -78,7 +78,13 @@ extern "C" {
 	X(ECUDA, -1017, "CUDA error")                                            \
 	X(ENOTFOUND, -1018, "no such message (not in flight on this handle, or no such dead letter)") \
 	X(EBACKEND, -1020, "backend unavailable or failed")                     \
-	X(EDEVICE, -1021, "the GPU faulted while the message was in flight; it was not completed")
+	X(EDEVICE, -1021, "the GPU faulted while the message was in flight; it was not completed") \
+	X(EKEYSIZE, -1022, "table key empty or longer than 32 bytes")            \
+	X(EVALSIZE, -1023, "table value larger than the table's value size")     \
+	X(ETABLEFULL, -1024, "hash table full around this key; nothing changed") \
+	X(ENOKEY, -1025, "no such key in the table")                             \
+	X(EEXISTS, -1026, "key already in the table")                            \
+	X(ECASFAIL, -1027, "compare-and-swap: the value differs; nothing changed")
 
 enum gpuq_error {
 #define GPUQ_X_ENUM(name, value, msg) GPUQ_##name = (value),

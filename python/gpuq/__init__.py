@@ -20,7 +20,8 @@ from .errors import (ERR_BASE, ERRORS, EXCEPTIONS, MESSAGES, BackendError,
                      BrokerDead, Busy, CompletionsFull, ConfigError,
                      CudaError, Denied, DeviceFault, EmptyPayload, Error,
                      Full,
-                     HandlerFailed, InvalidArgument, NoBroker, NoQueue,
+                     CasFailed, HandlerFailed, KeyExists, KeySizeError,
+                     NoKey, TableFull, ValueSizeError, InvalidArgument, NoBroker, NoQueue,
                      NotFound, NotReady, ProtocolError, Shutdown, Timeout,
                      TooBig, TooMany, VersionMismatch, err_name, strerror)
 
@@ -35,7 +36,8 @@ __all__ = [
     "NoBroker", "BrokerDead", "ProtocolError", "VersionMismatch", "Denied",
     "TooMany", "Shutdown", "CompletionsFull", "ConfigError", "HandlerFailed",
     "CudaError", "NotFound", "BackendError", "DeviceFault", "Busy",
-    "InvalidArgument",
+    "InvalidArgument", "KeySizeError", "ValueSizeError", "TableFull",
+    "NoKey", "KeyExists", "CasFailed",
 ]
 
 
