@@ -83,6 +83,18 @@ static int dead_letter(struct cpu_worker *w, uint32_t ring, uint64_t t,
 	return 0;
 }
 
+/* Complete a message that was not run, with status (a gpuq code). */
+static void finish(struct cpu_worker *w, struct ipc_cq_entry *e, uint64_t id,
+		   int status)
+{
+	struct ipc_worker *me = &w->s->q->r.workers[w->idx];
+	if (e) {
+		struct ipc_outcome o = { status, 0, 0, w->idx, me->completed };
+		ipc_cq_publish(e, id, &o);
+	}
+	ipc_store_relaxed(&me->completed, me->completed + 1);
+}
+
 /* Run the handler (with retries) for ticket t and publish the outcome. */
 static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
 {
@@ -113,6 +125,7 @@ static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
 	in.len = len;
 	in.id = m->id;
 	in.key = m->key;
+	in.table = q->table.slots ? &q->table : NULL;
 	if (!noresult) {
 		e = ipc_cq_entry(r, client, m->id);
 		out.data = (uint8_t *)(e + 1);
@@ -123,8 +136,22 @@ static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
 		out.data = w->scratch;
 		out.cap = r->hdr->result_bytes;
 	}
-	rc = gpuq_handle(q->handler_id, &in, &out, &f, r->hdr->max_attempts,
-			 &attempts);
+	if (q->once.slots) {
+		int refused, replayed;
+		rc = gpuq_handle_once(q->handler_id, &in, &out, &f,
+				      r->hdr->max_attempts, &attempts, &q->once,
+				      ipc_now_ns(), q->once_window_ns, &refused,
+				      &replayed);
+		if (refused) {
+			/* Not run and not a handler failure: no dead
+			 * letter; the producer gets the reason. */
+			finish(w, e, m->id, refused);
+			return;
+		}
+	} else {
+		rc = gpuq_handle(q->handler_id, &in, &out, &f,
+				 r->hdr->max_attempts, &attempts);
+	}
 	if (attempts > 1)
 		ipc_store_relaxed(&me->retried, me->retried + attempts - 1);
 	if (rc && dead_letter(w, ring, t, m, rc, attempts))

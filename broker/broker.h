@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "broker/conf.h"
+#include "broker/kvtable.h"
 #include "ipc/proto.h"
 #include "ipc/ring.h"
 
@@ -65,6 +66,11 @@ struct bqueue {
 	 * dead letters are freed by bqueue_tick (they go to Redis). */
 	int32_t internal_client;
 	struct tracka *tracka; /* Redis stream binding, or NULL */
+	/* Hash tables (design.md §15), host memory on the CPU backend;
+	 * .slots NULL where the queue has none: handler state, and the
+	 * exactly-once records with the sweep that expires them. */
+	struct gpuq_kvt table, once;
+	uint64_t once_window_ns, sweep_pos;
 };
 
 /* Dead-letter operations, for the control protocol. */
@@ -108,6 +114,15 @@ struct broker {
 	char socket_path[CONF_PATH_MAX];
 	struct loop *loop;
 };
+
+/* queue_table.c: a queue's hash tables (handler state, exactly-once
+ * records) on the host; GPUQ_EBACKEND on a backend without tables. */
+int bqueue_tables_create(struct bqueue *q, uint32_t result_bytes,
+			 uint32_t kind);
+void bqueue_tables_destroy(struct bqueue *q);
+/* Expire exactly-once records past their window, a slice per call;
+ * returns how many. */
+uint64_t bqueue_tables_sweep(struct bqueue *q, uint64_t now_ns);
 
 /* queue.c */
 int bqueue_create(struct bqueue *q, const struct queue_config *c,

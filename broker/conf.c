@@ -19,6 +19,7 @@
 
 #include "broker/conf.h"
 #include "broker/handler_table.h"
+#include "broker/handlers.h" /* keysum's record; table limits */
 #include "libclient/gpuq.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -94,6 +95,12 @@ static const struct key_desc queue_keys[] = {
 	QKEY("fail_ppm", KT_U32, fail_ppm, 0, 1000000, 0),
 	QKEY("fail_attempts", KT_U32, fail_attempts, 0, 100, 0),
 	QKEY("dlq_capacity", KT_SIZE, dlq_capacity, 1, 1u << 20, KF_POW2),
+	QKEY("table_slots", KT_SIZE, table_slots, 0, 1u << 30, 0),
+	QKEY("table_value_bytes", KT_SIZE, table_value_bytes, 1,
+	     GPUQ_KVT_VALUE_MAX, 0),
+	QKEY("exactly_once", KT_BOOL, exactly_once, 0, 1, 0),
+	QKEY("dedupe_slots", KT_SIZE, dedupe_slots, 0, 1u << 30, 0),
+	QKEY("dedupe_window_ms", KT_U32, dedupe_window_ms, 0, UINT32_MAX, 0),
 	/* Track A binding (docs/tracka.md); strings take the KT_PATH rules. */
 	QKEY("redis_host", KT_PATH, redis.host, 0, QSIZE(redis.host), 0),
 	QKEY("redis_port", KT_U32, redis.port, 1, 65535, 0),
@@ -470,6 +477,8 @@ void config_queue_defaults(struct queue_config *q, const char *name)
 	q->backend = -1;
 	q->max_attempts = 3;
 	q->dlq_capacity = 1024;
+	q->table_value_bytes = 64;
+	q->dedupe_window_ms = 600000;
 	q->redis.port = 6379;
 	q->redis.batch = 256;
 	q->redis.block_ms = 100;
@@ -861,6 +870,33 @@ static int check_key(const struct queue_config *q, const struct key_desc *k,
 	}
 }
 
+/* Tables (design.md §15): what needs one has one, and exactly-once has
+ * what it cannot work without. */
+static int check_tables(const struct queue_config *q, char *msg, size_t cap)
+{
+	if (!strcmp(q->handler, "keysum") && !q->handler_module[0] &&
+	    (!q->table_slots ||
+	     q->table_value_bytes < sizeof(struct gpuq_keysum_result))) {
+		seterr(msg, cap,
+		       "handler keysum needs table_slots and table_value_bytes >= %zu",
+		       sizeof(struct gpuq_keysum_result));
+		return GPUQ_ECONFIG;
+	}
+	if (!q->exactly_once)
+		return 0;
+	if (q->redis.stream[0]) {
+		seterr(msg, cap,
+		       "exactly_once is not available on a Redis-bound queue yet");
+		return GPUQ_ECONFIG;
+	}
+	if (q->backend == CONF_BACKEND_CUDA || q->handler_module[0]) {
+		seterr(msg, cap,
+		       "exactly_once is not available on the cuda backend yet");
+		return GPUQ_ECONFIG;
+	}
+	return 0;
+}
+
 static int check_queue(const struct queue_config *q, char *msg, size_t cap)
 {
 	const struct handler_info *h;
@@ -882,6 +918,9 @@ static int check_queue(const struct queue_config *q, char *msg, size_t cap)
 		       q->redis.stream);
 		return GPUQ_ECONFIG;
 	}
+	rc = check_tables(q, msg, cap);
+	if (rc)
+		return rc;
 	/* A module's handler is unknown to gpuqd: it must say how much
 	 * result room it needs, and only the CUDA backend can run it. */
 	if (q->handler_module[0]) {

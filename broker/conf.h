@@ -52,6 +52,15 @@ struct queue_config {
 	uint32_t fail_ppm;    /* fault injection, messages per million; 0 */
 	uint32_t fail_attempts; /* runs a chosen message fails (0 = all); 0 */
 	uint32_t dlq_capacity;  /* dead letters per worker, power of 2; 1024 */
+	/* The queue's hash table of handler state (design.md §15); 0: none */
+	uint32_t table_slots;
+	uint32_t table_value_bytes; /* largest value; default 64 */
+	/* Exactly-once: the message key is an idempotency key, deduplicated
+	 * in a table of dedupe_slots (0: 4 x capacity, at least 65536)
+	 * for dedupe_window_ms after the first run (0: for ever). */
+	int exactly_once;
+	uint32_t dedupe_slots;
+	uint32_t dedupe_window_ms; /* default 600000 */
 	struct tracka_config redis;
 };
 

@@ -14,12 +14,21 @@ static uint32_t vec_bytes(uint32_t slot)
 	return sizeof(struct gpuq_vector_result);
 }
 
+static uint32_t keysum_bytes(uint32_t slot)
+{
+	(void)slot;
+	return sizeof(struct gpuq_keysum_result);
+}
+
 static const struct handler_info table[] = {
 	{ "echo", GPUQ_H_ECHO, echo_bytes, "result = payload" },
 	{ "checksum", GPUQ_H_CHECKSUM, crc_bytes,
 	  "result = CRC32C of payload (4 bytes LE)" },
 	{ "vector", GPUQ_H_VECTOR, vec_bytes,
 	  "payload float32[]; result = sum, L2 norm, min, max (4 x float32)" },
+	{ "keysum", GPUQ_H_KEYSUM, keysum_bytes,
+	  "payload uint64 key + float32[]; per-key running count and sum in "
+	  "the queue's table; result = count (uint64), sum (double)" },
 	{ NULL, 0, NULL, NULL },
 };
 

@@ -20,11 +20,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#ifdef __CUDACC__
-#define GPUQ_HD __host__ __device__ __forceinline__
-#else
-#define GPUQ_HD static inline
-#endif
+#include "broker/hd.h"
+#include "broker/kvtable.h"
 
 struct gpuq_hmsg {
 	const uint8_t *data;
@@ -32,6 +29,9 @@ struct gpuq_hmsg {
 	uint32_t attempt; /* 1 on the first run, 2 on the first retry, ... */
 	uint64_t id;
 	uint64_t key;
+	/* The queue's hash table (per-key handler state), or NULL where the
+	 * queue has none. */
+	const struct gpuq_kvt *table;
 };
 
 struct gpuq_hres {
@@ -44,6 +44,7 @@ enum gpuq_handler_id {
 	GPUQ_H_ECHO = 1,
 	GPUQ_H_CHECKSUM = 2,
 	GPUQ_H_VECTOR = 3,
+	GPUQ_H_KEYSUM = 4,
 	/* The handler of a module loaded at start (gpu/gpuq_handler.cuh):
 	 * only compiled in where GPUQ_USER_HANDLER names it. */
 	GPUQ_H_USER = 100,
@@ -267,6 +268,47 @@ GPUQ_HD int gpuq_handler_vector(const struct gpuq_hmsg *m, struct gpuq_hres *r)
 	return 0;
 }
 
+/*
+ * keysum: per-key state in the queue's table.  Payload: a uint64 state key,
+ * then float32 values (none is allowed).  The key's record, a running
+ * count of values and their sum in double precision, is updated in place
+ * and returned as the result.  Fails without a table, on a length that is
+ * not 8 + a multiple of 4, or when the table is full (nothing changed).
+ */
+struct gpuq_keysum_result {
+	uint64_t count;
+	double sum;
+};
+
+GPUQ_HD int gpuq_handler_keysum(const struct gpuq_hmsg *m, struct gpuq_hres *r)
+{
+	struct gpuq_keysum_result k;
+	struct gpuq_kvt_hold h;
+	uint8_t *val;
+	uint32_t vlen, n = (m->len - 8) / 4;
+	int created;
+	double add = 0.0;
+	if (!m->table || m->len < 8 || (m->len - 8) % 4 ||
+	    r->cap < sizeof(k))
+		return 1;
+	for (uint32_t i = 0; i < n; i++) {
+		float x;
+		memcpy(&x, m->data + 8 + 4 * i, 4);
+		add += x;
+	}
+	if (gpuq_kvt_acquire(m->table, m->data, 8, 1, sizeof(k), &h, &val,
+			     &vlen, &created))
+		return 1;
+	memcpy(&k, val, sizeof(k)); /* all zero when created */
+	k.count += n;
+	k.sum += add;
+	memcpy(val, &k, sizeof(k));
+	gpuq_kvt_release(m->table, &h, sizeof(k));
+	memcpy(r->data, &k, sizeof(k));
+	r->len = sizeof(k);
+	return 0;
+}
+
 /* Dispatch by id: a switch, not function pointers, so the same code works
  * in device code without relocatable device linking. */
 GPUQ_HD int gpuq_handler_run(uint32_t id, const struct gpuq_hmsg *m,
@@ -279,6 +321,8 @@ GPUQ_HD int gpuq_handler_run(uint32_t id, const struct gpuq_hmsg *m,
 		return gpuq_handler_checksum(m, r);
 	case GPUQ_H_VECTOR:
 		return gpuq_handler_vector(m, r);
+	case GPUQ_H_KEYSUM:
+		return gpuq_handler_keysum(m, r);
 #if defined(GPUQ_USER_HANDLER) && defined(__CUDA_ARCH__)
 	case GPUQ_H_USER:
 		return GPUQ_USER_HANDLER(m, r);
@@ -348,6 +392,85 @@ GPUQ_HD int gpuq_handle(uint32_t handler, struct gpuq_hmsg *m,
 	}
 	*attempts = a > max_attempts ? max_attempts : a;
 	return rc;
+}
+
+/* ---- exactly-once (queues with exactly_once = yes) ---- */
+
+/*
+ * A message's key is its idempotency key.  The first successful run of a
+ * key records its result in the queue's dedupe table (a separate table
+ * from handler state, so that the dedupe lock, taken first, and a state
+ * lock taken by the handler never wait on each other in a cycle); a later
+ * message with the same key, within window_ns of that run (0: forever),
+ * gets the recorded result and the handler does not run.  The key's lock
+ * is held across the run, so two copies of one key never run at once.
+ * A failed run records nothing: the key may run again (its dead letter
+ * can be replayed).
+ */
+struct gpuq_once_rec {
+	uint64_t done_ns; /* when the recorded run finished; 0: none */
+	uint32_t len;     /* result bytes, which follow */
+	uint32_t pad;
+};
+
+/* Value bytes a dedupe table needs for results of result_bytes. */
+GPUQ_HD uint32_t gpuq_once_value_bytes(uint32_t result_bytes)
+{
+	return (uint32_t)sizeof(struct gpuq_once_rec) + result_bytes;
+}
+
+/* Is the record a live one? */
+GPUQ_HD int gpuq_once_live(const struct gpuq_once_rec *rec, uint64_t now_ns,
+			   uint64_t window_ns)
+{
+	return rec->done_ns &&
+	       (window_ns == 0 || now_ns - rec->done_ns < window_ns);
+}
+
+/*
+ * gpuq_handle, at most once per key.  *refused gets a gpuq code when the
+ * message could not be checked, and then nothing ran: GPUQ_EKEYSIZE (key
+ * 0: no idempotency key) or GPUQ_ETABLEFULL.  *replayed is 1 when the
+ * result is a recorded one (*attempts is then 0).
+ */
+GPUQ_HD int gpuq_handle_once(uint32_t handler, struct gpuq_hmsg *m,
+			     struct gpuq_hres *r, const struct gpuq_fault *f,
+			     uint32_t max_attempts, uint32_t *attempts,
+			     const struct gpuq_kvt *once, uint64_t now_ns,
+			     uint64_t window_ns, int *refused, int *replayed)
+{
+	struct gpuq_kvt_hold h;
+	struct gpuq_once_rec rec;
+	uint8_t *val;
+	uint32_t vlen;
+	int created, rc;
+	*attempts = 0;
+	*replayed = 0;
+	*refused = m->key ? gpuq_kvt_acquire(once, &m->key, 8, 1, sizeof(rec),
+					     &h, &val, &vlen, &created)
+			  : GPUQ_EKEYSIZE;
+	if (*refused)
+		return 1;
+	memcpy(&rec, val, sizeof(rec));
+	if (!created && gpuq_once_live(&rec, now_ns, window_ns)) {
+		r->len = rec.len <= r->cap ? rec.len : r->cap;
+		gpuq_copy(r->data, val + sizeof(rec), r->len);
+		gpuq_kvt_release(once, &h, vlen);
+		*replayed = 1;
+		return 0;
+	}
+	rc = gpuq_handle(handler, m, r, f, max_attempts, attempts);
+	if (rc || sizeof(rec) + r->len > once->value_bytes) {
+		gpuq_kvt_release_delete(once, &h);
+		return rc;
+	}
+	rec.done_ns = now_ns ? now_ns : 1;
+	rec.len = r->len;
+	rec.pad = 0;
+	memcpy(val, &rec, sizeof(rec));
+	gpuq_copy(val + sizeof(rec), r->data, r->len);
+	gpuq_kvt_release(once, &h, (uint32_t)sizeof(rec) + r->len);
+	return 0;
 }
 
 #endif

@@ -35,12 +35,15 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "broker/handlers.h" /* GPUQ_HD */
+#include "broker/hd.h"
 #include "libclient/gpuq.h"  /* error codes */
 
 #include "ipc/atomics.h" /* ipc_cpu_relax, for the host side */
 #ifdef __CUDACC__
+/* C++ even where a .cu includes broker headers inside extern "C". */
+extern "C++" {
 #include <cuda/atomic>
+}
 #endif
 
 #define GPUQ_KVT_KEY_MAX 32   /* bytes */
@@ -570,6 +573,42 @@ GPUQ_HD void gpuq_kvt_release(const struct gpuq_kvt *t,
 	h->slot->vlen = vlen <= t->value_bytes ? vlen : t->value_bytes;
 	gpuq_kvt_write_end(h->slot, h->ctrl, h->tag, GPUQ_KVT_USED);
 	gpuq_kvt_unlock(t, h->home);
+}
+
+/* Give up a held key and delete it (gpuq_kvt_release's alternative). */
+GPUQ_HD void gpuq_kvt_release_delete(const struct gpuq_kvt *t,
+				     const struct gpuq_kvt_hold *h)
+{
+	gpuq_kvt_write_end(h->slot, h->ctrl, 0, GPUQ_KVT_EMPTY);
+	gpuq_kvt_unlock(t, h->home);
+}
+
+/*
+ * The key held by slot i, read without locking (for sweeps that then
+ * acquire it): copies it to key (GPUQ_KVT_KEY_MAX bytes) and sets *klen.
+ * Returns 0, or GPUQ_ENOKEY if the slot is empty.
+ */
+GPUQ_HD int gpuq_kvt_slot_key(const struct gpuq_kvt *t, uint64_t i,
+			      uint8_t *key, uint32_t *klen)
+{
+	struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, i);
+	for (;;) {
+		uint64_t c = gpuq_kvt_load(&s->ctrl);
+		uint32_t n;
+		if (GPUQ_KVT_SEQ(c) & 1u)
+			continue;
+		if (GPUQ_KVT_STATE(c) != GPUQ_KVT_USED)
+			return GPUQ_ENOKEY;
+		n = s->klen;
+		if (n == 0 || n > GPUQ_KVT_KEY_MAX)
+			continue; /* torn; re-read */
+		memcpy(key, s->key, n);
+		gpuq_kvt_fence_acq();
+		if (gpuq_kvt_load(&s->ctrl) == c) {
+			*klen = n;
+			return 0;
+		}
+	}
 }
 
 /* Slots in use (a scan; for stats, not for the hot path). */

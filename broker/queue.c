@@ -172,6 +172,9 @@ int bqueue_create(struct bqueue *q, const struct queue_config *c,
 	rc = map_ring(q, &g, kind, epoch);
 	if (rc)
 		return rc;
+	rc = bqueue_tables_create(q, rbytes, kind);
+	if (rc)
+		return rc;
 	rc = q->be->start(q);
 	if (rc)
 		return rc;
@@ -206,6 +209,7 @@ void bqueue_destroy(struct bqueue *q)
 		}
 	free(q->slots);
 	free(q->final_heads);
+	bqueue_tables_destroy(q);
 	q->slots = NULL;
 	q->final_heads = NULL;
 	q->fd = -1;
@@ -382,6 +386,7 @@ void bqueue_tick(struct bqueue *q, uint64_t now_ns)
 	ipc_store_release(&q->r.hdr->heartbeat_ns, now_ns);
 	track_progress(q, now_ns);
 	dlq_drop_internal(q);
+	bqueue_tables_sweep(q, now_ns);
 	for (uint32_t i = 0; i < q->r.hdr->max_clients; i++)
 		if (ipc_load_relaxed(&q->r.clients[i].state) == IPC_CLIENT_DEAD)
 			reclaim_step(q, i);

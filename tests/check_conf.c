@@ -531,6 +531,43 @@ START_TEST(test_validate_result_bytes)
 }
 END_TEST
 
+/* Hash tables: what needs one has one; exactly-once only where it works. */
+START_TEST(test_validate_tables)
+{
+	struct gpuqd_config c;
+	char err[256];
+
+	one_queue(&c, "ks");
+	ck_assert_int_eq(config_queue_spec(&c, "ks,handler=keysum", err,
+					   sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&c, err, sizeof(err)), GPUQ_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "table_slots"));
+	ck_assert_int_eq(config_queue_spec(&c, "ks,table_slots=1k,table_value_bytes=8",
+					   err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&c, err, sizeof(err)), GPUQ_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "table_value_bytes"));
+	ck_assert_int_eq(config_queue_spec(&c, "ks,table_value_bytes=16", err,
+					   sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&c, err, sizeof(err)), 0);
+	ck_assert_uint_eq(c.queues[0].table_slots, 1024);
+	ck_assert_uint_eq(c.queues[0].dedupe_window_ms, 600000);
+
+	ck_assert_int_eq(config_queue_spec(&c, "ks,exactly_once=yes,backend=cuda",
+					   err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&c, err, sizeof(err)), GPUQ_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "cuda"));
+	ck_assert_int_eq(config_queue_spec(&c, "ks,backend=cpu,redis_stream=in",
+					   err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&c, err, sizeof(err)), GPUQ_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "Redis"));
+	c.queues[0].redis.stream[0] = '\0';
+	ck_assert_int_eq(config_validate(&c, err, sizeof(err)), 0);
+	/* out of range */
+	ck_assert_int_eq(config_queue_spec(&c, "ks,table_value_bytes=8k", err,
+					   sizeof(err)), GPUQ_ECONFIG);
+}
+END_TEST
+
 START_TEST(test_validate_names)
 {
 	struct gpuqd_config c;
@@ -759,6 +796,7 @@ static Suite *suite_config(void)
 	tcase_add_test(tv, test_validate_handler);
 	tcase_add_test(tv, test_validate_capacity);
 	tcase_add_test(tv, test_validate_result_bytes);
+	tcase_add_test(tv, test_validate_tables);
 	tcase_add_test(tv, test_validate_names);
 	suite_add_tcase(s, tv);
 
