@@ -882,6 +882,11 @@ static int check_tables(const struct queue_config *q, char *msg, size_t cap)
 		       sizeof(struct gpuq_keysum_result));
 		return GPUQ_ECONFIG;
 	}
+	if (!strcmp(q->handler, "kv") && !q->handler_module[0] &&
+	    !q->table_slots) {
+		seterr(msg, cap, "handler kv needs table_slots");
+		return GPUQ_ECONFIG;
+	}
 	if (!q->exactly_once)
 		return 0;
 	if (q->redis.stream[0]) {

@@ -20,6 +20,9 @@ static uint32_t keysum_bytes(uint32_t slot)
 	return sizeof(struct gpuq_keysum_result);
 }
 
+/* Replies to gets carry values: room for four times the request. */
+static uint32_t kv_bytes(uint32_t slot) { return 4 * slot; }
+
 static const struct handler_info table[] = {
 	{ "echo", GPUQ_H_ECHO, echo_bytes, "result = payload" },
 	{ "checksum", GPUQ_H_CHECKSUM, crc_bytes,
@@ -29,6 +32,10 @@ static const struct handler_info table[] = {
 	{ "keysum", GPUQ_H_KEYSUM, keysum_bytes,
 	  "payload uint64 key + float32[]; per-key running count and sum in "
 	  "the queue's table; result = count (uint64), sum (double)" },
+	{ "kv", GPUQ_H_KV, kv_bytes,
+	  "payload a batch of get/put/delete on the queue's table "
+	  "(ipc/kvwire.h; gpuq_kv_* in the client); result = one status "
+	  "(and value) per operation" },
 	{ NULL, 0, NULL, NULL },
 };
 

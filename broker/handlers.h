@@ -20,7 +20,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "broker/hd.h"
+#include "ipc/hd.h"
+#include "ipc/kvwire.h"
 #include "broker/kvtable.h"
 
 struct gpuq_hmsg {
@@ -45,6 +46,7 @@ enum gpuq_handler_id {
 	GPUQ_H_CHECKSUM = 2,
 	GPUQ_H_VECTOR = 3,
 	GPUQ_H_KEYSUM = 4,
+	GPUQ_H_KV = 5,
 	/* The handler of a module loaded at start (gpu/gpuq_handler.cuh):
 	 * only compiled in where GPUQ_USER_HANDLER names it. */
 	GPUQ_H_USER = 100,
@@ -309,6 +311,63 @@ GPUQ_HD int gpuq_handler_keysum(const struct gpuq_hmsg *m, struct gpuq_hres *r)
 	return 0;
 }
 
+/*
+ * kv: a batch of get / put / delete operations on the queue's table
+ * (ipc/kvwire.h), each answered in order with its own status; the
+ * client's gpuq_kv_* calls write and read these.  Puts are upserts.  A
+ * malformed request (or no table, or no room for the reply) fails the
+ * message; an operation the table refuses (too long a key or value, a
+ * full table, no such key) is that operation's status, not a failure.
+ */
+GPUQ_HD int gpuq_handler_kv(const struct gpuq_hmsg *m, struct gpuq_hres *r)
+{
+	const uint8_t *p = m->data, *end = m->data + m->len;
+	uint8_t *out = r->data, *oend = r->data + r->cap;
+	uint16_t nops;
+	if (!m->table || m->len < GPUQ_KVW_HDR || p[0] != GPUQ_KVW_VERSION ||
+	    r->cap < GPUQ_KVW_HDR)
+		return 1;
+	memcpy(&nops, p + 2, 2);
+	memcpy(out, &nops, 2);
+	memset(out + 2, 0, 2);
+	p += GPUQ_KVW_HDR;
+	out += GPUQ_KVW_HDR;
+	for (uint32_t i = 0; i < nops; i++) {
+		struct gpuq_kvw_op_hdr o;
+		struct gpuq_kvw_res_hdr res = { 0, 0, 0 };
+		uint32_t vl = 0;
+		if (end - p < GPUQ_KVW_OP_HDR)
+			return 1;
+		memcpy(&o, p, sizeof(o));
+		p += GPUQ_KVW_OP_HDR;
+		if ((uint32_t)(end - p) <
+			    gpuq_kvw_op_bytes(o.op, o.klen, o.vlen) - GPUQ_KVW_OP_HDR ||
+		    (uint32_t)(oend - out) < gpuq_kvw_res_bytes(o.op, o.vlen))
+			return 1;
+		if (o.op == GPUQ_KVW_GET) {
+			res.status = gpuq_kvt_get(m->table, p, o.klen,
+						  out + GPUQ_KVW_RES_HDR, o.vlen,
+						  &vl);
+			if (!res.status) {
+				res.len = (uint16_t)vl;
+				res.n = (uint16_t)(vl < o.vlen ? vl : o.vlen);
+			}
+		} else if (o.op == GPUQ_KVW_PUT) {
+			res.status = gpuq_kvt_put(m->table, p, o.klen, p + o.klen,
+						  o.vlen, GPUQ_KVT_UPSERT);
+		} else if (o.op == GPUQ_KVW_DEL) {
+			res.status = gpuq_kvt_del(m->table, p, o.klen);
+		} else {
+			return 1;
+		}
+		p += gpuq_kvw_op_bytes(o.op, o.klen, o.vlen) - GPUQ_KVW_OP_HDR;
+		memcpy(out, &res, sizeof(res));
+		out += GPUQ_KVW_RES_HDR + res.n;
+	}
+	r->len = (uint32_t)(out - r->data);
+	return 0;
+}
+
 /* Dispatch by id: a switch, not function pointers, so the same code works
  * in device code without relocatable device linking. */
 GPUQ_HD int gpuq_handler_run(uint32_t id, const struct gpuq_hmsg *m,
@@ -323,6 +382,8 @@ GPUQ_HD int gpuq_handler_run(uint32_t id, const struct gpuq_hmsg *m,
 		return gpuq_handler_vector(m, r);
 	case GPUQ_H_KEYSUM:
 		return gpuq_handler_keysum(m, r);
+	case GPUQ_H_KV:
+		return gpuq_handler_kv(m, r);
 #if defined(GPUQ_USER_HANDLER) && defined(__CUDA_ARCH__)
 	case GPUQ_H_USER:
 		return GPUQ_USER_HANDLER(m, r);

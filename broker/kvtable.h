@@ -35,7 +35,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "broker/hd.h"
+#include "ipc/hd.h"
 #include "libclient/gpuq.h"  /* error codes */
 
 #include "ipc/atomics.h" /* ipc_cpu_relax, for the host side */

@@ -348,6 +348,58 @@ typedef struct gpuq_stats {
  * trip).  Errors: -EINVAL. */
 GPUQ_API int gpuq_stats_get(const gpuq_queue *q, gpuq_stats *out);
 
+/* ------------------------------------------------------------------------ */
+/* Key-value: the broker's hash table through a queue with handler = kv     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One key of a batch.  key: 1-32 bytes (longer or empty ones get status
+ * GPUQ_EKEYSIZE from the broker; over 255 the call fails with -EINVAL).
+ * val and vlen: for a put, the value and its length (0-65535; longer
+ * than the queue's table_value_bytes gets GPUQ_EVALSIZE); for a get, the
+ * buffer and its size on the way in, and on the way out vlen is the
+ * value's full length (only min(full length, size) bytes are copied).
+ * status (out): 0, GPUQ_ENOKEY (get, delete), GPUQ_EKEYSIZE,
+ * GPUQ_EVALSIZE, GPUQ_ETABLEFULL (put of a new key with no room).
+ */
+typedef struct gpuq_kv_item {
+	const void *key;
+	uint32_t klen;
+	uint32_t vlen;
+	void *val;
+	int status;
+} gpuq_kv_item;
+
+/*
+ * Get, put (insert or overwrite) or delete n keys through q, a queue whose
+ * handler is kv.  The operations are packed as many to a message as the
+ * slot (and the result room) allows, and the messages are enqueued
+ * together; each key's operation is atomic, and operations on one key from
+ * one call happen in item order.  Returns 0 once every item has its status
+ * (items' statuses may still be errors), or: -EINVAL (q or items NULL, a
+ * key over 255 bytes, a value over 65535, or q's handler is not kv),
+ * GPUQ_ETOOBIG (one item alone does not fit a message), or what
+ * gpuq_enqueue_batch / gpuq_wait return (GPUQ_ETIMEDOUT, GPUQ_EBROKERDEAD,
+ * ...); then items' statuses are unset, and operations sent may or may
+ * not have been done.  Not thread-safe on one q (like every call on q).
+ */
+GPUQ_API int gpuq_kv_mget(gpuq_queue *q, gpuq_kv_item *items, size_t n,
+			  int timeout_ms);
+GPUQ_API int gpuq_kv_mput(gpuq_queue *q, gpuq_kv_item *items, size_t n,
+			  int timeout_ms);
+GPUQ_API int gpuq_kv_mdelete(gpuq_queue *q, gpuq_kv_item *items, size_t n,
+			     int timeout_ms);
+
+/* One key.  Return the key's status (0, GPUQ_ENOKEY, ...) or the call's
+ * error, as above.  gpuq_kv_get sets *vlen (if not NULL) to the value's
+ * full length and copies at most cap bytes. */
+GPUQ_API int gpuq_kv_get(gpuq_queue *q, const void *key, size_t klen,
+			 void *val, size_t cap, size_t *vlen, int timeout_ms);
+GPUQ_API int gpuq_kv_put(gpuq_queue *q, const void *key, size_t klen,
+			 const void *val, size_t vlen, int timeout_ms);
+GPUQ_API int gpuq_kv_delete(gpuq_queue *q, const void *key, size_t klen,
+			    int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,8 +3,8 @@
  * the device: static inline in C, __host__ __device__ __forceinline__ in
  * CUDA (handlers.h, kvtable.h).
  */
-#ifndef GPUQ_BROKER_HD_H
-#define GPUQ_BROKER_HD_H
+#ifndef GPUQ_IPC_HD_H
+#define GPUQ_IPC_HD_H
 
 #ifdef __CUDACC__
 #define GPUQ_HD __host__ __device__ __forceinline__

@@ -1,0 +1,54 @@
+/*
+ * kvwire.h - the key-value request and reply carried in messages to a
+ * queue whose handler is `kv` (docs/protocol.md §13).  libgpuqclient
+ * writes requests and reads replies (gpuq_kv_*); the kv handler, on either
+ * backend, reads requests and writes replies.  Little-endian, packed, read
+ * and written with memcpy (no alignment is assumed).
+ *
+ * Request:  u8 version (1), u8 0, u16 nops, then nops ops:
+ *           u8 op, u8 klen, u16 vlen, key[klen], value[vlen if PUT]
+ *           (GET: vlen is the most value bytes wanted back; DEL: 0).
+ * Reply:    u16 nops, u16 0, then per op, in request order:
+ *           i32 status (0 or a GPUQ_E* code), u16 len (the value's full
+ *           length, GET only), u16 n (bytes that follow: min(len, the
+ *           request's vlen)), value[n].
+ */
+#ifndef GPUQ_IPC_KVWIRE_H
+#define GPUQ_IPC_KVWIRE_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "ipc/hd.h"
+
+#define GPUQ_KVW_VERSION 1
+#define GPUQ_KVW_HDR 4     /* request and reply headers */
+#define GPUQ_KVW_OP_HDR 4  /* op, klen, vlen */
+#define GPUQ_KVW_RES_HDR 8 /* status, len, n */
+#define GPUQ_KVW_VALUE_MAX 65535
+
+enum gpuq_kvw_op { GPUQ_KVW_GET = 1, GPUQ_KVW_PUT = 2, GPUQ_KVW_DEL = 3 };
+
+struct gpuq_kvw_op_hdr {
+	uint8_t op, klen;
+	uint16_t vlen;
+};
+
+struct gpuq_kvw_res_hdr {
+	int32_t status;
+	uint16_t len, n;
+};
+
+/* Request bytes of one op. */
+GPUQ_HD uint32_t gpuq_kvw_op_bytes(uint32_t op, uint32_t klen, uint32_t vlen)
+{
+	return GPUQ_KVW_OP_HDR + klen + (op == GPUQ_KVW_PUT ? vlen : 0);
+}
+
+/* Reply bytes an op may need at most. */
+GPUQ_HD uint32_t gpuq_kvw_res_bytes(uint32_t op, uint32_t vlen)
+{
+	return GPUQ_KVW_RES_HDR + (op == GPUQ_KVW_GET ? vlen : 0);
+}
+
+#endif

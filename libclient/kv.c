@@ -1,0 +1,247 @@
+/*
+ * kv.c - gpuq_kv_*: key-value operations on the broker's hash table, sent
+ * as ordinary messages to a queue whose handler is kv.  Operations are
+ * packed into messages (ipc/kvwire.h) as tightly as the slot and the
+ * result room allow, a group of messages is enqueued with one batch call,
+ * and the replies are unpacked into the items.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc/kvwire.h"
+#include "libclient/gpuq.h"
+
+/* Messages in flight per group: bounded by the handle's unread results. */
+#define KV_GROUP_MAX 64
+
+struct kv_msg {
+	size_t first, n;  /* items [first, first + n) */
+	size_t len;       /* request bytes */
+	uint64_t id;
+};
+
+struct kv_call {
+	gpuq_queue *q;
+	enum gpuq_kvw_op op;
+	gpuq_kv_item *items;
+	size_t n;
+	int timeout_ms;
+	gpuq_queue_info info;
+	uint32_t get_room; /* value bytes one reply can carry */
+	uint8_t *req, *reply; /* KV_GROUP_MAX requests; one reply */
+	struct kv_msg msg[KV_GROUP_MAX];
+};
+
+static uint32_t item_vlen(const struct kv_call *k, const gpuq_kv_item *it)
+{
+	return k->op == GPUQ_KVW_DEL ? 0 : it->vlen;
+}
+
+/* Pack items from *next into message m of the group; 0, or GPUQ_ETOOBIG
+ * when not even one item fits. */
+static int pack(struct kv_call *k, size_t *next, struct kv_msg *m,
+		uint8_t *buf)
+{
+	size_t len = GPUQ_KVW_HDR, res = GPUQ_KVW_HDR;
+	uint16_t nops = 0;
+	m->first = *next;
+	while (*next < k->n && nops < UINT16_MAX) {
+		gpuq_kv_item *it = &k->items[*next];
+		struct gpuq_kvw_op_hdr o = { (uint8_t)k->op, (uint8_t)it->klen,
+					     (uint16_t)item_vlen(k, it) };
+		/* A get asks for no more than one reply can carry; vlen
+		 * out still tells the value's full length. */
+		if (k->op == GPUQ_KVW_GET && o.vlen > k->get_room)
+			o.vlen = (uint16_t)k->get_room;
+		size_t ob = gpuq_kvw_op_bytes(o.op, o.klen, o.vlen);
+		size_t rb = gpuq_kvw_res_bytes(o.op, o.vlen);
+		if (len + ob > k->info.slot_bytes || res + rb > k->info.result_bytes)
+			break;
+		memcpy(buf + len, &o, sizeof(o));
+		memcpy(buf + len + GPUQ_KVW_OP_HDR, it->key, it->klen);
+		if (k->op == GPUQ_KVW_PUT && o.vlen)
+			memcpy(buf + len + GPUQ_KVW_OP_HDR + it->klen, it->val,
+			       o.vlen);
+		len += ob;
+		res += rb;
+		nops++;
+		(*next)++;
+	}
+	if (!nops)
+		return GPUQ_ETOOBIG;
+	buf[0] = GPUQ_KVW_VERSION;
+	buf[1] = 0;
+	memcpy(buf + 2, &nops, 2);
+	m->n = nops;
+	m->len = len;
+	return 0;
+}
+
+/* Unpack a reply of `len` bytes into the message's items. */
+static int unpack(struct kv_call *k, const struct kv_msg *m, size_t len)
+{
+	const uint8_t *p = k->reply, *end = k->reply + len;
+	uint16_t nops;
+	if (len < GPUQ_KVW_HDR)
+		return GPUQ_EPROTO;
+	memcpy(&nops, p, 2);
+	if (nops != m->n)
+		return GPUQ_EPROTO;
+	p += GPUQ_KVW_HDR;
+	for (size_t i = 0; i < m->n; i++) {
+		gpuq_kv_item *it = &k->items[m->first + i];
+		struct gpuq_kvw_res_hdr r;
+		if (end - p < GPUQ_KVW_RES_HDR)
+			return GPUQ_EPROTO;
+		memcpy(&r, p, sizeof(r));
+		p += GPUQ_KVW_RES_HDR;
+		if (end - p < r.n || (k->op == GPUQ_KVW_GET && r.n > it->vlen))
+			return GPUQ_EPROTO;
+		it->status = r.status;
+		if (k->op == GPUQ_KVW_GET) {
+			if (r.n)
+				memcpy(it->val, p, r.n);
+			it->vlen = r.status ? 0 : r.len;
+		}
+		p += r.n;
+	}
+	return 0;
+}
+
+/* One group: pack up to KV_GROUP_MAX messages, enqueue them together,
+ * wait for each reply in turn. */
+static int run_group(struct kv_call *k, size_t *next)
+{
+	gpuq_iov iov[KV_GROUP_MAX];
+	uint64_t ids[KV_GROUP_MAX];
+	size_t nm = 0, cap = k->info.cq_capacity < KV_GROUP_MAX
+				     ? k->info.cq_capacity
+				     : KV_GROUP_MAX;
+	int rc = 0;
+	while (*next < k->n && nm < cap) {
+		uint8_t *buf = k->req + nm * k->info.slot_bytes;
+		rc = pack(k, next, &k->msg[nm], buf);
+		if (rc)
+			return rc;
+		iov[nm] = (gpuq_iov){ buf, k->msg[nm].len, 0 };
+		nm++;
+	}
+	for (size_t sent = 0; sent < nm;) {
+		rc = gpuq_enqueue_batch(k->q, iov + sent, nm - sent, ids + sent,
+					k->timeout_ms);
+		if (rc < 0)
+			return rc;
+		sent += (size_t)rc;
+	}
+	for (size_t i = 0; i < nm; i++) {
+		size_t len = 0;
+		rc = gpuq_wait(k->q, ids[i], k->reply, k->info.result_bytes, &len,
+			       k->timeout_ms);
+		if (!rc)
+			rc = unpack(k, &k->msg[i], len);
+		if (rc)
+			return rc; /* the rest stay unread on the handle */
+	}
+	return 0;
+}
+
+static int kv_run(gpuq_queue *q, enum gpuq_kvw_op op, gpuq_kv_item *items,
+		  size_t n, int timeout_ms)
+{
+	struct kv_call *k;
+	size_t next = 0;
+	int rc;
+	if (!q || (!items && n))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!items[i].key || items[i].klen > UINT8_MAX ||
+		    (op != GPUQ_KVW_DEL && items[i].vlen > GPUQ_KVW_VALUE_MAX) ||
+		    (op != GPUQ_KVW_DEL && items[i].vlen && !items[i].val))
+			return -EINVAL;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	*k = (struct kv_call){ .q = q, .op = op, .items = items, .n = n,
+			       .timeout_ms = timeout_ms };
+	rc = gpuq_queue_info_get(q, &k->info);
+	if (!rc && strcmp(k->info.handler, "kv"))
+		rc = -EINVAL;
+	if (rc)
+		goto out;
+	if (k->info.result_bytes > GPUQ_KVW_HDR + GPUQ_KVW_RES_HDR)
+		k->get_room = k->info.result_bytes - GPUQ_KVW_HDR - GPUQ_KVW_RES_HDR;
+	if (k->get_room > GPUQ_KVW_VALUE_MAX)
+		k->get_room = GPUQ_KVW_VALUE_MAX;
+	k->req = malloc((size_t)KV_GROUP_MAX * k->info.slot_bytes);
+	k->reply = malloc(k->info.result_bytes);
+	if (!k->req || !k->reply) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	while (!rc && next < n)
+		rc = run_group(k, &next);
+out:
+	free(k->req);
+	free(k->reply);
+	free(k);
+	return rc;
+}
+
+int gpuq_kv_mget(gpuq_queue *q, gpuq_kv_item *items, size_t n, int timeout_ms)
+{
+	return kv_run(q, GPUQ_KVW_GET, items, n, timeout_ms);
+}
+
+int gpuq_kv_mput(gpuq_queue *q, gpuq_kv_item *items, size_t n, int timeout_ms)
+{
+	return kv_run(q, GPUQ_KVW_PUT, items, n, timeout_ms);
+}
+
+int gpuq_kv_mdelete(gpuq_queue *q, gpuq_kv_item *items, size_t n,
+		    int timeout_ms)
+{
+	return kv_run(q, GPUQ_KVW_DEL, items, n, timeout_ms);
+}
+
+/* One item through kv_run; its status, or the call's error. */
+static int kv_one(gpuq_queue *q, enum gpuq_kvw_op op, gpuq_kv_item *it,
+		  int timeout_ms)
+{
+	int rc = kv_run(q, op, it, 1, timeout_ms);
+	return rc ? rc : it->status;
+}
+
+int gpuq_kv_get(gpuq_queue *q, const void *key, size_t klen, void *val,
+		size_t cap, size_t *vlen, int timeout_ms)
+{
+	gpuq_kv_item it = { key, (uint32_t)klen, 0, val, 0 };
+	int rc;
+	if (klen > UINT8_MAX || (cap && !val))
+		return -EINVAL;
+	it.vlen = cap > GPUQ_KVW_VALUE_MAX ? GPUQ_KVW_VALUE_MAX : (uint32_t)cap;
+	rc = kv_one(q, GPUQ_KVW_GET, &it, timeout_ms);
+	if (!rc && vlen)
+		*vlen = it.vlen;
+	return rc;
+}
+
+int gpuq_kv_put(gpuq_queue *q, const void *key, size_t klen, const void *val,
+		size_t vlen, int timeout_ms)
+{
+	gpuq_kv_item it = { key, (uint32_t)klen, (uint32_t)vlen, (void *)val, 0 };
+	if (klen > UINT8_MAX || vlen > GPUQ_KVW_VALUE_MAX)
+		return -EINVAL;
+	return kv_one(q, GPUQ_KVW_PUT, &it, timeout_ms);
+}
+
+int gpuq_kv_delete(gpuq_queue *q, const void *key, size_t klen,
+		   int timeout_ms)
+{
+	gpuq_kv_item it = { key, (uint32_t)klen, 0, NULL, 0 };
+	if (klen > UINT8_MAX)
+		return -EINVAL;
+	return kv_one(q, GPUQ_KVW_DEL, &it, timeout_ms);
+}
