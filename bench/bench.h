@@ -166,4 +166,11 @@ void redis_spawn_kill(void);
 /* Check that addr answers PING; 0 or -errno with reason. */
 int redis_ping(const char *addr, char *err, size_t errcap);
 
+/* The gpuqd to start, into out unless out is already set: $GPUQD, the
+ * build tree's next to this binary, or "gpuqd" from PATH. */
+void bench_gpuqd_path(char *out, size_t cap);
+
+/* gpuq-bench kv: the client KV API against Redis MSET/MGET. */
+int kv_bench_main(int argc, char **argv);
+
 #endif

@@ -93,6 +93,8 @@ static void usage(FILE *f)
 "usage: gpuq-bench [options]\n"
 "       gpuq-bench tracka [options]   Track A next to Redis's ceiling\n"
 "                                     (gpuq-bench tracka --help)\n"
+"       gpuq-bench kv [options]       the KV API next to Redis MSET/MGET\n"
+"                                     (gpuq-bench kv --help)\n"
 "  -s SOCKET            gpuqd socket (default: $GPUQ_SOCKET or the default path)\n"
 "  -q QUEUE             queue to send through (default echo); its handler is\n"
 "                       what every baseline computes too\n"
@@ -636,6 +638,8 @@ int main(int argc, char **argv)
 	/* A mode of its own: Track A next to Redis's ceiling. */
 	if (argc > 1 && !strcmp(argv[1], "tracka"))
 		return tracka_bench_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "kv"))
+		return kv_bench_main(argc - 1, argv + 1);
 	if (parse_args(&o, argc, argv))
 		return 2;
 	if (probe(&o, &bi, &qi))

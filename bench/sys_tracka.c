@@ -336,14 +336,14 @@ static int run_ceiling(const struct topts *o, int with_results, double *rate)
 
 /* ---- Track A ---- */
 
-static void gpuqd_path(struct topts *o)
+void bench_gpuqd_path(char *out, size_t cap)
 {
 	char self[PATH_MAX];
 	ssize_t n;
-	if (o->gpuqd[0])
+	if (out[0])
 		return;
 	if (getenv("GPUQD") && *getenv("GPUQD")) {
-		snprintf(o->gpuqd, sizeof(o->gpuqd), "%s", getenv("GPUQD"));
+		snprintf(out, cap, "%s", getenv("GPUQD"));
 		return;
 	}
 	/* In the build tree: bench/gpuq-bench next to broker/gpuqd (libtool
@@ -356,14 +356,13 @@ static void gpuqd_path(struct topts *o)
 			*slash = 0;
 		if (strstr(self, "/.libs") && (slash = strrchr(self, '/')))
 			*slash = 0;
-		if (strlen(self) + 20 < sizeof(o->gpuqd)) {
-			strcpy(o->gpuqd, self);
-			strcat(o->gpuqd, "/../broker/gpuqd");
-			if (access(o->gpuqd, X_OK) == 0)
+		if (strlen(self) + 20 < cap) {
+			snprintf(out, cap, "%s/../broker/gpuqd", self);
+			if (access(out, X_OK) == 0)
 				return;
 		}
 	}
-	snprintf(o->gpuqd, sizeof(o->gpuqd), "gpuqd");
+	snprintf(out, cap, "gpuqd");
 }
 
 static pid_t start_gpuqd(const struct topts *o, const char *dir,
@@ -531,7 +530,7 @@ static int run_tracka(struct topts *o, double *rate, uint64_t *bad)
 		return -EIO;
 	if (ok_reply(c, "DEL %s %s %s:dlq", stream, results, stream))
 		goto out;
-	gpuqd_path(o);
+	bench_gpuqd_path(o->gpuqd, sizeof(o->gpuqd));
 	gpuqd = start_gpuqd(o, dir, stream);
 	if (gpuqd < 0 || (rc = wait_group(c, stream, gpuqd))) {
 		fprintf(stderr, "gpuq-bench tracka: %s did not start (see %s/gpuqd.log)\n",

@@ -92,6 +92,17 @@ if command -v xmllint >/dev/null; then
 	xmllint --noout "$dir/r.svg" || fail "SVG is not well-formed"
 fi
 
+echo "== kv: the client KV API next to Redis MSET/MGET"
+if command -v redis-server >/dev/null || [ -x "${REDIS_SERVER:-}" ]; then
+	"$bench" kv -p 2 -n 5000 -r 2 -b 128 --json >"$dir/kv.json" ||
+		fail "kv bench failed"
+	check_json "$dir/kv.json" \
+		'd["bad"] == 0 and d["procs"] == 2' \
+		'all(d[p][k] > 0 for p in ("put", "get") for k in ("gpuq_ops_s", "redis_ops_s"))'
+else
+	echo "no redis-server: kv bench not run"
+fi
+
 echo "== bad arguments exit 2"
 "$bench" -s "$sock" -p 0 >/dev/null 2>&1
 [ $? -eq 2 ] || fail "-p 0 did not exit 2"
