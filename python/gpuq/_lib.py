@@ -79,7 +79,18 @@ class gpuq_stats(ctypes.Structure):
     ]
 
 
+class gpuq_kv_item(ctypes.Structure):
+    _fields_ = [
+        ("key", c_void_p),
+        ("klen", c_u32),
+        ("vlen", c_u32),
+        ("val", c_void_p),
+        ("status", c_int),
+    ]
+
+
 STRUCTS = {
+    "gpuq_kv_item": gpuq_kv_item,
     "gpuq_queue_info": gpuq_queue_info,
     "gpuq_iov": gpuq_iov,
     "gpuq_loan": gpuq_loan,
@@ -118,6 +129,9 @@ PROTOTYPES = {
                           c_int]),
     "gpuq_inflight": (c_u64, [c_void_p]),
     "gpuq_stats_get": (c_int, [c_void_p, P(gpuq_stats)]),
+    "gpuq_kv_mget": (c_int, [c_void_p, P(gpuq_kv_item), c_size, c_int]),
+    "gpuq_kv_mput": (c_int, [c_void_p, P(gpuq_kv_item), c_size, c_int]),
+    "gpuq_kv_mdelete": (c_int, [c_void_p, P(gpuq_kv_item), c_size, c_int]),
 }
 
 

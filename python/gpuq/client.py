@@ -432,6 +432,92 @@ class Queue:
         with self._lock:
             return self._lib.gpuq_inflight(self._ptr())
 
+    # -- key-value (a queue with handler = kv) -------------------------------
+    def kv_mget(self, keys: Sequence[bytes], cap: int = 4096,
+                timeout: Optional[float] = None) -> List[Optional[bytes]]:
+        """Values of keys from the broker's table (gpuq_kv_mget), None for
+        a missing key; at most cap bytes of each.  Raises for the call's
+        errors, and KeySizeError for a key the table refuses."""
+        items, bufs = self._kv_items(keys, None, cap)
+        self._kv_call(self._lib.gpuq_kv_mget, items, timeout)
+        out = []
+        for it, buf in zip(items, bufs):
+            if it.status == ERRORS["GPUQ_ENOKEY"]:
+                out.append(None)
+                continue
+            check(it.status)
+            out.append(bytes(buf[:min(it.vlen, cap)]))
+        return out
+
+    def kv_mput(self, pairs, timeout: Optional[float] = None) -> None:
+        """Insert or overwrite keys (gpuq_kv_mput); pairs: a mapping or
+        (key, value) pairs.  Raises for the call's errors, or the first
+        key's refusal (KeySizeError, ValueSizeError, TableFull) after every
+        other key was written."""
+        pairs = list(pairs.items() if hasattr(pairs, "items") else pairs)
+        items, _ = self._kv_items([k for k, _ in pairs],
+                                  [v for _, v in pairs], 0)
+        self._kv_call(self._lib.gpuq_kv_mput, items, timeout)
+        for it in items:
+            check(it.status)
+
+    def kv_mdelete(self, keys: Sequence[bytes],
+                   timeout: Optional[float] = None) -> List[bool]:
+        """Delete keys (gpuq_kv_mdelete); True for each that was there."""
+        items, _ = self._kv_items(keys, None, 0)
+        self._kv_call(self._lib.gpuq_kv_mdelete, items, timeout)
+        out = []
+        for it in items:
+            if it.status != ERRORS["GPUQ_ENOKEY"]:
+                check(it.status)
+            out.append(it.status == 0)
+        return out
+
+    def kv_get(self, key: bytes, cap: int = 4096,
+               timeout: Optional[float] = None) -> Optional[bytes]:
+        """One key's value, or None."""
+        return self.kv_mget([key], cap, timeout)[0]
+
+    def kv_put(self, key: bytes, value: bytes,
+               timeout: Optional[float] = None) -> None:
+        """Insert or overwrite one key."""
+        self.kv_mput([(key, value)], timeout)
+
+    def kv_delete(self, key: bytes, timeout: Optional[float] = None) -> bool:
+        """Delete one key; True if it was there."""
+        return self.kv_mdelete([key], timeout)[0]
+
+    @staticmethod
+    def _kv_items(keys, values, cap):
+        n = len(keys)
+        items = (_lib.gpuq_kv_item * n)()
+        bufs = []
+        for i, k in enumerate(keys):
+            k = bytes(k)
+            kb = ctypes.create_string_buffer(k, len(k) or 1)
+            bufs.append(kb)
+            items[i].key = ctypes.cast(kb, ctypes.c_void_p)
+            items[i].klen = len(k)
+            if values is not None:
+                v = bytes(values[i])
+                vb = ctypes.create_string_buffer(v, len(v) or 1)
+                bufs.append(vb)
+                items[i].val = ctypes.cast(vb, ctypes.c_void_p)
+                items[i].vlen = len(v)
+            elif cap:
+                vb = ctypes.create_string_buffer(cap)
+                bufs.append(vb)
+                items[i].val = ctypes.cast(vb, ctypes.c_void_p)
+                items[i].vlen = cap
+        # keep every buffer alive with the items; return the value buffers
+        # of a get in key order
+        items._keep = bufs
+        return items, bufs[1::2] if values is None and cap else bufs
+
+    def _kv_call(self, fn, items, timeout):
+        with self._lock:
+            check(fn(self._ptr(), items, len(items), _ms(timeout)))
+
     # -- enqueue -------------------------------------------------------------
     def enqueue(self, data, key: Optional[int] = None,
                 timeout: Optional[float] = None) -> int:

@@ -146,6 +146,8 @@ QUEUES = [
     "fail,handler=echo,slot_bytes=64,capacity=16,fail_ppm=1000000,"
     "max_attempts=2",
     "cq,handler=echo,slot_bytes=64,capacity=16,cq_capacity=4",
+    # tables are on the CPU backend only so far
+    "kv,handler=kv,table_slots=1024,table_value_bytes=64,backend=cpu",
 ]
 
 
@@ -887,6 +889,40 @@ class TestBasics(BrokerTest):
         out = r.stdout.decode(errors="replace")
         self.assertEqual(r.returncode, 0, out)
         self.assertIn("900 messages verified", out)
+
+
+class TestKV(BrokerTest):
+    def test_get_put_delete(self):
+        q = self.open("kv")
+        self.assertIsNone(q.kv_get(b"py:a"))
+        q.kv_put(b"py:a", b"one")
+        self.assertEqual(q.kv_get(b"py:a"), b"one")
+        q.kv_put(b"py:a", b"two!")
+        self.assertEqual(q.kv_get(b"py:a", cap=2), b"tw")
+        self.assertTrue(q.kv_delete(b"py:a"))
+        self.assertFalse(q.kv_delete(b"py:a"))
+        self.assertIsNone(q.kv_get(b"py:a"))
+
+    def test_batches(self):
+        q = self.open("kv")
+        pairs = {b"py:%d" % i: bytes([i % 251]) * (i % 60 + 1)
+                 for i in range(500)}
+        q.kv_mput(pairs)
+        keys = list(pairs) + [b"py:missing"]
+        got = q.kv_mget(keys)
+        self.assertEqual(got[:-1], [pairs[k] for k in keys[:-1]])
+        self.assertIsNone(got[-1])
+        self.assertEqual(q.kv_mdelete([b"py:1", b"py:missing"]),
+                         [True, False])
+
+    def test_refusals(self):
+        q = self.open("kv")
+        with self.assertRaises(gpuq.KeySizeError):
+            q.kv_put(b"k" * 33, b"x")
+        with self.assertRaises(gpuq.ValueSizeError):
+            q.kv_put(b"py:v", b"x" * 65)
+        with self.assertRaises(gpuq.InvalidArgument):
+            self.open("echo").kv_get(b"py:a")
 
 
 class TestDeadBroker(unittest.TestCase):
