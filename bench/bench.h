@@ -158,7 +158,8 @@ int sys_cuda_run(const struct workload *w, struct sys_result *r,
 		 const char *label);
 
 /* A private redis-server on a loopback port: 0 and "127.0.0.1:port" in
- * addr, or a negative errno with the reason in err. */
+ * addr, or a negative errno with the reason in err.  Each call starts
+ * another (up to 16); redis_spawn_stop stops them all. */
 int redis_spawn(char *addr, size_t cap, char *err, size_t errcap);
 void redis_spawn_stop(void);
 /* Async-signal-safe: kill it (from a signal handler). */

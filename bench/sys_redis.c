@@ -381,10 +381,15 @@ int sys_redis_run(const struct workload *w, const char *addr, int readers,
 	return rc;
 }
 
-/* ---- a private redis-server ---- */
+/* ---- private redis-servers ---- */
 
-static pid_t spawned;
-static char spawn_dir[64];
+/* Every server redis_spawn started, for redis_spawn_stop and _kill. */
+#define SPAWN_MAX 16
+static struct spawned_redis {
+	pid_t pid;
+	char dir[64];
+} spawned[SPAWN_MAX];
+static int nspawned;
 
 int redis_ping(const char *addr, char *err, size_t errcap)
 {
@@ -454,22 +459,23 @@ static void exec_redis(const char *dir, int port)
 	_exit(127);
 }
 
-/* Wait for PING; on failure say why and reap. */
-static int spawn_wait(const char *addr, char *err, size_t errcap)
+/* Wait for PING from server sp; on failure say why. */
+static int spawn_wait(struct spawned_redis *sp, const char *addr, char *err,
+		      size_t errcap)
 {
 	struct timespec ts = { 0, 20 * 1000000L };
 	for (int i = 0; i < 250; i++) {
 		int st;
 		if (!redis_ping(addr, err, errcap))
 			return 0;
-		if (waitpid(spawned, &st, WNOHANG) == spawned) {
-			spawned = 0;
+		if (waitpid(sp->pid, &st, WNOHANG) == sp->pid) {
+			sp->pid = 0;
 			if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
 				snprintf(err, errcap, "%s not found", redis_server_path());
 				return -ENOENT;
 			}
 			snprintf(err, errcap, "redis-server exited (see %s/redis.log)",
-				 spawn_dir);
+				 sp->dir);
 			return -ECHILD;
 		}
 		nanosleep(&ts, NULL);
@@ -478,49 +484,65 @@ static int spawn_wait(const char *addr, char *err, size_t errcap)
 	return -ETIMEDOUT;
 }
 
+static void stop_one(struct spawned_redis *sp)
+{
+	char path[96];
+	if (sp->pid > 0) {
+		kill(sp->pid, SIGTERM);
+		waitpid(sp->pid, NULL, 0);
+	}
+	sp->pid = 0;
+	if (!sp->dir[0])
+		return;
+	snprintf(path, sizeof(path), "%s/redis.log", sp->dir);
+	unlink(path);
+	rmdir(sp->dir);
+	sp->dir[0] = 0;
+}
+
 int redis_spawn(char *addr, size_t cap, char *err, size_t errcap)
 {
+	struct spawned_redis *sp;
 	int port = free_port(), rc;
-	snprintf(spawn_dir, sizeof(spawn_dir), "/tmp/gpuq-bench-redis-XXXXXX");
-	if (port < 0 || !mkdtemp(spawn_dir)) {
+	if (nspawned == SPAWN_MAX) {
+		snprintf(err, errcap, "at most %d redis-servers", SPAWN_MAX);
+		return -EMFILE;
+	}
+	sp = &spawned[nspawned];
+	snprintf(sp->dir, sizeof(sp->dir), "/tmp/gpuq-bench-redis-XXXXXX");
+	if (port < 0 || !mkdtemp(sp->dir)) {
 		snprintf(err, errcap, "no loopback port or temp dir: %s", strerror(errno));
-		spawn_dir[0] = 0;
+		sp->dir[0] = 0;
 		return -errno;
 	}
 	snprintf(addr, cap, "127.0.0.1:%d", port);
 	fflush(NULL);
-	spawned = fork();
-	if (spawned == 0)
-		exec_redis(spawn_dir, port);
-	if (spawned < 0) {
-		spawned = 0;
+	sp->pid = fork();
+	if (sp->pid == 0)
+		exec_redis(sp->dir, port);
+	if (sp->pid < 0) {
+		sp->pid = 0;
 		snprintf(err, errcap, "fork: %s", strerror(errno));
-		return -errno;
+		rc = -errno;
+	} else {
+		rc = spawn_wait(sp, addr, err, errcap);
 	}
-	rc = spawn_wait(addr, err, errcap);
 	if (rc)
-		redis_spawn_stop();
+		stop_one(sp);
+	else
+		nspawned++;
 	return rc;
 }
 
 void redis_spawn_stop(void)
 {
-	char path[96];
-	if (spawned > 0) {
-		kill(spawned, SIGTERM);
-		waitpid(spawned, NULL, 0);
-		spawned = 0;
-	}
-	if (!spawn_dir[0])
-		return;
-	snprintf(path, sizeof(path), "%s/redis.log", spawn_dir);
-	unlink(path);
-	rmdir(spawn_dir);
-	spawn_dir[0] = 0;
+	while (nspawned > 0)
+		stop_one(&spawned[--nspawned]);
 }
 
 void redis_spawn_kill(void)
 {
-	if (spawned > 0)
-		kill(spawned, SIGKILL);
+	for (int i = 0; i < nspawned; i++)
+		if (spawned[i].pid > 0)
+			kill(spawned[i].pid, SIGKILL);
 }

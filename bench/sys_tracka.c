@@ -41,9 +41,16 @@
 
 #define LOAD_PIPELINE 512
 #define PREDECESSOR_TRACKA 191000.0 /* msg/s, reference/predecessor-backlog.md */
+#define SHARDS_MAX 16
 
 struct topts {
-	char addr[64];
+	char addr[64]; /* this shard's Redis */
+	/* Shards: independent streams on as many redis-servers, one bound
+	 * queue each in the one gpuqd: how Track A grows past what one
+	 * Redis sustains (docs/tracka.md). */
+	int shards;
+	char addrs[SHARDS_MAX][64];
+	const char *redis_list; /* --redis, or NULL: spawn servers */
 	char gpuqd[PATH_MAX];
 	const char *handler, *backend;
 	uint32_t handler_id;
@@ -334,6 +341,42 @@ static int run_ceiling(const struct topts *o, int with_results, double *rate)
 	return rc ? -EIO : 0;
 }
 
+/* Shard i's share of the run: its Redis, and its part of the entries. */
+static struct topts shard_of(const struct topts *o, int i)
+{
+	struct topts t = *o;
+	snprintf(t.addr, sizeof(t.addr), "%s", o->addrs[i]);
+	t.n = o->n / (uint64_t)o->shards + ((uint64_t)i < o->n % (uint64_t)o->shards);
+	return t;
+}
+
+/* The ceiling on every shard at once: one child per shard runs the
+ * single-Redis measurement on its part; the rate is all entries over the
+ * time until the last shard is done. */
+static int run_ceiling_all(const struct topts *o, int with_results,
+			   double *rate)
+{
+	pid_t pid[SHARDS_MAX];
+	uint64_t t0;
+	int rc = 0;
+	if (o->shards == 1)
+		return run_ceiling(o, with_results, rate);
+	fflush(NULL);
+	t0 = procs_now_ns();
+	for (int i = 0; i < o->shards; i++) {
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			struct topts t = shard_of(o, i);
+			double r;
+			_exit(run_ceiling(&t, with_results, &r) ? 1 : 0);
+		}
+	}
+	for (int i = 0; i < o->shards; i++)
+		rc |= pid[i] < 0 || reap(pid[i]);
+	*rate = rc ? 0 : (double)o->n / secs(t0, procs_now_ns());
+	return rc ? -EIO : 0;
+}
+
 /* ---- Track A ---- */
 
 void bench_gpuqd_path(char *out, size_t cap)
@@ -365,28 +408,47 @@ void bench_gpuqd_path(char *out, size_t cap)
 	snprintf(out, cap, "gpuqd");
 }
 
+/* One queue spec per shard, each bound to its shard's Redis. */
+static void shard_spec(const struct topts *o, int i, const char *stream,
+		       char *spec, size_t cap)
+{
+	const char *a = o->addrs[i], *colon = strrchr(a, ':');
+	snprintf(spec, cap,
+		 "ta%d,handler=%s,slot_bytes=%u,workers=%u,capacity=%u,"
+		 "redis_host=%.*s,redis_port=%s,redis_stream=%s,"
+		 "redis_consumer=bench,redis_batch=%u",
+		 i, o->handler, o->size, o->workers, o->capacity,
+		 (int)(colon - a), a, colon + 1, stream, o->batch);
+}
+
 static pid_t start_gpuqd(const struct topts *o, const char *dir,
 			 const char *stream)
 {
-	char sock[PATH_MAX], spec[512], log[PATH_MAX];
-	const char *colon = strrchr(o->addr, ':');
+	char sock[PATH_MAX], log[PATH_MAX], spec[SHARDS_MAX][512];
+	const char *argv[8 + 2 * SHARDS_MAX];
+	int argc = 0;
 	pid_t pid;
 	snprintf(sock, sizeof(sock), "%s/gpuqd.sock", dir);
 	snprintf(log, sizeof(log), "%s/gpuqd.log", dir);
-	snprintf(spec, sizeof(spec),
-		 "ta,handler=%s,slot_bytes=%u,workers=%u,capacity=%u,"
-		 "redis_host=%.*s,redis_port=%s,redis_stream=%s,"
-		 "redis_consumer=bench,redis_batch=%u",
-		 o->handler, o->size, o->workers, o->capacity,
-		 (int)(colon - o->addr), o->addr, colon + 1, stream, o->batch);
+	argv[argc++] = o->gpuqd;
+	argv[argc++] = "-s";
+	argv[argc++] = sock;
+	argv[argc++] = "-b";
+	argv[argc++] = o->backend;
+	for (int i = 0; i < o->shards; i++) {
+		shard_spec(o, i, stream, spec[i], sizeof(spec[i]));
+		argv[argc++] = "-q";
+		argv[argc++] = spec[i];
+	}
+	if (o->force_epoll)
+		argv[argc++] = "--force-epoll";
+	argv[argc] = NULL;
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {
 		FILE *f = freopen(log, "w", stderr);
 		(void)f;
-		execlp(o->gpuqd, o->gpuqd, "-s", sock, "-b", o->backend, "-q",
-		       spec, o->force_epoll ? "--force-epoll" : (char *)NULL,
-		       (char *)NULL);
+		execvp(o->gpuqd, (char *const *)argv);
 		_exit(127);
 	}
 	return pid;
@@ -518,48 +580,80 @@ out:
 	return rc;
 }
 
+/* Is every shard's stream fully processed: all results in, nothing
+ * pending? */
+static int all_done(redisContext **c, const struct topts *o,
+		    const char *stream, const char *results)
+{
+	for (int i = 0; i < o->shards; i++) {
+		struct topts t = shard_of(o, i);
+		if (int_reply(c[i], "XLEN %s", results) < (long long)t.n ||
+		    int_reply(c[i], "XPENDING %s gpuq", stream) != 0)
+			return 0;
+	}
+	return 1;
+}
+
 static int run_tracka(struct topts *o, double *rate, uint64_t *bad)
 {
 	const char *stream = "gpuq-bench:tracka", *results = "gpuq-bench:tracka:results";
 	char dir[64] = "/tmp/gpuq-bench-tracka-XXXXXX", cmd[128];
-	redisContext *c = tconnect(o->addr);
+	redisContext *c[SHARDS_MAX] = { NULL };
+	pid_t gpuqd = -1, loader[SHARDS_MAX];
 	uint64_t t0, t1;
-	pid_t gpuqd, loader;
-	int rc = -EIO;
-	if (!c || !mkdtemp(dir))
+	int rc = -EIO, i;
+	if (!mkdtemp(dir))
 		return -EIO;
-	if (ok_reply(c, "DEL %s %s %s:dlq", stream, results, stream))
-		goto out;
+	for (i = 0; i < o->shards; i++)
+		if (!(c[i] = tconnect(o->addrs[i])) ||
+		    ok_reply(c[i], "DEL %s %s %s:dlq", stream, results, stream))
+			goto out;
 	bench_gpuqd_path(o->gpuqd, sizeof(o->gpuqd));
 	gpuqd = start_gpuqd(o, dir, stream);
-	if (gpuqd < 0 || (rc = wait_group(c, stream, gpuqd))) {
+	for (i = 0, rc = gpuqd < 0 ? -ECHILD : 0; !rc && i < o->shards; i++)
+		rc = wait_group(c[i], stream, gpuqd);
+	if (rc) {
 		fprintf(stderr, "gpuq-bench tracka: %s did not start (see %s/gpuqd.log)\n",
 			o->gpuqd, dir);
 		goto out;
 	}
 	t0 = procs_now_ns();
-	loader = spawn_loader(o, stream);
-	for (;;) {
-		if (int_reply(c, "XLEN %s", results) >= (long long)o->n &&
-		    int_reply(c, "XPENDING %s gpuq", stream) == 0)
-			break;
+	for (i = 0; i < o->shards; i++) {
+		struct topts t = shard_of(o, i);
+		loader[i] = spawn_loader(&t, stream);
+	}
+	while (!all_done(c, o, stream, results)) {
 		if (waitpid(gpuqd, NULL, WNOHANG) == gpuqd) {
 			fprintf(stderr, "gpuq-bench tracka: gpuqd died (see %s/gpuqd.log)\n", dir);
 			rc = -ECHILD;
+			gpuqd = -1;
 			goto out;
 		}
 		usleep(2000);
 	}
 	t1 = procs_now_ns();
-	rc = reap(loader);
+	for (i = 0; i < o->shards; i++)
+		rc |= reap(loader[i]);
 	kill(gpuqd, SIGTERM);
 	waitpid(gpuqd, NULL, 0);
-	if (!rc)
-		rc = check_results(c, o, stream, results, bad);
+	gpuqd = -1;
+	for (i = 0; !rc && i < o->shards; i++) {
+		struct topts t = shard_of(o, i);
+		uint64_t b = 0;
+		rc = check_results(c[i], &t, stream, results, &b);
+		*bad += b;
+	}
 	*rate = (double)o->n / secs(t0, t1);
-	ok_reply(c, "DEL %s %s %s:dlq", stream, results, stream);
+	for (i = 0; i < o->shards; i++)
+		ok_reply(c[i], "DEL %s %s %s:dlq", stream, results, stream);
 out:
-	redisFree(c);
+	if (gpuqd > 0) {
+		kill(gpuqd, SIGKILL);
+		waitpid(gpuqd, NULL, 0);
+	}
+	for (i = 0; i < o->shards; i++)
+		if (c[i])
+			redisFree(c[i]);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (!getenv("GPUQ_BENCH_KEEP") && system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", dir);
@@ -580,11 +674,30 @@ static void usage(FILE *f)
 	      "      --backend B    auto | cpu | cuda (default auto)\n"
 	      "      --gpuqd PATH   the broker to start (default: $GPUQD, the\n"
 	      "                     build tree's, or gpuqd on PATH)\n"
-	      "      --redis HOST:PORT  use this Redis (default: start a private one)\n"
+	      "      --redis HOST:PORT[,HOST:PORT...]  use these Redis servers, one\n"
+	      "                     per shard (default: start private ones)\n"
+	      "      --shards N     N streams on N redis-servers, one bound queue\n"
+	      "                     each in one gpuqd (1-16, default 1)\n"
 	      "      --no-ceiling   skip the Redis ceiling measurement\n"
 	      "      --force-epoll  gpuqd's Redis socket through epoll, not io_uring\n"
 	      "      --repeat N     N interleaved runs of each (1-9), medians reported\n"
 	      "  -j, --json         one JSON object on stdout\n", f);
+}
+
+/* --redis A,B,...: one address per shard, as many as --shards. */
+static int split_addrs(struct topts *o)
+{
+	char *save = NULL, buf[SHARDS_MAX * 64], *a;
+	int n = 0;
+	if (!o->redis_list)
+		return 0;
+	snprintf(buf, sizeof(buf), "%s", o->redis_list);
+	for (a = strtok_r(buf, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+		if (n == SHARDS_MAX || !strchr(a, ':'))
+			return -1;
+		snprintf(o->addrs[n++], sizeof(o->addrs[0]), "%s", a);
+	}
+	return n == o->shards ? 0 : -1;
 }
 
 static int parse(struct topts *o, int argc, char **argv)
@@ -602,6 +715,7 @@ static int parse(struct topts *o, int argc, char **argv)
 		{ "no-ceiling", no_argument, NULL, 'X' },
 		{ "force-epoll", no_argument, NULL, 'E' },
 		{ "repeat", required_argument, NULL, 'P' },
+		{ "shards", required_argument, NULL, 'S' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -616,6 +730,7 @@ static int parse(struct topts *o, int argc, char **argv)
 	o->workers = 1;
 	o->capacity = 8192;
 	o->repeat = 1;
+	o->shards = 1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "n:z:jh", lo, NULL)) != -1) {
 		switch (c) {
@@ -627,7 +742,8 @@ static int parse(struct topts *o, int argc, char **argv)
 		case 'C': o->capacity = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'K': o->backend = optarg; break;
 		case 'G': snprintf(o->gpuqd, sizeof(o->gpuqd), "%s", optarg); break;
-		case 'R': snprintf(o->addr, sizeof(o->addr), "%s", optarg); break;
+		case 'R': o->redis_list = optarg; break;
+		case 'S': o->shards = atoi(optarg); break;
 		case 'X': o->skip_ceiling = 1; break;
 		case 'E': o->force_epoll = 1; break;
 		case 'P': o->repeat = atoi(optarg); break;
@@ -638,7 +754,9 @@ static int parse(struct topts *o, int argc, char **argv)
 	}
 	o->handler_id = payload_handler_id(o->handler);
 	if (!o->handler_id || !o->n || !o->size || !o->batch || !o->workers ||
-	    o->repeat < 1 || o->repeat > BENCH_MAX_REPEAT) {
+	    o->repeat < 1 || o->repeat > BENCH_MAX_REPEAT || o->shards < 1 ||
+	    o->shards > SHARDS_MAX || o->n < (uint64_t)o->shards ||
+	    split_addrs(o)) {
 		usage(stderr);
 		return -1;
 	}
@@ -685,7 +803,7 @@ static void report(const struct topts *o, const struct rates *r)
 	ratio = ceiling > 0 ? tracka / ceiling : 0;
 	ratio_same = same > 0 ? tracka / same : 0;
 	if (o->json) {
-		printf("{\"mode\":\"tracka\",\"messages\":%llu,\"size\":%u,"
+		printf("{\"mode\":\"tracka\",\"shards\":%d,\"messages\":%llu,\"size\":%u,"
 		       "\"handler\":\"%s\",\"backend\":\"%s\",\"batch\":%u,"
 		       "\"io\":\"%s\",\"runs\":%d,"
 		       "\"redis_ceiling_msgs\":%.0f,"
@@ -694,8 +812,8 @@ static void report(const struct topts *o, const struct rates *r)
 		       "\"ratio_to_ceiling\":%.3f,"
 		       "\"ratio_to_same_work_client\":%.3f,"
 		       "\"vs_predecessor\":%.2f,\"bad_results\":%llu",
-		       (unsigned long long)o->n, o->size, o->handler, o->backend,
-		       o->batch, o->force_epoll ? "epoll" : "io_uring", r->n,
+		       o->shards, (unsigned long long)o->n, o->size, o->handler,
+		       o->backend, o->batch, o->force_epoll ? "epoll" : "io_uring", r->n,
 		       ceiling, same, tracka, ratio, ratio_same,
 		       tracka / PREDECESSOR_TRACKA, (unsigned long long)r->bad);
 		list("ceiling_runs", r->ceiling, o->skip_ceiling ? 0 : r->n, 1);
@@ -705,8 +823,10 @@ static void report(const struct topts *o, const struct rates *r)
 		printf("}\n");
 		return;
 	}
-	printf("Track A: %llu entries of %u B, handler %s, backend %s, batch %u, %s%s\n",
+	printf("Track A: %llu entries of %u B, handler %s, backend %s, batch %u, "
+	       "%d shard%s, %s%s\n",
 	       (unsigned long long)o->n, o->size, o->handler, o->backend, o->batch,
+	       o->shards, o->shards > 1 ? "s (streams on as many redis-servers)" : "",
 	       o->force_epoll ? "epoll" : "io_uring",
 	       r->n > 1 ? ", medians of interleaved runs" : "");
 	if (ceiling > 0)
@@ -740,19 +860,21 @@ int tracka_bench_main(int argc, char **argv)
 	if (parse(&o, argc, argv))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
-	if (!o.addr[0]) {
-		if (redis_spawn(o.addr, sizeof(o.addr), err, sizeof(err))) {
+	for (int i = 0; !o.redis_list && i < o.shards; i++) {
+		if (redis_spawn(o.addrs[i], sizeof(o.addrs[i]), err, sizeof(err))) {
 			fprintf(stderr, "gpuq-bench tracka: %s\n", err);
+			redis_spawn_stop();
 			return 1;
 		}
 		spawned = 1;
 	}
+	snprintf(o.addr, sizeof(o.addr), "%s", o.addrs[0]);
 	/* Interleaved, so slow phases of a shared machine hit both. */
 	for (r.n = 0; r.n < o.repeat && !rc; r.n++) {
 		uint64_t bad = 0;
-		rc = o.skip_ceiling ? 0 : run_ceiling(&o, 0, &r.ceiling[r.n]);
+		rc = o.skip_ceiling ? 0 : run_ceiling_all(&o, 0, &r.ceiling[r.n]);
 		if (!rc && !o.skip_ceiling)
-			rc = run_ceiling(&o, 1, &r.same[r.n]);
+			rc = run_ceiling_all(&o, 1, &r.same[r.n]);
 		if (!rc)
 			rc = run_tracka(&o, &r.tracka[r.n], &bad);
 		r.bad += bad;

@@ -86,6 +86,11 @@ if want tracka; then
 		timeout 300 "$bin/gpuq-bench" tracka --gpuqd "$bin/gpuqd" \
 			--backend $be --repeat 3 | tail -12 || fail=1
 	done
+	# Past one Redis: 8 streams on 8 redis-servers, one gpuqd
+	# (docs/tracka.md, shards); the 5x the predecessor is here.
+	echo "== Track A, 8 shards (gpuq-bench tracka --shards 8, cuda backend)"
+	timeout 300 "$bin/gpuq-bench" tracka --gpuqd "$bin/gpuqd" \
+		--backend cuda --shards 8 -n 4000000 | tail -8 || fail=1
 fi
 
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
