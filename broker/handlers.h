@@ -316,16 +316,41 @@ GPUQ_HD int gpuq_handler_keysum(const struct gpuq_hmsg *m, struct gpuq_hres *r)
  * (ipc/kvwire.h), each answered in order with its own status; the
  * client's gpuq_kv_* calls write and read these.  Puts are upserts.  A
  * malformed request (or no table, or no room for the reply) fails the
- * message; an operation the table refuses (too long a key or value, a
+ * message before any op runs; an operation the table refuses (too long a key or value, a
  * full table, no such key) is that operation's status, not a failure.
  */
+/* A kv request is well formed: known ops, all inside the payload, and
+ * replies that fit cap.  Checked whole before any op runs, so a bad
+ * request changes nothing (and a retry of it nothing either). */
+GPUQ_HD int gpuq_kv_request_ok(const uint8_t *p, uint32_t len, uint32_t cap)
+{
+	uint32_t at = GPUQ_KVW_HDR, need = GPUQ_KVW_HDR;
+	uint16_t nops;
+	if (len < GPUQ_KVW_HDR || p[0] != GPUQ_KVW_VERSION || cap < GPUQ_KVW_HDR)
+		return 0;
+	memcpy(&nops, p + 2, 2);
+	for (uint32_t i = 0; i < nops; i++) {
+		struct gpuq_kvw_op_hdr o;
+		if (len - at < GPUQ_KVW_OP_HDR)
+			return 0;
+		memcpy(&o, p + at, sizeof(o));
+		if (o.op < GPUQ_KVW_GET || o.op > GPUQ_KVW_DEL ||
+		    len - at < gpuq_kvw_op_bytes(o.op, o.klen, o.vlen))
+			return 0;
+		at += gpuq_kvw_op_bytes(o.op, o.klen, o.vlen);
+		need += gpuq_kvw_res_bytes(o.op, o.vlen);
+		if (need > cap)
+			return 0;
+	}
+	return 1;
+}
+
 GPUQ_HD int gpuq_handler_kv(const struct gpuq_hmsg *m, struct gpuq_hres *r)
 {
-	const uint8_t *p = m->data, *end = m->data + m->len;
-	uint8_t *out = r->data, *oend = r->data + r->cap;
+	const uint8_t *p = m->data;
+	uint8_t *out = r->data;
 	uint16_t nops;
-	if (!m->table || m->len < GPUQ_KVW_HDR || p[0] != GPUQ_KVW_VERSION ||
-	    r->cap < GPUQ_KVW_HDR)
+	if (!m->table || !gpuq_kv_request_ok(m->data, m->len, r->cap))
 		return 1;
 	memcpy(&nops, p + 2, 2);
 	memcpy(out, &nops, 2);
@@ -336,14 +361,8 @@ GPUQ_HD int gpuq_handler_kv(const struct gpuq_hmsg *m, struct gpuq_hres *r)
 		struct gpuq_kvw_op_hdr o;
 		struct gpuq_kvw_res_hdr res = { 0, 0, 0 };
 		uint32_t vl = 0;
-		if (end - p < GPUQ_KVW_OP_HDR)
-			return 1;
 		memcpy(&o, p, sizeof(o));
 		p += GPUQ_KVW_OP_HDR;
-		if ((uint32_t)(end - p) <
-			    gpuq_kvw_op_bytes(o.op, o.klen, o.vlen) - GPUQ_KVW_OP_HDR ||
-		    (uint32_t)(oend - out) < gpuq_kvw_res_bytes(o.op, o.vlen))
-			return 1;
 		if (o.op == GPUQ_KVW_GET) {
 			res.status = gpuq_kvt_get(m->table, p, o.klen,
 						  out + GPUQ_KVW_RES_HDR, o.vlen,
@@ -355,10 +374,8 @@ GPUQ_HD int gpuq_handler_kv(const struct gpuq_hmsg *m, struct gpuq_hres *r)
 		} else if (o.op == GPUQ_KVW_PUT) {
 			res.status = gpuq_kvt_put(m->table, p, o.klen, p + o.klen,
 						  o.vlen, GPUQ_KVT_UPSERT);
-		} else if (o.op == GPUQ_KVW_DEL) {
-			res.status = gpuq_kvt_del(m->table, p, o.klen);
 		} else {
-			return 1;
+			res.status = gpuq_kvt_del(m->table, p, o.klen);
 		}
 		p += gpuq_kvw_op_bytes(o.op, o.klen, o.vlen) - GPUQ_KVW_OP_HDR;
 		memcpy(out, &res, sizeof(res));

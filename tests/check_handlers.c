@@ -402,7 +402,8 @@ END_TEST
 START_TEST(test_all)
 {
 	const struct handler_info *t = handler_all();
-	int seen_echo = 0, seen_crc = 0, seen_vec = 0, n = 0;
+	int seen_echo = 0, seen_crc = 0, seen_vec = 0, seen_ks = 0, seen_kv = 0;
+	int n = 0;
 
 	ck_assert_ptr_nonnull(t);
 	for (; t[n].name; n++) {
@@ -416,12 +417,133 @@ START_TEST(test_all)
 			    t[n].id == GPUQ_H_CHECKSUM;
 		seen_vec += !strcmp(t[n].name, "vector") &&
 			    t[n].id == GPUQ_H_VECTOR;
+		seen_ks += !strcmp(t[n].name, "keysum") &&
+			   t[n].id == GPUQ_H_KEYSUM;
+		seen_kv += !strcmp(t[n].name, "kv") && t[n].id == GPUQ_H_KV;
 		ck_assert_int_lt(n, 100);
 	}
-	ck_assert_int_eq(n, 3);
+	ck_assert_int_eq(n, 5);
 	ck_assert_int_eq(seen_echo, 1);
 	ck_assert_int_eq(seen_crc, 1);
 	ck_assert_int_eq(seen_vec, 1);
+	ck_assert_int_eq(seen_ks, 1);
+	ck_assert_int_eq(seen_kv, 1);
+}
+END_TEST
+
+/* ---- the handlers with a table ---- */
+
+static struct gpuq_kvt small_table(void)
+{
+	struct gpuq_kvt t;
+	t.nbuckets = gpuq_kvt_buckets(256);
+	t.value_bytes = 32;
+	t.stride = gpuq_kvt_stride(32);
+	t.slots = calloc(1, gpuq_kvt_slot_bytes(t.nbuckets, 32));
+	t.locks = calloc(1, gpuq_kvt_lock_bytes(t.nbuckets));
+	ck_assert(t.slots && t.locks);
+	return t;
+}
+
+static int run_with(uint32_t id, const struct gpuq_kvt *t, const void *p,
+		    uint32_t len, uint8_t *out, uint32_t cap, uint32_t *olen)
+{
+	uint8_t in[512] __attribute__((aligned(16)));
+	struct gpuq_hmsg m = { in, len, 1, 1, 0, t };
+	struct gpuq_hres r = { out, cap, 0 };
+	int rc;
+	memcpy(in, p, len);
+	rc = gpuq_handler_run(id, &m, &r);
+	*olen = r.len;
+	return rc;
+}
+
+START_TEST(test_keysum_unit)
+{
+	struct gpuq_kvt t = small_table();
+	uint8_t p[8 + 12], out[16];
+	uint64_t key = 77, count;
+	float xs[3] = { 1.5f, 2.0f, -0.5f };
+	double sum;
+	uint32_t n;
+	memcpy(p, &key, 8);
+	memcpy(p + 8, xs, 12);
+	/* no table, a bad length, too little result room: failures */
+	ck_assert_int_ne(run_with(GPUQ_H_KEYSUM, NULL, p, 20, out, 16, &n), 0);
+	ck_assert_int_ne(run_with(GPUQ_H_KEYSUM, &t, p, 19, out, 16, &n), 0);
+	ck_assert_int_ne(run_with(GPUQ_H_KEYSUM, &t, p, 20, out, 15, &n), 0);
+	ck_assert_uint_eq(gpuq_kvt_count(&t), 0); /* nothing changed */
+	for (int i = 1; i <= 2; i++) {
+		ck_assert_int_eq(run_with(GPUQ_H_KEYSUM, &t, p, 20, out, 16, &n), 0);
+		ck_assert_uint_eq(n, 16);
+		memcpy(&count, out, 8);
+		memcpy(&sum, out + 8, 8);
+		ck_assert_uint_eq(count, 3u * (unsigned)i);
+		ck_assert(sum == 3.0 * i);
+	}
+	free(t.slots);
+	free(t.locks);
+}
+END_TEST
+
+/* kv requests at the handler: the reply format, per-op statuses, and
+ * malformed requests refused. */
+START_TEST(test_kv_unit)
+{
+	struct gpuq_kvt t = small_table();
+	/* put "a"="xyz", get "a" (up to 8), get "b", delete "a" */
+	static const uint8_t req[] = {
+		1, 0, 4, 0,
+		2, 1, 3, 0, 'a', 'x', 'y', 'z',
+		1, 1, 8, 0, 'a',
+		1, 1, 8, 0, 'b',
+		3, 1, 0, 0, 'a',
+	};
+	uint8_t out[256];
+	uint32_t n;
+	int32_t st;
+	uint16_t len, cnt;
+	ck_assert_int_eq(run_with(GPUQ_H_KV, &t, req, sizeof(req), out,
+				  sizeof(out), &n), 0);
+	ck_assert_uint_eq(n, 4 + 8 + 8 + 3 + 8 + 8);
+	memcpy(&cnt, out, 2);
+	ck_assert_uint_eq(cnt, 4);
+	memcpy(&st, out + 4, 4);
+	ck_assert_int_eq(st, 0); /* put */
+	memcpy(&st, out + 12, 4);
+	memcpy(&len, out + 16, 2);
+	memcpy(&cnt, out + 18, 2);
+	ck_assert_int_eq(st, 0); /* get a */
+	ck_assert_uint_eq(len, 3);
+	ck_assert_uint_eq(cnt, 3);
+	ck_assert(!memcmp(out + 20, "xyz", 3));
+	memcpy(&st, out + 23, 4);
+	ck_assert_int_eq(st, GPUQ_ENOKEY); /* get b */
+	memcpy(&st, out + 31, 4);
+	ck_assert_int_eq(st, 0); /* delete a */
+	ck_assert_uint_eq(gpuq_kvt_count(&t), 0);
+	/* malformed: version, truncated op, unknown op, no table, no room */
+	{
+		uint8_t bad[sizeof(req)];
+		memcpy(bad, req, sizeof(req));
+		bad[0] = 2;
+		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, bad, sizeof(bad), out,
+					  sizeof(out), &n), 0);
+		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, req, sizeof(req) - 1,
+					  out, sizeof(out), &n), 0);
+		memcpy(bad, req, sizeof(req));
+		bad[4] = 9;
+		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, bad, sizeof(bad), out,
+					  sizeof(out), &n), 0);
+		ck_assert_int_ne(run_with(GPUQ_H_KV, NULL, req, sizeof(req), out,
+					  sizeof(out), &n), 0);
+		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, req, sizeof(req), out,
+					  20, &n), 0);
+		/* none of those ran a single op: "a" was never put */
+		ck_assert_uint_eq(gpuq_kvt_count(&t), 0);
+	}
+	free(t.slots);
+	free(t.locks);
 }
 END_TEST
 
@@ -687,6 +809,8 @@ Suite *suite_handlers(void)
 	tcase_add_test(tt, test_dispatch_matches);
 	tcase_add_test(tt, test_lookup);
 	tcase_add_test(tt, test_all);
+	tcase_add_test(tt, test_keysum_unit);
+	tcase_add_test(tt, test_kv_unit);
 	suite_add_tcase(s, tt);
 
 	tcase_add_test(tf, test_fault_rate);
