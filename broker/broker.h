@@ -120,6 +120,8 @@ struct broker {
 int bqueue_tables_create(struct bqueue *q, uint32_t result_bytes,
 			 uint32_t kind);
 void bqueue_tables_destroy(struct bqueue *q);
+/* Bytes a table takes: its slots and its locks. */
+uint64_t bqueue_table_bytes(const struct gpuq_kvt *t);
 /* Expire exactly-once records past their window, a slice per call;
  * returns how many. */
 uint64_t bqueue_tables_sweep(struct bqueue *q, uint64_t now_ns);

@@ -212,6 +212,41 @@ static void tracka_families(struct text *t, struct broker *b)
 	}
 }
 
+/* Hash tables (design.md §15): size, memory and use, per queue and
+ * table ("state": handler state and kv; "dedupe": exactly-once records).
+ * Use is a scan of the control words, a few ms for millions of slots. */
+static void table_families(struct text *t, struct broker *b)
+{
+	static const char *const help[3] = {
+		"Slots in the queue's hash table.",
+		"Bytes the queue's hash table takes (slots and locks).",
+		"Slots in use in the queue's hash table.",
+	};
+	static const char *const name[3] = { "gpuq_table_slots",
+					     "gpuq_table_bytes",
+					     "gpuq_table_used" };
+	for (int k = 0; k < 3; k++) {
+		put(t, "# HELP %s %s\n# TYPE %s gauge\n", name[k], help[k],
+		    name[k]);
+		for (uint32_t i = 0; i < b->nqueues; i++) {
+			const struct bqueue *q = &b->queues[i];
+			const struct gpuq_kvt *tab[2] = { &q->table, &q->once };
+			static const char *const kind[2] = { "state", "dedupe" };
+			for (int j = 0; j < 2; j++) {
+				uint64_t v;
+				if (!tab[j]->slots)
+					continue;
+				v = k == 0 ? tab[j]->nbuckets * GPUQ_KVT_BUCKET
+				    : k == 1 ? bqueue_table_bytes(tab[j])
+					     : gpuq_kvt_count(tab[j]);
+				put(t, "%s{queue=\"%s\",table=\"%s\"} %llu\n",
+				    name[k], q->conf.name, kind[j],
+				    (unsigned long long)v);
+			}
+		}
+	}
+}
+
 int metrics_render(struct broker *b, char **out)
 {
 	struct text t = { malloc(16384), 0, 16384, 0 };
@@ -246,6 +281,7 @@ int metrics_render(struct broker *b, char **out)
 	latency(&t, b, cs);
 	liveness(&t, b);
 	tracka_families(&t, b);
+	table_families(&t, b);
 	free(cs);
 	if (t.err) {
 		free(t.p);

@@ -33,11 +33,15 @@ static int table_alloc(struct gpuq_kvt *t, uint64_t slots, uint32_t value_bytes)
 	return -ENOMEM;
 }
 
+uint64_t bqueue_table_bytes(const struct gpuq_kvt *t)
+{
+	return gpuq_kvt_slot_bytes(t->nbuckets, t->value_bytes) +
+	       gpuq_kvt_lock_bytes(t->nbuckets);
+}
+
 static double table_mib(const struct gpuq_kvt *t)
 {
-	return (double)(gpuq_kvt_slot_bytes(t->nbuckets, t->value_bytes) +
-			gpuq_kvt_lock_bytes(t->nbuckets)) /
-	       (1024.0 * 1024.0);
+	return (double)bqueue_table_bytes(t) / (1024.0 * 1024.0);
 }
 
 int bqueue_tables_create(struct bqueue *q, uint32_t result_bytes, uint32_t kind)

@@ -163,6 +163,45 @@ START_TEST(test_metrics)
 	ck_assert(sample(text, "gpuq_latency_seconds_sum{queue=\"m\"}") > 0);
 	ck_assert(sample(text, "gpuq_broker_heartbeat_age_seconds") < 1.0);
 	ck_assert_int_eq(http_get(port, "/other", text, sizeof(text)), 404);
+	/* a queue without tables has no table series */
+	ck_assert_ptr_null(strstr(text, "gpuq_table_slots{"));
+	gpuq_disconnect(c);
+	ck_assert_int_eq(broker_stop(&b, SIGTERM, WAIT_MS), 0);
+	broker_cleanup(&b);
+}
+END_TEST
+
+/* Hash tables report their size, memory and use. */
+START_TEST(test_metrics_tables)
+{
+	char set[64], text[65536];
+	const char *argv[] = {
+		"-q", "kv,handler=kv,table_slots=1024,table_value_bytes=32,backend=cpu",
+		"-q", "once,handler=echo,exactly_once=yes,dedupe_slots=2048,backend=cpu",
+		"--set", set, NULL
+	};
+	struct broker_proc b;
+	gpuq_client *c;
+	gpuq_queue *q;
+	int port = free_port();
+	snprintf(set, sizeof(set), "metrics=127.0.0.1:%d", port);
+	ck_assert_int_eq(broker_start(&b, argv), 0);
+	ck_assert_int_eq(gpuq_connect(b.socket, &c), 0);
+	ck_assert_int_eq(gpuq_open(c, "kv", &q), 0);
+	for (int i = 0; i < 10; i++) {
+		char k[8];
+		snprintf(k, sizeof(k), "k%d", i);
+		ck_assert_int_eq(gpuq_kv_put(q, k, strlen(k), "v", 1, WAIT_MS), 0);
+	}
+	ck_assert_int_eq(http_get(port, "/metrics", text, sizeof(text)), 200);
+	check_exposition(text);
+	ck_assert(sample(text, "gpuq_table_slots{queue=\"kv\",table=\"state\"}") == 1024);
+	ck_assert(sample(text, "gpuq_table_used{queue=\"kv\",table=\"state\"}") == 10);
+	/* 1024 slots of 48 + 32 bytes, and 128 bucket locks of 4 */
+	ck_assert(sample(text, "gpuq_table_bytes{queue=\"kv\",table=\"state\"}") ==
+		  1024 * 80 + 128 * 4);
+	ck_assert(sample(text, "gpuq_table_slots{queue=\"once\",table=\"dedupe\"}") == 2048);
+	ck_assert(sample(text, "gpuq_table_used{queue=\"once\",table=\"dedupe\"}") == 0);
 	gpuq_disconnect(c);
 	ck_assert_int_eq(broker_stop(&b, SIGTERM, WAIT_MS), 0);
 	broker_cleanup(&b);
@@ -298,6 +337,7 @@ static Suite *suite_operate(void)
 	TCase *tc = tcase_create("ops");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_metrics);
+	tcase_add_test(tc, test_metrics_tables);
 	tcase_add_test(tc, test_stat_frozen_broker);
 	tcase_add_test(tc, test_pause_clients_queues);
 	tcase_add_test(tc, test_print_config);
