@@ -889,9 +889,11 @@ static int check_tables(const struct queue_config *q, char *msg, size_t cap)
 	}
 	if (!q->exactly_once)
 		return 0;
-	if (q->redis.stream[0]) {
+	/* A bound queue's idempotency key is the entry id, which leaves
+	 * nothing to order by. */
+	if (q->redis.stream[0] && q->ordered) {
 		seterr(msg, cap,
-		       "exactly_once is not available on a Redis-bound queue yet");
+		       "exactly_once on a Redis-bound queue cannot be ordered");
 		return GPUQ_ECONFIG;
 	}
 	if (q->backend == CONF_BACKEND_CUDA || q->handler_module[0]) {

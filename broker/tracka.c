@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "broker/broker.h"
+#include "broker/handlers.h" /* gpuq_fault_mix */
 #include "broker/redis_conn.h"
 #include "broker/tracka.h"
 #include "broker/tracka_window.h"
@@ -399,6 +400,17 @@ static void count_taken(struct tracka *t, const struct batch *b)
 	}
 }
 
+/* An entry's idempotency key on an exactly_once queue: its stream id,
+ * mixed into 64 bits (never 0).  A redelivery of the entry (its own
+ * pending re-read after a reconnect, or claimed back) carries the same
+ * key, so it gets the first run's result without the handler running
+ * again (docs/guarantees.md, Exactly-once). */
+static uint64_t entry_key(const struct sid *id)
+{
+	uint64_t k = gpuq_fault_mix(id->ms * 0x9e3779b97f4a7c15ull ^ id->seq);
+	return k ? k : 1;
+}
+
 /* Into the ring: 0, or 1 when there is no room (or no intake) now. */
 static int take_ring(struct tracka *t, const struct batch *b,
 		     const struct sid *id, uint32_t deliv,
@@ -408,6 +420,8 @@ static int take_ring(struct tracka *t, const struct batch *b,
 	int rc;
 	if (t->intake_closed)
 		return 1;
+	if (t->q->conf.exactly_once)
+		key = entry_key(id);
 	rc = publish(t, t->w.head, payload, key);
 	if (rc == GPUQ_EFULL) {
 		if (!t->blocked)

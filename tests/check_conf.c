@@ -558,8 +558,12 @@ START_TEST(test_validate_tables)
 	ck_assert_ptr_nonnull(strstr(err, "cuda"));
 	ck_assert_int_eq(config_queue_spec(&c, "ks,backend=cpu,redis_stream=in",
 					   err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&c, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_queue_spec(&c, "ks,ordered=yes", err,
+					   sizeof(err)), 0);
 	ck_assert_int_eq(config_validate(&c, err, sizeof(err)), GPUQ_ECONFIG);
-	ck_assert_ptr_nonnull(strstr(err, "Redis"));
+	ck_assert_ptr_nonnull(strstr(err, "ordered"));
+	c.queues[0].ordered = 0;
 	c.queues[0].redis.stream[0] = '\0';
 	ck_assert_int_eq(config_validate(&c, err, sizeof(err)), 0);
 	/* out of range */

@@ -643,6 +643,80 @@ START_TEST(test_redis_restart)
 }
 END_TEST
 
+/* exactly_once on a bound queue: entries redelivered after a Redis
+ * restart get their first run's result.  keysum proves no entry ran
+ * twice: each payload's first 8 bytes are its own state key, so every
+ * result must count one payload's 14 values, never 28. */
+START_TEST(test_exactly_once_restart)
+{
+	struct redis_proc r = { 0 };
+	struct broker_proc b;
+	struct load l = { 0 };
+	const size_t n = 40000;
+	const uint64_t per = (PAYLOAD - 8) / 4;
+	uint32_t *seen = calloc(n, sizeof(*seen));
+	size_t results = 0, dups = 0;
+	char from[64] = "-";
+	redisContext *c;
+	ck_assert_ptr_nonnull(seen);
+	redis_start(&r);
+	c = rc_ok(&r);
+	load_more(c, &l, n);
+	start_gpuqd(&b, &r, "c1",
+		    "handler=keysum,table_slots=128k,exactly_once=yes,"
+		    "dedupe_slots=256k,backend=cpu",
+		    0, 0);
+	wait_results(c, (long long)n / 4, 120);
+	redisFree(c);
+	redis_stop(&r);
+	sleep_ms(300);
+	redis_spawn(&r);
+	c = rc_ok(&r);
+	wait_done(c, (long long)n, 300);
+	stop_gpuqd(&b);
+	for (;;) {
+		redisReply *rep = redisCommand(c, "XRANGE %s %s + COUNT 10000",
+					       RESULTS, from);
+		ck_assert(rep && rep->type == REDIS_REPLY_ARRAY);
+		if (!rep->elements) {
+			freeReplyObject(rep);
+			break;
+		}
+		for (size_t i = 0; i < rep->elements; i++) {
+			const redisReply *f = rep->element[i]->element[1];
+			const redisReply *src = fieldv(f, "src"),
+					 *res = fieldv(f, "result");
+			uint64_t count;
+			long long idx;
+			ck_assert(src && res && res->len == 16);
+			idx = index_of(&l, src->str);
+			ck_assert_int_ge(idx, 0);
+			memcpy(&count, res->str, 8);
+			ck_assert_msg(count == per,
+				      "entry %lld: count %llu: its handler ran "
+				      "more than once", idx,
+				      (unsigned long long)count);
+			dups += seen[idx]++ > 0;
+			results++;
+		}
+		snprintf(from, sizeof(from), "(%s",
+			 rep->element[rep->elements - 1]->element[0]->str);
+		freeReplyObject(rep);
+	}
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(seen[i] > 0, "entry %zu has no result", i);
+	printf("exactly-once restart: %zu results, %zu duplicate results "
+	       "(recorded ones), %lld redelivered\n",
+	       results, dups, stopped_counter(&b, "redelivered"));
+	ck_assert_int_eq(cmd_int(c, "XLEN %s", DLQ), 0);
+	redisFree(c);
+	free(seen);
+	free(l.ids);
+	broker_cleanup(&b);
+	redis_cleanup(&r);
+}
+END_TEST
+
 static void xadd_raw(redisContext *c, int argc, const char **argv,
 		     const size_t *lens, char *id, size_t cap)
 {
@@ -1112,6 +1186,7 @@ static Suite *suite_tracka(void)
 	tcase_add_test(tc, test_deleted_pending);
 	tcase_add_test(tc, test_kill9);
 	tcase_add_loop_test(tc, test_redis_restart, 0, 2);
+	tcase_add_test(tc, test_exactly_once_restart);
 	tcase_add_test(tc, test_two_brokers);
 	tcase_add_test(tc, test_million);
 	suite_add_tcase(s, tc);
