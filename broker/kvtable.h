@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sched.h> /* sched_yield, host side */
 
 #include "ipc/hd.h"
 #include "libclient/gpuq.h"  /* error codes */
@@ -138,26 +139,37 @@ GPUQ_HD void gpuq_kvt_fence_rel(void)
 #endif
 }
 
+/* One wait of a spin loop: a pause, and after a while a yield, since the
+ * holder may be a preempted thread (the CPU backend may run more
+ * threads than cores); on the GPU a short sleep. */
+GPUQ_HD void gpuq_kvt_backoff(unsigned *spins)
+{
+#ifdef __CUDA_ARCH__
+	__nanosleep(*spins < 8 ? 32u << *spins : 4096u);
+	(*spins)++;
+#else
+	if ((*spins)++ < 64)
+		ipc_cpu_relax();
+	else
+		sched_yield();
+#endif
+}
+
 GPUQ_HD void gpuq_kvt_lock(const struct gpuq_kvt *t, uint64_t bucket)
 {
 	uint32_t *l = &t->locks[bucket];
-#ifdef __CUDA_ARCH__
-	unsigned ns = 32;
+	unsigned spins = 0;
 	uint32_t free_ = 0;
+#ifdef __CUDA_ARCH__
 	while (!gpuq_kvt_a32(*l).compare_exchange_weak(
 		free_, 1u, cuda::memory_order_acquire)) {
-		free_ = 0;
-		__nanosleep(ns);
-		ns = ns < 1024 ? ns * 2 : ns;
-	}
 #else
-	uint32_t free_ = 0;
 	while (!__atomic_compare_exchange_n(l, &free_, 1u, 1, __ATOMIC_ACQUIRE,
 					    __ATOMIC_RELAXED)) {
-		free_ = 0;
-		ipc_cpu_relax();
-	}
 #endif
+		free_ = 0;
+		gpuq_kvt_backoff(&spins);
+	}
 }
 
 GPUQ_HD void gpuq_kvt_unlock(const struct gpuq_kvt *t, uint64_t bucket)
@@ -367,6 +379,7 @@ GPUQ_HD int gpuq_kvt_get(const struct gpuq_kvt *t, const void *key,
 	for (uint32_t i = 0; i < GPUQ_KVT_WINDOW; i++) {
 		struct gpuq_kvt_slot *s =
 			gpuq_kvt_slot_at(t, gpuq_kvt_window_slot(t, l.home, i));
+		unsigned spins = 0;
 		for (;;) {
 			uint64_t c = gpuq_kvt_load(&s->ctrl);
 			uint32_t n;
@@ -375,9 +388,7 @@ GPUQ_HD int gpuq_kvt_get(const struct gpuq_kvt *t, const void *key,
 				 * being written: wait only if that may be ours. */
 				if (GPUQ_KVT_TAG(c) != l.tag)
 					break;
-#ifndef __CUDA_ARCH__
-				ipc_cpu_relax();
-#endif
+				gpuq_kvt_backoff(&spins);
 				continue;
 			}
 			if (!gpuq_kvt_holds(s, c, l.tag, key, klen))
@@ -592,11 +603,14 @@ GPUQ_HD int gpuq_kvt_slot_key(const struct gpuq_kvt *t, uint64_t i,
 			      uint8_t *key, uint32_t *klen)
 {
 	struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, i);
+	unsigned spins = 0;
 	for (;;) {
 		uint64_t c = gpuq_kvt_load(&s->ctrl);
 		uint32_t n;
-		if (GPUQ_KVT_SEQ(c) & 1u)
+		if (GPUQ_KVT_SEQ(c) & 1u) {
+			gpuq_kvt_backoff(&spins);
 			continue;
+		}
 		if (GPUQ_KVT_STATE(c) != GPUQ_KVT_USED)
 			return GPUQ_ENOKEY;
 		n = s->klen;

@@ -338,7 +338,7 @@ START_TEST(test_counters_exact)
 	struct gpuq_kvt t = table_new(64, 8);
 	struct adder a[THREADS];
 	pthread_t th[THREADS];
-	const int n = 16 * 20000;
+	const int n = 16 * 5000;
 	uint64_t total = 0;
 	for (int i = 0; i < THREADS; i++) {
 		a[i] = (struct adder){ &t, i, n };

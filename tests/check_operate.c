@@ -189,7 +189,7 @@ START_TEST(test_metrics_tables)
 	ck_assert_int_eq(gpuq_connect(b.socket, &c), 0);
 	ck_assert_int_eq(gpuq_open(c, "kv", &q), 0);
 	for (int i = 0; i < 10; i++) {
-		char k[8];
+		char k[16];
 		snprintf(k, sizeof(k), "k%d", i);
 		ck_assert_int_eq(gpuq_kv_put(q, k, strlen(k), "v", 1, WAIT_MS), 0);
 	}
