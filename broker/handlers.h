@@ -497,12 +497,15 @@ GPUQ_HD uint32_t gpuq_once_value_bytes(uint32_t result_bytes)
 	return (uint32_t)sizeof(struct gpuq_once_rec) + result_bytes;
 }
 
-/* Is the record a live one? */
+/* Is the record a live one?  now_ns is read before the key's lock is
+ * taken, so a record written while waiting for it is newer than now_ns:
+ * that one is live too (the difference must not wrap into "expired"). */
 GPUQ_HD int gpuq_once_live(const struct gpuq_once_rec *rec, uint64_t now_ns,
 			   uint64_t window_ns)
 {
 	return rec->done_ns &&
-	       (window_ns == 0 || now_ns - rec->done_ns < window_ns);
+	       (window_ns == 0 || now_ns <= rec->done_ns ||
+		now_ns - rec->done_ns < window_ns);
 }
 
 /*

@@ -486,6 +486,20 @@ START_TEST(test_keysum_unit)
 }
 END_TEST
 
+/* A record's liveness: within the window, expired after it, and live when
+ * it is newer than the caller's clock reading (taken before the lock). */
+START_TEST(test_once_live)
+{
+	struct gpuq_once_rec r = { 1000, 0, 0 };
+	ck_assert(gpuq_once_live(&r, 1500, 1000));
+	ck_assert(!gpuq_once_live(&r, 2000, 1000));
+	ck_assert(gpuq_once_live(&r, 900, 1000)); /* newer than now */
+	ck_assert(gpuq_once_live(&r, 1ull << 62, 0)); /* window 0: for ever */
+	r.done_ns = 0;
+	ck_assert(!gpuq_once_live(&r, 900, 1000)); /* no record */
+}
+END_TEST
+
 /* kv requests at the handler: the reply format, per-op statuses, and
  * malformed requests refused. */
 START_TEST(test_kv_unit)
@@ -811,6 +825,7 @@ Suite *suite_handlers(void)
 	tcase_add_test(tt, test_all);
 	tcase_add_test(tt, test_keysum_unit);
 	tcase_add_test(tt, test_kv_unit);
+	tcase_add_test(tt, test_once_live);
 	suite_add_tcase(s, tt);
 
 	tcase_add_test(tf, test_fault_rate);
