@@ -173,5 +173,7 @@ void bench_gpuqd_path(char *out, size_t cap);
 
 /* gpuq-bench kv: the client KV API against Redis MSET/MGET. */
 int kv_bench_main(int argc, char **argv);
+/* gpuq-bench table: the hash table's own inserts and lookups. */
+int table_bench_main(int argc, char **argv);
 
 #endif

@@ -95,6 +95,8 @@ static void usage(FILE *f)
 "                                     (gpuq-bench tracka --help)\n"
 "       gpuq-bench kv [options]       the KV API next to Redis MSET/MGET\n"
 "                                     (gpuq-bench kv --help)\n"
+"       gpuq-bench table [options]    the hash table's inserts and lookups\n"
+"                                     (gpuq-bench table --help)\n"
 "  -s SOCKET            gpuqd socket (default: $GPUQ_SOCKET or the default path)\n"
 "  -q QUEUE             queue to send through (default echo); its handler is\n"
 "                       what every baseline computes too\n"
@@ -640,6 +642,8 @@ int main(int argc, char **argv)
 		return tracka_bench_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "kv"))
 		return kv_bench_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "table"))
+		return table_bench_main(argc - 1, argv + 1);
 	if (parse_args(&o, argc, argv))
 		return 2;
 	if (probe(&o, &bi, &qi))

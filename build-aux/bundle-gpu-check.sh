@@ -60,6 +60,8 @@ if start_broker "$S" "$bin/gpuqd" -b cuda \
 	$B -q big -z 4096 -p 14 -n 60000 -b 64 -w 1024 | tail -2
 	$B -q checksum -p 1 -n 20000 -b 1 -w 1 | tail -2
 	$B -q echo -p 1 -n 20000 -b 1 -w 1 | tail -2
+	# the hash table in VRAM: 16M slots at 50 % load, 200M lookups
+	timeout 60 "$bin/gpuq-bench" table --device cuda || fail=1
 	# the predecessor's design (a cudaMemcpy per message) in the same run
 	$B -q checksum -p 4 -n 200000 -b 256 --baseline cuda,uds \
 		--baseline-max-s 5 | tail -4

@@ -103,6 +103,14 @@ else
 	echo "no redis-server: kv bench not run"
 fi
 
+echo "== table: the hash table's inserts and lookups (host threads)"
+"$bench" table --device cpu --slots 100000 --lookups 200000 --json \
+	>"$dir/table.json" || fail "table bench failed"
+check_json "$dir/table.json" \
+	'd["device"] == "cpu" and d["wrong"] == 0 and d["lookups"] == 200000' \
+	'd["refused"] > 0 or d["found"] == d["lookups"]' \
+	'd["inserts_per_s"] > 0 and d["lookups_per_s"] > 0'
+
 echo "== bad arguments exit 2"
 "$bench" -s "$sock" -p 0 >/dev/null 2>&1
 [ $? -eq 2 ] || fail "-p 0 did not exit 2"
