@@ -56,12 +56,7 @@ static int table_bench_cpu(struct table_bench *b, char *err, size_t errcap)
 	pthread_barrier_t bar;
 	uint64_t n, t0, t1, t2;
 	int rc = 0;
-	t.nbuckets = gpuq_kvt_buckets(b->slots);
-	t.value_bytes = 8;
-	t.stride = gpuq_kvt_stride(8);
-	t.slots = calloc(1, gpuq_kvt_slot_bytes(t.nbuckets, 8));
-	t.locks = calloc(1, gpuq_kvt_lock_bytes(t.nbuckets));
-	if (!a || !th || !t.slots || !t.locks) {
+	if (!a || !th || gpuq_kvt_alloc(&t, b->slots, 8)) {
 		snprintf(err, errcap, "out of memory");
 		rc = -ENOMEM;
 		goto out;
@@ -91,9 +86,8 @@ static int table_bench_cpu(struct table_bench *b, char *err, size_t errcap)
 	b->inserted = n - b->refused;
 	b->insert_s = (double)(t1 - t0) / 1e9;
 	b->lookup_s = (double)(t2 - t1) / 1e9;
+	gpuq_kvt_free(&t);
 out:
-	free(t.slots);
-	free(t.locks);
 	free(a);
 	free(th);
 	return rc;

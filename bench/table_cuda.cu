@@ -60,9 +60,7 @@ extern "C" int table_bench_cuda(struct table_bench *b, char *err,
 		snprintf(err, errcap, "no usable GPU");
 		return -ENODEV;
 	}
-	t.nbuckets = gpuq_kvt_buckets(b->slots);
-	t.value_bytes = 8;
-	t.stride = gpuq_kvt_stride(8);
+	gpuq_kvt_geometry(&t, b->slots, 8);
 	b->real_slots = t.nbuckets * GPUQ_KVT_BUCKET;
 	n = (uint64_t)(b->load * (double)b->real_slots);
 	CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));

@@ -31,8 +31,10 @@
 #ifndef GPUQ_BROKER_KVTABLE_H
 #define GPUQ_BROKER_KVTABLE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sched.h> /* sched_yield, host side */
 
@@ -208,6 +210,43 @@ GPUQ_HD size_t gpuq_kvt_lock_bytes(uint64_t nbuckets)
 {
 	return (size_t)nbuckets * sizeof(uint32_t);
 }
+
+/* A table's geometry for at least `slots` slots of values up to
+ * value_bytes; its memory (gpuq_kvt_slot_bytes + gpuq_kvt_lock_bytes,
+ * zeroed) is the caller's to provide. */
+GPUQ_HD void gpuq_kvt_geometry(struct gpuq_kvt *t, uint64_t slots,
+			       uint32_t value_bytes)
+{
+	t->nbuckets = gpuq_kvt_buckets(slots);
+	t->value_bytes = value_bytes;
+	t->stride = gpuq_kvt_stride(value_bytes);
+}
+
+#ifndef __CUDACC__
+/* An empty table in host memory (calloc: large ones get their pages as
+ * they are touched).  0 or -ENOMEM (then nothing is held). */
+static inline int gpuq_kvt_alloc(struct gpuq_kvt *t, uint64_t slots,
+				 uint32_t value_bytes)
+{
+	gpuq_kvt_geometry(t, slots, value_bytes);
+	t->slots = (uint8_t *)calloc(1, gpuq_kvt_slot_bytes(t->nbuckets,
+							     value_bytes));
+	t->locks = (uint32_t *)calloc(1, gpuq_kvt_lock_bytes(t->nbuckets));
+	if (t->slots && t->locks)
+		return 0;
+	free(t->slots);
+	free(t->locks);
+	memset(t, 0, sizeof(*t));
+	return -ENOMEM;
+}
+
+static inline void gpuq_kvt_free(struct gpuq_kvt *t)
+{
+	free(t->slots);
+	free(t->locks);
+	memset(t, 0, sizeof(*t));
+}
+#endif
 
 GPUQ_HD struct gpuq_kvt_slot *gpuq_kvt_slot_at(const struct gpuq_kvt *t,
 					       uint64_t i)
@@ -408,6 +447,33 @@ GPUQ_HD int gpuq_kvt_get(const struct gpuq_kvt *t, const void *key,
 	return GPUQ_ENOKEY;
 }
 
+/* A writer's hold on its key: where the key lives and, with the home lock
+ * held, the slot that holds it (si, with its control word c) or -1 and
+ * the window's first empty slot. */
+struct gpuq_kvt_wr {
+	struct gpuq_kvt_loc l;
+	uint64_t c;
+	int64_t si, empty;
+};
+
+/* The start of every write: locate the key, check the value's size, take
+ * the home lock and find the key.  0 with the lock held, or GPUQ_EKEYSIZE
+ * / GPUQ_EVALSIZE with nothing held. */
+GPUQ_HD int gpuq_kvt_wr_begin(const struct gpuq_kvt *t, const void *key,
+			      uint32_t klen, uint32_t vlen,
+			      struct gpuq_kvt_wr *w)
+{
+	int rc = gpuq_kvt_locate(t, key, klen, &w->l);
+	if (rc)
+		return rc;
+	if (vlen > t->value_bytes)
+		return GPUQ_EVALSIZE;
+	w->c = 0;
+	gpuq_kvt_lock(t, w->l.home);
+	w->si = gpuq_kvt_find_locked(t, &w->l, key, klen, &w->c, &w->empty);
+	return 0;
+}
+
 /* Write a value into a slot the caller is writing (odd seq). */
 GPUQ_HD void gpuq_kvt_fill(struct gpuq_kvt_slot *s, const void *key,
 			   uint32_t klen, const void *val, uint32_t vlen)
@@ -429,34 +495,28 @@ GPUQ_HD int gpuq_kvt_put(const struct gpuq_kvt *t, const void *key,
 			 uint32_t klen, const void *val, uint32_t vlen,
 			 enum gpuq_kvt_mode mode)
 {
-	struct gpuq_kvt_loc l;
-	uint64_t c = 0;
-	int64_t si, empty;
-	int rc = gpuq_kvt_locate(t, key, klen, &l);
+	struct gpuq_kvt_wr w;
+	int rc = gpuq_kvt_wr_begin(t, key, klen, vlen, &w);
 	if (rc)
 		return rc;
-	if (vlen > t->value_bytes)
-		return GPUQ_EVALSIZE;
-	gpuq_kvt_lock(t, l.home);
-	si = gpuq_kvt_find_locked(t, &l, key, klen, &c, &empty);
-	if (si >= 0 && mode == GPUQ_KVT_INSERT) {
+	if (w.si >= 0 && mode == GPUQ_KVT_INSERT) {
 		rc = GPUQ_EEXISTS;
-	} else if (si < 0 && mode == GPUQ_KVT_UPDATE) {
+	} else if (w.si < 0 && mode == GPUQ_KVT_UPDATE) {
 		rc = GPUQ_ENOKEY;
 	} else {
-		if (si < 0)
-			si = gpuq_kvt_claim(t, &l, empty, &c);
-		if (si < 0) {
+		if (w.si < 0)
+			w.si = gpuq_kvt_claim(t, &w.l, w.empty, &w.c);
+		if (w.si < 0) {
 			rc = GPUQ_ETABLEFULL;
 		} else {
-			struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, (uint64_t)si);
-			if (GPUQ_KVT_STATE(c) == GPUQ_KVT_USED)
-				gpuq_kvt_write_begin(s, c);
+			struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, (uint64_t)w.si);
+			if (GPUQ_KVT_STATE(w.c) == GPUQ_KVT_USED)
+				gpuq_kvt_write_begin(s, w.c);
 			gpuq_kvt_fill(s, key, klen, val, vlen);
-			gpuq_kvt_write_end(s, c, l.tag, GPUQ_KVT_USED);
+			gpuq_kvt_write_end(s, w.c, w.l.tag, GPUQ_KVT_USED);
 		}
 	}
-	gpuq_kvt_unlock(t, l.home);
+	gpuq_kvt_unlock(t, w.l.home);
 	return rc;
 }
 
@@ -464,20 +524,16 @@ GPUQ_HD int gpuq_kvt_put(const struct gpuq_kvt *t, const void *key,
 GPUQ_HD int gpuq_kvt_del(const struct gpuq_kvt *t, const void *key,
 			 uint32_t klen)
 {
-	struct gpuq_kvt_loc l;
-	uint64_t c = 0;
-	int64_t si, empty;
-	int rc = gpuq_kvt_locate(t, key, klen, &l);
+	struct gpuq_kvt_wr w;
+	int rc = gpuq_kvt_wr_begin(t, key, klen, 0, &w);
 	if (rc)
 		return rc;
-	gpuq_kvt_lock(t, l.home);
-	si = gpuq_kvt_find_locked(t, &l, key, klen, &c, &empty);
-	if (si < 0)
+	if (w.si < 0)
 		rc = GPUQ_ENOKEY;
 	else
-		gpuq_kvt_write_end(gpuq_kvt_slot_at(t, (uint64_t)si), c, 0,
+		gpuq_kvt_write_end(gpuq_kvt_slot_at(t, (uint64_t)w.si), w.c, 0,
 				   GPUQ_KVT_EMPTY);
-	gpuq_kvt_unlock(t, l.home);
+	gpuq_kvt_unlock(t, w.l.home);
 	return rc;
 }
 
@@ -490,30 +546,24 @@ GPUQ_HD int gpuq_kvt_cas_value(const struct gpuq_kvt *t, const void *key,
 			       uint32_t klen, const void *expect, uint32_t elen,
 			       const void *val, uint32_t vlen)
 {
-	struct gpuq_kvt_loc l;
-	uint64_t c = 0;
-	int64_t si, empty;
-	int rc = gpuq_kvt_locate(t, key, klen, &l);
+	struct gpuq_kvt_wr w;
+	int rc = gpuq_kvt_wr_begin(t, key, klen, vlen, &w);
 	if (rc)
 		return rc;
-	if (vlen > t->value_bytes)
-		return GPUQ_EVALSIZE;
-	gpuq_kvt_lock(t, l.home);
-	si = gpuq_kvt_find_locked(t, &l, key, klen, &c, &empty);
-	if (si < 0) {
+	if (w.si < 0) {
 		rc = GPUQ_ENOKEY;
 	} else {
-		struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, (uint64_t)si);
+		struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, (uint64_t)w.si);
 		if (s->vlen != elen ||
 		    !gpuq_kvt_memeq(gpuq_kvt_value(s), expect, elen)) {
 			rc = GPUQ_ECASFAIL;
 		} else {
-			gpuq_kvt_write_begin(s, c);
+			gpuq_kvt_write_begin(s, w.c);
 			gpuq_kvt_fill(s, key, klen, val, vlen);
-			gpuq_kvt_write_end(s, c, l.tag, GPUQ_KVT_USED);
+			gpuq_kvt_write_end(s, w.c, w.l.tag, GPUQ_KVT_USED);
 		}
 	}
-	gpuq_kvt_unlock(t, l.home);
+	gpuq_kvt_unlock(t, w.l.home);
 	return rc;
 }
 
@@ -539,39 +589,34 @@ GPUQ_HD int gpuq_kvt_acquire(const struct gpuq_kvt *t, const void *key,
 			     struct gpuq_kvt_hold *h, uint8_t **value,
 			     uint32_t *vlen, int *created)
 {
-	struct gpuq_kvt_loc l;
-	uint64_t c = 0;
-	int64_t si, empty;
+	struct gpuq_kvt_wr w;
 	struct gpuq_kvt_slot *s;
-	int rc = gpuq_kvt_locate(t, key, klen, &l);
+	int rc = gpuq_kvt_wr_begin(t, key, klen, vlen_new, &w);
 	if (rc)
 		return rc;
-	if (vlen_new > t->value_bytes)
-		return GPUQ_EVALSIZE;
-	gpuq_kvt_lock(t, l.home);
-	si = gpuq_kvt_find_locked(t, &l, key, klen, &c, &empty);
-	*created = si < 0;
-	if (si < 0 && !create)
+	*created = w.si < 0;
+	if (w.si < 0 && !create)
 		rc = GPUQ_ENOKEY;
-	else if (si < 0 && (si = gpuq_kvt_claim(t, &l, empty, &c)) < 0)
+	else if (w.si < 0 &&
+		 (w.si = gpuq_kvt_claim(t, &w.l, w.empty, &w.c)) < 0)
 		rc = GPUQ_ETABLEFULL;
 	if (rc) {
-		gpuq_kvt_unlock(t, l.home);
+		gpuq_kvt_unlock(t, w.l.home);
 		return rc;
 	}
-	s = gpuq_kvt_slot_at(t, (uint64_t)si);
+	s = gpuq_kvt_slot_at(t, (uint64_t)w.si);
 	if (*created) {
 		uint8_t zero[1] = { 0 };
 		gpuq_kvt_fill(s, key, klen, zero, 0);
 		memset(gpuq_kvt_value(s), 0, vlen_new);
 		s->vlen = vlen_new;
 	} else {
-		gpuq_kvt_write_begin(s, c);
+		gpuq_kvt_write_begin(s, w.c);
 	}
 	h->slot = s;
-	h->ctrl = c;
-	h->home = l.home;
-	h->tag = l.tag;
+	h->ctrl = w.c;
+	h->home = w.l.home;
+	h->tag = w.l.tag;
 	*value = gpuq_kvt_value(s);
 	*vlen = s->vlen;
 	return 0;

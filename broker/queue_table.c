@@ -16,23 +16,6 @@
  * messages, and never tiny. */
 #define DEDUPE_MIN_SLOTS 65536u
 
-static int table_alloc(struct gpuq_kvt *t, uint64_t slots, uint32_t value_bytes)
-{
-	t->nbuckets = gpuq_kvt_buckets(slots);
-	t->value_bytes = value_bytes;
-	t->stride = gpuq_kvt_stride(value_bytes);
-	/* calloc: an all-zero table is an empty one, and large tables get
-	 * their pages only as they are touched. */
-	t->slots = calloc(1, gpuq_kvt_slot_bytes(t->nbuckets, value_bytes));
-	t->locks = calloc(1, gpuq_kvt_lock_bytes(t->nbuckets));
-	if (t->slots && t->locks)
-		return 0;
-	free(t->slots);
-	free(t->locks);
-	memset(t, 0, sizeof(*t));
-	return -ENOMEM;
-}
-
 uint64_t bqueue_table_bytes(const struct gpuq_kvt *t)
 {
 	return gpuq_kvt_slot_bytes(t->nbuckets, t->value_bytes) +
@@ -55,7 +38,8 @@ int bqueue_tables_create(struct bqueue *q, uint32_t result_bytes, uint32_t kind)
 		return GPUQ_EBACKEND;
 	}
 	if (c->table_slots) {
-		rc = table_alloc(&q->table, c->table_slots, c->table_value_bytes);
+		rc = gpuq_kvt_alloc(&q->table, c->table_slots,
+				    c->table_value_bytes);
 		if (rc)
 			return rc;
 		blog(1, "queue %s: handler table of %llu slots x %u value bytes "
@@ -69,7 +53,8 @@ int bqueue_tables_create(struct bqueue *q, uint32_t result_bytes, uint32_t kind)
 					     : 4ull * c->capacity;
 		if (!c->dedupe_slots && n < DEDUPE_MIN_SLOTS)
 			n = DEDUPE_MIN_SLOTS;
-		rc = table_alloc(&q->once, n, gpuq_once_value_bytes(result_bytes));
+		rc = gpuq_kvt_alloc(&q->once, n,
+				    gpuq_once_value_bytes(result_bytes));
 		if (rc)
 			return rc;
 		q->once_window_ns = (uint64_t)c->dedupe_window_ms * 1000000ull;
@@ -84,12 +69,8 @@ int bqueue_tables_create(struct bqueue *q, uint32_t result_bytes, uint32_t kind)
 
 void bqueue_tables_destroy(struct bqueue *q)
 {
-	free(q->table.slots);
-	free(q->table.locks);
-	free(q->once.slots);
-	free(q->once.locks);
-	memset(&q->table, 0, sizeof(q->table));
-	memset(&q->once, 0, sizeof(q->once));
+	gpuq_kvt_free(&q->table);
+	gpuq_kvt_free(&q->once);
 }
 
 /* Expire the record in slot i if its window has passed.  The key is taken

@@ -436,12 +436,7 @@ END_TEST
 static struct gpuq_kvt small_table(void)
 {
 	struct gpuq_kvt t;
-	t.nbuckets = gpuq_kvt_buckets(256);
-	t.value_bytes = 32;
-	t.stride = gpuq_kvt_stride(32);
-	t.slots = calloc(1, gpuq_kvt_slot_bytes(t.nbuckets, 32));
-	t.locks = calloc(1, gpuq_kvt_lock_bytes(t.nbuckets));
-	ck_assert(t.slots && t.locks);
+	ck_assert_int_eq(gpuq_kvt_alloc(&t, 256, 32), 0);
 	return t;
 }
 
@@ -481,8 +476,7 @@ START_TEST(test_keysum_unit)
 		ck_assert_uint_eq(count, 3u * (unsigned)i);
 		ck_assert(sum == 3.0 * i);
 	}
-	free(t.slots);
-	free(t.locks);
+	gpuq_kvt_free(&t);
 }
 END_TEST
 
@@ -556,8 +550,7 @@ START_TEST(test_kv_unit)
 		/* none of those ran a single op: "a" was never put */
 		ck_assert_uint_eq(gpuq_kvt_count(&t), 0);
 	}
-	free(t.slots);
-	free(t.locks);
+	gpuq_kvt_free(&t);
 }
 END_TEST
 

@@ -19,19 +19,13 @@
 static struct gpuq_kvt table_new(uint64_t slots, uint32_t value_bytes)
 {
 	struct gpuq_kvt t;
-	t.nbuckets = gpuq_kvt_buckets(slots);
-	t.value_bytes = value_bytes;
-	t.stride = gpuq_kvt_stride(value_bytes);
-	t.slots = calloc(1, gpuq_kvt_slot_bytes(t.nbuckets, value_bytes));
-	t.locks = calloc(1, gpuq_kvt_lock_bytes(t.nbuckets));
-	ck_assert(t.slots && t.locks);
+	ck_assert_int_eq(gpuq_kvt_alloc(&t, slots, value_bytes), 0);
 	return t;
 }
 
 static void table_free(struct gpuq_kvt *t)
 {
-	free(t->slots);
-	free(t->locks);
+	gpuq_kvt_free(t);
 }
 
 static int put_s(struct gpuq_kvt *t, const char *k, const char *v,
