@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "bench/hist.h"
 #include "bench/loop.h"
@@ -166,10 +167,17 @@ void redis_spawn_stop(void);
 void redis_spawn_kill(void);
 /* Check that addr answers PING; 0 or -errno with reason. */
 int redis_ping(const char *addr, char *err, size_t errcap);
+/* A hiredis connection to "host:port" (5 s connect timeout), or NULL
+ * after saying why on stderr. */
+struct redisContext;
+struct redisContext *bench_redis_connect(const char *addr);
 
 /* The gpuqd to start, into out unless out is already set: $GPUQD, the
  * build tree's next to this binary, or "gpuqd" from PATH. */
 void bench_gpuqd_path(char *out, size_t cap);
+/* Start argv (argv[0]: the gpuqd) with its stderr in log; the pid, or -1.
+ * The caller waits for it to answer. */
+pid_t bench_exec_gpuqd(const char *log, const char *const *argv);
 
 /* gpuq-bench kv: the client KV API against Redis MSET/MGET. */
 int kv_bench_main(int argc, char **argv);

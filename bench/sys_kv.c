@@ -145,14 +145,6 @@ static int gpuq_child(int idx, void *arg, struct proc_result *out)
 
 /* ---- Redis ---- */
 
-static redisContext *rconnect(const char *addr)
-{
-	const char *colon = strrchr(addr, ':');
-	char host[64];
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-	return redisConnect(host, atoi(colon + 1));
-}
-
 /* Send one MSET or MGET of n keys (keys and values as in gpuq's run). */
 static int redis_send(redisContext *c, const struct kopts *o, enum phase ph,
 		      const uint32_t *which, uint32_t n, char *keys,
@@ -215,13 +207,13 @@ static int redis_child(int idx, void *arg, struct proc_result *out)
 {
 	const struct kv_job *j = arg;
 	const struct kopts *o = j->o;
-	redisContext *c = rconnect(o->addr);
+	redisContext *c = bench_redis_connect(o->addr);
 	uint32_t *which = calloc((size_t)o->batch * PIPELINE, sizeof(*which));
 	char *keys = calloc((size_t)o->batch * PIPELINE, KEY_LEN);
 	uint8_t *vals = calloc((size_t)o->batch * PIPELINE, 256);
 	uint32_t nb[PIPELINE];
 	uint64_t rng = 0x9e3779b97f4a7c15ull * (uint64_t)(idx + 1), t0, total;
-	int rc = c && !c->err && which && keys && vals ? 0 : -EIO;
+	int rc = c && which && keys && vals ? 0 : -EIO;
 	t0 = procs_gate_wait(j->gate, 30000);
 	total = ops_of(o, j->ph);
 	for (uint64_t done = 0; !rc && done < total;) {
@@ -300,15 +292,9 @@ static pid_t start_gpuqd(struct kopts *o, const char *dir)
 		 "slot_bytes=4096,result_bytes=16384,capacity=4096,workers=%u,"
 		 "max_clients=%u",
 		 (unsigned long long)slots, o->vsize, o->workers, o->procs + 4);
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		FILE *f = freopen(log, "w", stderr);
-		(void)f;
-		execlp(o->gpuqd, o->gpuqd, "-s", o->sock, "-b", o->backend, "-q",
-		       spec, (char *)NULL);
-		_exit(127);
-	}
+	const char *argv[] = { o->gpuqd, "-s", o->sock, "-b", o->backend,
+			       "-q", spec, NULL };
+	pid = bench_exec_gpuqd(log, argv);
 	for (int i = 0; pid > 0 && i < 200; i++) {
 		gpuq_client *c;
 		if (gpuq_connect(o->sock, &c) == 0) {

@@ -381,6 +381,25 @@ int sys_redis_run(const struct workload *w, const char *addr, int readers,
 	return rc;
 }
 
+redisContext *bench_redis_connect(const char *addr)
+{
+	char host[64];
+	const char *colon = strrchr(addr, ':');
+	struct timeval tv = { 5, 0 };
+	redisContext *c;
+	if (!colon || (size_t)(colon - addr) >= sizeof(host))
+		return NULL;
+	memcpy(host, addr, (size_t)(colon - addr));
+	host[colon - addr] = 0;
+	c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+	if (c && c->err) {
+		fprintf(stderr, "gpuq-bench: redis %s: %s\n", addr, c->errstr);
+		redisFree(c);
+		return NULL;
+	}
+	return c;
+}
+
 /* ---- private redis-servers ---- */
 
 /* Every server redis_spawn started, for redis_spawn_stop and _kill. */

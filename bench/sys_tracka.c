@@ -64,25 +64,6 @@ static double secs(uint64_t a, uint64_t b)
 	return (double)(b - a) / 1e9;
 }
 
-static redisContext *tconnect(const char *addr)
-{
-	char host[64];
-	const char *colon = strrchr(addr, ':');
-	struct timeval tv = { 5, 0 };
-	redisContext *c;
-	if (!colon || (size_t)(colon - addr) >= sizeof(host))
-		return NULL;
-	memcpy(host, addr, (size_t)(colon - addr));
-	host[colon - addr] = 0;
-	c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
-	if (c && c->err) {
-		fprintf(stderr, "gpuq-bench tracka: redis %s: %s\n", addr, c->errstr);
-		redisFree(c);
-		return NULL;
-	}
-	return c;
-}
-
 static int ok_reply(redisContext *c, const char *fmt, ...)
 {
 	va_list ap;
@@ -121,7 +102,7 @@ static long long int_reply(redisContext *c, const char *fmt, ...)
 static int load(const struct topts *o, const char *stream)
 {
 	struct payload pl;
-	redisContext *c = tconnect(o->addr);
+	redisContext *c = bench_redis_connect(o->addr);
 	uint8_t *buf = malloc(o->size);
 	const char *argv[5] = { "XADD", stream, "*", "payload", (char *)buf };
 	size_t lens[5] = { 4, strlen(stream), 1, 7, o->size };
@@ -287,7 +268,7 @@ static int ceiling_consume(struct ceil *cl)
 {
 	redisReply *ents = NULL;
 	uint64_t got = 0;
-	cl->c = tconnect(cl->o->addr);
+	cl->c = bench_redis_connect(cl->o->addr);
 	cl->res_cap = payload_result_bytes(cl->o->handler_id, cl->o->size) + 16;
 	cl->res = aligned_alloc(16, (cl->res_cap + 15) & ~15u);
 	if (!cl->c || !cl->res)
@@ -314,7 +295,7 @@ static int run_ceiling(const struct topts *o, int with_results, double *rate)
 {
 	struct ceil cl = { .o = o, .stream = "gpuq-bench:ceiling",
 			   .with_results = with_results };
-	redisContext *c = tconnect(o->addr);
+	redisContext *c = bench_redis_connect(o->addr);
 	uint64_t t0, t1;
 	pid_t loader, consumer;
 	int rc;
@@ -379,6 +360,20 @@ static int run_ceiling_all(const struct topts *o, int with_results,
 
 /* ---- Track A ---- */
 
+pid_t bench_exec_gpuqd(const char *log, const char *const *argv)
+{
+	pid_t pid;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		FILE *f = freopen(log, "w", stderr);
+		(void)f;
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
 void bench_gpuqd_path(char *out, size_t cap)
 {
 	char self[PATH_MAX];
@@ -427,7 +422,6 @@ static pid_t start_gpuqd(const struct topts *o, const char *dir,
 	char sock[PATH_MAX], log[PATH_MAX], spec[SHARDS_MAX][512];
 	const char *argv[8 + 2 * SHARDS_MAX];
 	int argc = 0;
-	pid_t pid;
 	snprintf(sock, sizeof(sock), "%s/gpuqd.sock", dir);
 	snprintf(log, sizeof(log), "%s/gpuqd.log", dir);
 	argv[argc++] = o->gpuqd;
@@ -443,15 +437,7 @@ static pid_t start_gpuqd(const struct topts *o, const char *dir,
 	if (o->force_epoll)
 		argv[argc++] = "--force-epoll";
 	argv[argc] = NULL;
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		FILE *f = freopen(log, "w", stderr);
-		(void)f;
-		execvp(o->gpuqd, (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
+	return bench_exec_gpuqd(log, argv);
 }
 
 /* Until the binding has made its group (it is then reading). */
@@ -605,7 +591,7 @@ static int run_tracka(struct topts *o, double *rate, uint64_t *bad)
 	if (!mkdtemp(dir))
 		return -EIO;
 	for (i = 0; i < o->shards; i++)
-		if (!(c[i] = tconnect(o->addrs[i])) ||
+		if (!(c[i] = bench_redis_connect(o->addrs[i])) ||
 		    ok_reply(c[i], "DEL %s %s %s:dlq", stream, results, stream))
 			goto out;
 	bench_gpuqd_path(o->gpuqd, sizeof(o->gpuqd));
