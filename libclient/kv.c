@@ -175,7 +175,10 @@ static int kv_run(gpuq_queue *q, enum gpuq_kvw_op op, gpuq_kv_item *items,
 		k->get_room = k->info.result_bytes - GPUQ_KVW_HDR - GPUQ_KVW_RES_HDR;
 	if (k->get_room > GPUQ_KVW_VALUE_MAX)
 		k->get_room = GPUQ_KVW_VALUE_MAX;
-	k->req = malloc((size_t)KV_GROUP_MAX * k->info.slot_bytes);
+	/* a group has at most one message per item: a single-key call
+	 * needs one slot's buffer, not a group's */
+	k->req = malloc((n == 0 ? 1 : n < KV_GROUP_MAX ? n : KV_GROUP_MAX) *
+			(size_t)k->info.slot_bytes);
 	k->reply = malloc(k->info.result_bytes);
 	if (!k->req || !k->reply) {
 		rc = -ENOMEM;
