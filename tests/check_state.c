@@ -143,6 +143,19 @@ static struct ks expected(int n, uint64_t k, int times)
 	return e;
 }
 
+/* Every state key's record is what producers sending keys 0..n-1 `times`
+ * over made of it.  The reads use idempotency keys idem + k (0: none,
+ * for a queue without exactly-once). */
+static void assert_states(gpuq_queue *q, int n, int times, uint64_t idem)
+{
+	for (uint64_t k = 0; k < STATE_KEYS; k++) {
+		struct ks got = state_of(q, k, idem ? idem + k : 0),
+			  want = expected(n, k, times);
+		ck_assert_uint_eq(got.count, want.count);
+		ck_assert(got.sum == want.sum); /* small integers: exact */
+	}
+}
+
 START_TEST(test_keysum)
 {
 	struct broker_proc b;
@@ -151,11 +164,7 @@ START_TEST(test_keysum)
 	start(&b, "s,handler=keysum,table_slots=1024,workers=2");
 	run_producers(&b, 4, 2000, 0);
 	q = attach(&b, &c);
-	for (uint64_t k = 0; k < STATE_KEYS; k++) {
-		struct ks got = state_of(q, k, 0), want = expected(2000, k, 4);
-		ck_assert_uint_eq(got.count, want.count);
-		ck_assert(got.sum == want.sum); /* small integers: exact */
-	}
+	assert_states(q, 2000, 4, 0);
 	/* a payload that is not 8 + 4n bytes fails, and changes nothing */
 	{
 		uint8_t p[11] = { 0 };
@@ -184,13 +193,7 @@ START_TEST(test_duplicates)
 	start(&b, "s,handler=keysum,table_slots=1024,exactly_once=yes,workers=2");
 	run_producers(&b, 4, 1500, 1);
 	q = attach(&b, &c);
-	for (uint64_t k = 0; k < STATE_KEYS; k++) {
-		/* idempotency keys above the producers' range */
-		struct ks got = state_of(q, k, 1000000 + k),
-			  want = expected(1500, k, 1);
-		ck_assert_uint_eq(got.count, want.count);
-		ck_assert(got.sum == want.sum);
-	}
+	assert_states(q, 1500, 1, 1000000); /* keys above the producers' */
 	/* a duplicate of one of those reads gets the recorded result, though
 	 * the state has moved on since */
 	{

@@ -330,10 +330,65 @@ static void wait_results(redisContext *c, long long want, int timeout_s)
 	ck_abort_msg("fewer than %lld results after %d s", want, timeout_s);
 }
 
+/* Call fn with the fields of every entry of the result stream, in order,
+ * a page of XRANGE at a time (fn may use c: the page is already read). */
+static void each_result(redisContext *c,
+			void (*fn)(void *arg, const redisReply *fields),
+			void *arg)
+{
+	char from[64] = "-";
+	for (;;) {
+		redisReply *rep = redisCommand(c, "XRANGE %s %s + COUNT 10000",
+					       RESULTS, from);
+		ck_assert(rep && rep->type == REDIS_REPLY_ARRAY);
+		if (!rep->elements) {
+			freeReplyObject(rep);
+			return;
+		}
+		for (size_t i = 0; i < rep->elements; i++)
+			fn(arg, rep->element[i]->element[1]);
+		snprintf(from, sizeof(from), "(%s",
+			 rep->element[rep->elements - 1]->element[0]->str);
+		freeReplyObject(rep);
+	}
+}
+
 struct tally {
 	size_t results, dups;
 	size_t by_consumer[2];
 };
+
+struct result_check {
+	const struct load *l;
+	const char *const *consumers;
+	uint32_t *seen;
+	struct tally *t;
+};
+
+static void check_one(void *arg, const redisReply *f)
+{
+	struct result_check *k = arg;
+	const redisReply *src = fieldv(f, "src"), *res = fieldv(f, "result"),
+			 *who = fieldv(f, "consumer");
+	uint8_t p[PAYLOAD];
+	uint32_t crc, want;
+	long long idx;
+	ck_assert(src && res && who);
+	idx = index_of(k->l, src->str);
+	ck_assert_msg(idx >= 0, "result for unknown entry %s", src->str);
+	ck_assert_uint_eq(res->len, 4);
+	payload_of((uint64_t)idx, p);
+	want = gpuq_crc32c(p, PAYLOAD);
+	memcpy(&crc, res->str, 4);
+	ck_assert_msg(crc == want, "entry %lld: crc %08x, want %08x", idx, crc,
+		      want);
+	if (k->seen[idx]++)
+		k->t->dups++;
+	k->t->results++;
+	for (int j = 0; k->consumers && j < 2; j++)
+		if (k->consumers[j] && !strcmp(who->str, k->consumers[j]))
+			k->t->by_consumer[j]++;
+}
 
 /*
  * Read the whole result stream: every result names a loaded entry and
@@ -343,50 +398,14 @@ struct tally {
 static void check_results(redisContext *c, const struct load *l, size_t first,
 			  const char *const consumers[2], struct tally *t)
 {
-	uint32_t *seen = calloc(l->n ? l->n : 1, sizeof(*seen));
-	char from[64] = "-";
-	ck_assert_ptr_nonnull(seen);
+	struct result_check k = { l, consumers,
+				  calloc(l->n ? l->n : 1, sizeof(uint32_t)), t };
+	ck_assert_ptr_nonnull(k.seen);
 	memset(t, 0, sizeof(*t));
-	for (;;) {
-		redisReply *rep = redisCommand(c, "XRANGE %s %s + COUNT 10000",
-					       RESULTS, from);
-		ck_assert(rep && rep->type == REDIS_REPLY_ARRAY);
-		if (!rep->elements) {
-			freeReplyObject(rep);
-			break;
-		}
-		for (size_t i = 0; i < rep->elements; i++) {
-			const redisReply *e = rep->element[i], *f = e->element[1];
-			const redisReply *src = fieldv(f, "src"),
-					 *res = fieldv(f, "result"),
-					 *who = fieldv(f, "consumer");
-			uint8_t p[PAYLOAD];
-			uint32_t crc, want;
-			long long idx;
-			ck_assert(src && res && who);
-			idx = index_of(l, src->str);
-			ck_assert_msg(idx >= 0, "result for unknown entry %s",
-				      src->str);
-			ck_assert_uint_eq(res->len, 4);
-			payload_of((uint64_t)idx, p);
-			want = gpuq_crc32c(p, PAYLOAD);
-			memcpy(&crc, res->str, 4);
-			ck_assert_msg(crc == want, "entry %lld: crc %08x, want %08x",
-				      idx, crc, want);
-			if (seen[idx]++)
-				t->dups++;
-			t->results++;
-			for (int k = 0; consumers && k < 2; k++)
-				if (consumers[k] && !strcmp(who->str, consumers[k]))
-					t->by_consumer[k]++;
-		}
-		snprintf(from, sizeof(from), "(%s",
-			 rep->element[rep->elements - 1]->element[0]->str);
-		freeReplyObject(rep);
-	}
+	each_result(c, check_one, &k);
 	for (size_t i = first; i < l->n; i++)
-		ck_assert_msg(seen[i], "entry %zu has no result", i);
-	free(seen);
+		ck_assert_msg(k.seen[i], "entry %zu has no result", i);
+	free(k.seen);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -647,18 +666,39 @@ END_TEST
  * restart get their first run's result.  keysum proves no entry ran
  * twice: each payload's first 8 bytes are its own state key, so every
  * result must count one payload's 14 values, never 28. */
+struct once_check {
+	const struct load *l;
+	uint32_t *seen;
+	size_t results, dups;
+};
+
+/* A keysum result of an entry that ran once: one payload's 14 values. */
+static void once_one(void *arg, const redisReply *f)
+{
+	struct once_check *k = arg;
+	const redisReply *src = fieldv(f, "src"), *res = fieldv(f, "result");
+	uint64_t count;
+	long long idx;
+	ck_assert(src && res && res->len == 16);
+	idx = index_of(k->l, src->str);
+	ck_assert_int_ge(idx, 0);
+	memcpy(&count, res->str, 8);
+	ck_assert_msg(count == (PAYLOAD - 8) / 4,
+		      "entry %lld: count %llu: its handler ran more than once",
+		      idx, (unsigned long long)count);
+	k->dups += k->seen[idx]++ > 0;
+	k->results++;
+}
+
 START_TEST(test_exactly_once_restart)
 {
 	struct redis_proc r = { 0 };
 	struct broker_proc b;
 	struct load l = { 0 };
 	const size_t n = 40000;
-	const uint64_t per = (PAYLOAD - 8) / 4;
-	uint32_t *seen = calloc(n, sizeof(*seen));
-	size_t results = 0, dups = 0;
-	char from[64] = "-";
+	struct once_check k = { &l, calloc(n, sizeof(uint32_t)), 0, 0 };
 	redisContext *c;
-	ck_assert_ptr_nonnull(seen);
+	ck_assert_ptr_nonnull(k.seen);
 	redis_start(&r);
 	c = rc_ok(&r);
 	load_more(c, &l, n);
@@ -674,43 +714,15 @@ START_TEST(test_exactly_once_restart)
 	c = rc_ok(&r);
 	wait_done(c, (long long)n, 300);
 	stop_gpuqd(&b);
-	for (;;) {
-		redisReply *rep = redisCommand(c, "XRANGE %s %s + COUNT 10000",
-					       RESULTS, from);
-		ck_assert(rep && rep->type == REDIS_REPLY_ARRAY);
-		if (!rep->elements) {
-			freeReplyObject(rep);
-			break;
-		}
-		for (size_t i = 0; i < rep->elements; i++) {
-			const redisReply *f = rep->element[i]->element[1];
-			const redisReply *src = fieldv(f, "src"),
-					 *res = fieldv(f, "result");
-			uint64_t count;
-			long long idx;
-			ck_assert(src && res && res->len == 16);
-			idx = index_of(&l, src->str);
-			ck_assert_int_ge(idx, 0);
-			memcpy(&count, res->str, 8);
-			ck_assert_msg(count == per,
-				      "entry %lld: count %llu: its handler ran "
-				      "more than once", idx,
-				      (unsigned long long)count);
-			dups += seen[idx]++ > 0;
-			results++;
-		}
-		snprintf(from, sizeof(from), "(%s",
-			 rep->element[rep->elements - 1]->element[0]->str);
-		freeReplyObject(rep);
-	}
+	each_result(c, once_one, &k);
 	for (size_t i = 0; i < n; i++)
-		ck_assert_msg(seen[i] > 0, "entry %zu has no result", i);
+		ck_assert_msg(k.seen[i] > 0, "entry %zu has no result", i);
 	printf("exactly-once restart: %zu results, %zu duplicate results "
 	       "(recorded ones), %lld redelivered\n",
-	       results, dups, stopped_counter(&b, "redelivered"));
+	       k.results, k.dups, stopped_counter(&b, "redelivered"));
 	ck_assert_int_eq(cmd_int(c, "XLEN %s", DLQ), 0);
 	redisFree(c);
-	free(seen);
+	free(k.seen);
 	free(l.ids);
 	broker_cleanup(&b);
 	redis_cleanup(&r);
@@ -1078,18 +1090,42 @@ END_TEST
 
 /* UC-3 over Redis: an ordered queue, entries with keys; for each key the
  * results appear in the order of the entries. */
+struct order_check {
+	redisContext *c;
+	struct sid last[8];
+	size_t seen;
+};
+
+static void order_one(void *arg, const redisReply *f)
+{
+	struct order_check *k = arg;
+	const redisReply *src = fieldv(f, "src"), *pay;
+	redisReply *e = redisCommand(k->c, "XRANGE %s %s %s", STREAM, src->str,
+				     src->str);
+	struct sid id;
+	size_t key;
+	ck_assert(e && e->type == REDIS_REPLY_ARRAY && e->elements == 1);
+	pay = fieldv(e->element[0]->element[1], "payload");
+	key = strtoull(pay->str + 1, NULL, 10) % 8;
+	ck_assert_int_eq(sid_of(src->str, &id), 0);
+	ck_assert_msg(sid_cmp(&k->last[key], &id) < 0,
+		      "key %zu: %s after a later entry", key, src->str);
+	k->last[key] = id;
+	freeReplyObject(e);
+	k->seen++;
+}
+
 START_TEST(test_key_order)
 {
 	struct redis_proc r = { 0 };
 	struct broker_proc b;
-	struct sid last[8];
-	char from[64] = "-";
-	size_t seen = 0;
+	struct order_check k;
 	const size_t n = 4000;
 	redisContext *c;
 	redis_start(&r);
 	c = rc_ok(&r);
-	memset(last, 0, sizeof(last));
+	memset(&k, 0, sizeof(k));
+	k.c = c;
 	for (size_t i = 0; i < n; i++) {
 		char key[8], pay[32];
 		snprintf(key, sizeof(key), "%zu", i % 8);
@@ -1107,37 +1143,8 @@ START_TEST(test_key_order)
 	stop_gpuqd(&b);
 	/* Walk the results in stream order: per key, src ids only grow.
 	 * Key of an entry: its payload "m<i>" says i, and i % 8 its key. */
-	for (;;) {
-		redisReply *rep = redisCommand(c, "XRANGE %s %s + COUNT 1000",
-					       RESULTS, from);
-		ck_assert(rep && rep->type == REDIS_REPLY_ARRAY);
-		if (!rep->elements) {
-			freeReplyObject(rep);
-			break;
-		}
-		for (size_t i = 0; i < rep->elements; i++) {
-			const redisReply *f = rep->element[i]->element[1];
-			const redisReply *src = fieldv(f, "src");
-			redisReply *e = redisCommand(c, "XRANGE %s %s %s", STREAM,
-						     src->str, src->str);
-			const redisReply *pay;
-			struct sid id;
-			size_t k;
-			ck_assert(e && e->type == REDIS_REPLY_ARRAY && e->elements == 1);
-			pay = fieldv(e->element[0]->element[1], "payload");
-			k = strtoull(pay->str + 1, NULL, 10) % 8;
-			ck_assert_int_eq(sid_of(src->str, &id), 0);
-			ck_assert_msg(sid_cmp(&last[k], &id) < 0,
-				      "key %zu: %s after a later entry", k, src->str);
-			last[k] = id;
-			freeReplyObject(e);
-			seen++;
-		}
-		snprintf(from, sizeof(from), "(%s",
-			 rep->element[rep->elements - 1]->element[0]->str);
-		freeReplyObject(rep);
-	}
-	ck_assert_uint_eq(seen, n);
+	each_result(c, order_one, &k);
+	ck_assert_uint_eq(k.seen, n);
 	redisFree(c);
 	broker_cleanup(&b);
 	redis_cleanup(&r);
