@@ -366,6 +366,11 @@ static int gpu_usable(void)
 	int ok;
 	setenv("GPUQ_TEST_BACKEND", "cuda", 1);
 	ok = broker_start(&b, args) == 0;
+	/* Drain it, never SIGKILL it: under MPS a client killed while its
+	 * persistent kernel runs is a fatal error for every client on the
+	 * GPU, a concurrent gpuqd included (docs/runbook.md, MPS). */
+	if (ok)
+		broker_stop(&b, SIGTERM, 10000);
 	broker_cleanup(&b);
 	return ok;
 }
