@@ -28,6 +28,9 @@ struct backend_ops {
 	 * GPUQ_ECUDA after logging why (a device fault: the CUDA context is
 	 * lost, with every kernel in it). */
 	int (*health)(struct bqueue *q);
+	/* Optional, called every tick: housekeeping on the backend's side
+	 * (the CUDA backend sweeps and counts its VRAM tables). */
+	void (*tick)(struct bqueue *q, uint64_t now_ns);
 };
 
 extern const struct backend_ops backend_cpu_ops;
@@ -66,11 +69,16 @@ struct bqueue {
 	 * dead letters are freed by bqueue_tick (they go to Redis). */
 	int32_t internal_client;
 	struct tracka *tracka; /* Redis stream binding, or NULL */
-	/* Hash tables (design.md §15), host memory on the CPU backend;
-	 * .slots NULL where the queue has none: handler state, and the
-	 * exactly-once records with the sweep that expires them. */
+	/* Hash tables (design.md §15): handler state, and the exactly-once
+	 * records with the sweep that expires them; .nbuckets 0 where the
+	 * queue has none.  tables_dev: they live in device memory (CUDA
+	 * backend), .slots are device pointers the host must not touch, and
+	 * dev_used holds the slots in use (state, dedupe) as last counted
+	 * there. */
 	struct gpuq_kvt table, once;
 	uint64_t once_window_ns, sweep_pos;
+	int tables_dev;
+	uint64_t dev_used[2];
 };
 
 /* Dead-letter operations, for the control protocol. */
@@ -116,12 +124,14 @@ struct broker {
 };
 
 /* queue_table.c: a queue's hash tables (handler state, exactly-once
- * records) on the host; GPUQ_EBACKEND on a backend without tables. */
+ * records), in host memory or, on the CUDA backend, only sized here. */
 int bqueue_tables_create(struct bqueue *q, uint32_t result_bytes,
 			 uint32_t kind);
 void bqueue_tables_destroy(struct bqueue *q);
 /* Bytes a table takes: its slots and its locks. */
 uint64_t bqueue_table_bytes(const struct gpuq_kvt *t);
+/* Slots in use in the state table (once 0) or the dedupe table (1). */
+uint64_t bqueue_table_used(const struct bqueue *q, int once);
 /* Expire exactly-once records past their window, a slice per call;
  * returns how many. */
 uint64_t bqueue_tables_sweep(struct bqueue *q, uint64_t now_ns);

@@ -896,11 +896,6 @@ static int check_tables(const struct queue_config *q, char *msg, size_t cap)
 		       "exactly_once on a Redis-bound queue cannot be ordered");
 		return GPUQ_ECONFIG;
 	}
-	if (q->backend == CONF_BACKEND_CUDA || q->handler_module[0]) {
-		seterr(msg, cap,
-		       "exactly_once is not available on the cuda backend yet");
-		return GPUQ_ECONFIG;
-	}
 	return 0;
 }
 

@@ -509,6 +509,34 @@ GPUQ_HD int gpuq_once_live(const struct gpuq_once_rec *rec, uint64_t now_ns,
 }
 
 /*
+ * Expire the record in slot i of a dedupe table if its window has passed.
+ * The key is acquired like any writer's, so a record in use is never
+ * pulled out from under a run.  A record with done_ns 0 (a run that left
+ * nothing behind) goes too.  Returns 1 if the slot was emptied.  The host
+ * sweep (broker/queue_table.c) and the GPU's (gpu/tables_cuda.cu) both
+ * call this.
+ */
+GPUQ_HD int gpuq_once_expire(const struct gpuq_kvt *once, uint64_t i,
+			     uint64_t now_ns, uint64_t window_ns)
+{
+	struct gpuq_kvt_hold h;
+	struct gpuq_once_rec rec;
+	uint8_t key[GPUQ_KVT_KEY_MAX], *val;
+	uint32_t klen, vlen;
+	int created;
+	if (gpuq_kvt_slot_key(once, i, key, &klen) ||
+	    gpuq_kvt_acquire(once, key, klen, 0, 0, &h, &val, &vlen, &created))
+		return 0;
+	memcpy(&rec, val, sizeof(rec));
+	if (!gpuq_once_live(&rec, now_ns, window_ns)) {
+		gpuq_kvt_release_delete(once, &h);
+		return 1;
+	}
+	gpuq_kvt_release(once, &h, vlen);
+	return 0;
+}
+
+/*
  * gpuq_handle, at most once per key.  *refused gets a gpuq code when the
  * message could not be checked, and then nothing ran: GPUQ_EKEYSIZE (key
  * 0: no idempotency key) or GPUQ_ETABLEFULL.  *replayed is 1 when the

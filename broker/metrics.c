@@ -214,7 +214,8 @@ static void tracka_families(struct text *t, struct broker *b)
 
 /* Hash tables (design.md §15): size, memory and use, per queue and
  * table ("state": handler state and kv; "dedupe": exactly-once records).
- * Use is a scan of the control words, a few ms for millions of slots. */
+ * Use is a scan of the control words, a few ms for millions of slots; for
+ * tables in VRAM, the device's last count (gpu/tables_cuda.cu). */
 static void table_families(struct text *t, struct broker *b)
 {
 	static const char *const help[3] = {
@@ -234,11 +235,11 @@ static void table_families(struct text *t, struct broker *b)
 			static const char *const kind[2] = { "state", "dedupe" };
 			for (int j = 0; j < 2; j++) {
 				uint64_t v;
-				if (!tab[j]->slots)
+				if (!tab[j]->nbuckets)
 					continue;
 				v = k == 0 ? tab[j]->nbuckets * GPUQ_KVT_BUCKET
 				    : k == 1 ? bqueue_table_bytes(tab[j])
-					     : gpuq_kvt_count(tab[j]);
+					     : bqueue_table_used(q, j);
 				put(t, "%s{queue=\"%s\",table=\"%s\"} %llu\n",
 				    name[k], q->conf.name, kind[j],
 				    (unsigned long long)v);

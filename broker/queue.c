@@ -387,6 +387,8 @@ void bqueue_tick(struct bqueue *q, uint64_t now_ns)
 	track_progress(q, now_ns);
 	dlq_drop_internal(q);
 	bqueue_tables_sweep(q, now_ns);
+	if (q->be->tick)
+		q->be->tick(q, now_ns);
 	for (uint32_t i = 0; i < q->r.hdr->max_clients; i++)
 		if (ipc_load_relaxed(&q->r.clients[i].state) == IPC_CLIENT_DEAD)
 			reclaim_step(q, i);

@@ -6,7 +6,8 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 backend=${1:-cuda}
 [ $# -gt 0 ] && shift
-export GPUQD="$here/bin/gpuqd" GPUQCTL="$here/bin/gpuqctl" GPUQ_TEST_BACKEND="$backend"
+# GPUQD may name a wrapper (gpu-check.sh runs suites under compute-sanitizer).
+export GPUQD="${GPUQD:-$here/bin/gpuqd}" GPUQCTL="$here/bin/gpuqctl" GPUQ_TEST_BACKEND="$backend"
 export GPUQ_TEST_MODULE="${GPUQ_TEST_MODULE:-$here/handlers/example_handler.fatbin}"
 # The bundled redis-server (Track A suites), when the bundle carries one.
 [ -x "$here/bin/redis-server" ] && export REDIS_SERVER="$here/bin/redis-server"

@@ -15,6 +15,7 @@ extern "C" {
 #include "libclient/gpuq.h"
 }
 #include "gpu/consume.cuh"
+#include "gpu/tables_cuda.h"
 
 // Every runtime call goes through here, so a failure names the call.
 #define CUDA_CALL(call)                                                      \
@@ -42,6 +43,7 @@ struct cuda_state {
 	cudaStream_t stream;
 	cudaLibrary_t lib;  // the queue's handler module, if it has one
 	cudaIpcMemHandle_t ipc;
+	struct cuda_tables tables; // the queue's hash tables' housekeeping
 	int registered;
 	int faulted;        // the kernel died: a device fault was reported
 };
@@ -61,6 +63,7 @@ static void cuda_free_state(struct cuda_state *s, struct bqueue *q)
 {
 	if (s->stream)
 		CUDA_CALL(cudaStreamDestroy(s->stream));
+	cuda_tables_free(q, &s->tables);
 	if (s->vram)
 		CUDA_CALL(cudaFree(s->vram));
 	if (s->stage)
@@ -133,6 +136,9 @@ static void fill_kargs(struct kargs *a, const struct cuda_state *s,
 	a->nworkers = h->nworkers;
 	a->fault_ppm = h->fail_ppm;
 	a->fault_attempts = h->fail_attempts;
+	a->table = q->table;
+	a->once = q->once;
+	a->once_window_ns = q->once_window_ns;
 }
 
 // A persistent kernel's blocks must all be resident at once, next to every
@@ -341,7 +347,8 @@ static int cuda_start(struct bqueue *q)
 	    CUDA_CALL(cudaHostAlloc(&s->stop, sizeof(uint32_t),
 				    cudaHostAllocMapped)) ||
 	    CUDA_CALL(cudaStreamCreateWithFlags(&s->stream,
-						cudaStreamNonBlocking)))
+						cudaStreamNonBlocking)) ||
+	    cuda_tables_alloc(q, &s->tables))
 		goto fail;
 	*s->stop = 0;
 	fill_kargs(&a, s, q, stage_stride);
@@ -401,6 +408,13 @@ static int cuda_health(struct bqueue *q)
 	return GPUQ_ECUDA;
 }
 
+static void cuda_tick(struct bqueue *q, uint64_t now_ns)
+{
+	struct cuda_state *s = (struct cuda_state *)q->be_state;
+	if (s && !s->faulted)
+		cuda_tables_tick(q, &s->tables, now_ns);
+}
+
 extern "C" const struct backend_ops backend_cuda_ops = {
-	"cuda", cuda_start, cuda_stop, cuda_ipc_handle, cuda_health,
+	"cuda", cuda_start, cuda_stop, cuda_ipc_handle, cuda_health, cuda_tick,
 };

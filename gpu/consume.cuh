@@ -77,6 +77,15 @@ __device__ inline size_t slot_index(const kargs &a, uint32_t ring, uint64_t t)
 	return (size_t)ring * a.capacity + (t & a.mask);
 }
 
+// Nanoseconds by the GPU's global timer: the clock of exactly-once
+// records, on the device only (the maintenance pass reads the same one).
+__device__ inline uint64_t now_ns(void)
+{
+	uint64_t t;
+	asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+	return t;
+}
+
 __device__ inline uint32_t host_stop(const kargs &a)
 {
 	return *(volatile uint32_t *)a.stop;
@@ -150,11 +159,31 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 	if (client > a.max_clients || len == 0 || len > a.slot_bytes ||
 	    (client == a.max_clients && !noresult))
 		return OUT_GARBLED;
-	struct gpuq_hmsg in = { payload, len, 1, m->id, m->key };
+	struct gpuq_hmsg in = { payload, len, 1, m->id, m->key,
+				a.table.slots ? &a.table : NULL };
 	struct gpuq_hres res = { (uint8_t *)(e + 1), a.result_bytes, 0 };
 	struct gpuq_fault f = { a.fault_ppm, a.fault_attempts };
-	int rc = gpuq_handle(a.handler, &in, &res, &f, a.max_attempts,
-			     &attempts);
+	int rc, refused = 0, replayed;
+	if (a.once.slots)
+		rc = gpuq_handle_once(a.handler, &in, &res, &f, a.max_attempts,
+				      &attempts, &a.once, now_ns(),
+				      a.once_window_ns, &refused, &replayed);
+	else
+		rc = gpuq_handle(a.handler, &in, &res, &f, a.max_attempts,
+				 &attempts);
+	if (refused) {
+		// Not run and not a handler failure: no dead letter, the
+		// producer gets the reason (as on the CPU backend).
+		if (!noresult) {
+			e->status = refused;
+			e->len = 0;
+			e->attempts = 0;
+			e->worker = worker;
+			e->seq = seq;
+			*out_bytes = IPC_CQ_HDR_BYTES;
+		}
+		return OUT_RESULT;
+	}
 	if (attempts > 1)
 		atomicAdd(retried, attempts - 1);
 	if (rc) {

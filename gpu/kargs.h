@@ -13,10 +13,11 @@
 #include <stdint.h>
 
 #include "ipc/layout.h"
+#include "broker/kvtable.h"
 
 /* Bump on any change to struct kargs, struct gpuq_dctl or the kernels'
  * names and parameters. */
-#define GPUQ_KERNEL_ABI ((IPC_LAYOUT_VERSION << 16) | 1u)
+#define GPUQ_KERNEL_ABI ((IPC_LAYOUT_VERSION << 16) | 2u)
 
 /* Kernel names a handler module must export (extern "C"). */
 #define GPUQ_KERNEL_WINDOWED "gpuq_consume_windowed"
@@ -67,6 +68,12 @@ struct kargs {
 	uint32_t max_attempts, dlq_per_worker, dlq_stride;
 	uint32_t nworkers; /* worker blocks; the windowed kernel adds a pump */
 	uint32_t fault_ppm, fault_attempts;
+	/* The queue's hash tables in VRAM (design.md §15): handler state
+	 * (gpuq_hmsg.table) and exactly-once records; .slots NULL where the
+	 * queue has none.  Records live once_window_ns (0: forever) by the
+	 * GPU's %globaltimer. */
+	struct gpuq_kvt table, once;
+	uint64_t once_window_ns;
 };
 
 #endif

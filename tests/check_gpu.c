@@ -4,9 +4,12 @@
  *    bit for bit, on fresh random inputs (one broker, one queue of each);
  *  - a handler module loaded at start (gpu/example_handler.cu) runs,
  *    fails where it should, and a bad module is refused with a clear error;
- *  - drain on SIGTERM finishes every published message and exits.
+ *  - drain on SIGTERM finishes every published message and exits;
+ *  - the hash table in VRAM, under warps of four blocks on one window's
+ *    keys, gives linearizable histories (the host test's checker);
+ *  - a GPU producer, beside a host producer.
  * Exits 77 (skipped) when gpuqd cannot start a CUDA queue here.
- * CUDA is only ever touched by gpuqd, so check may fork.
+ * Tests that use CUDA themselves do so in check's forked child.
  */
 #include "config.h"
 
@@ -22,6 +25,7 @@
 
 #include "bench/reference.h"
 #include "libclient/gpuq.h"
+#include "tests/gpu_kvt.h"
 #include "tests/gpu_producer.h"
 #include "tests/harness.h"
 
@@ -320,6 +324,47 @@ START_TEST(test_device_fault)
 END_TEST
 
 #ifdef HAVE_CUDA
+/* The table in VRAM: rounds of 128 concurrent operations from four blocks
+ * on 16 keys that share one window (so their buckets and locks), each
+ * key's history checked for linearizability, as check_kvtable does for
+ * host threads.  Each key's state carries over from round to round. */
+#define KVT_ROUNDS 2000
+START_TEST(test_table_linearizable)
+{
+	static struct lin_op ops[GPU_KVT_OPS];
+	static int key[GPU_KVT_OPS];
+	uint64_t state[GPU_KVT_KEYS] = { 0 }, final[GPU_KVT_KEYS];
+	uint64_t checked = 0, writes_ok = 0;
+	struct gpu_kvt *g = NULL;
+	char err[256];
+	ck_assert_msg(gpu_kvt_open(&g, err, sizeof(err)) == 0, "%s", err);
+	for (uint32_t r = 0; r < KVT_ROUNDS; r++) {
+		ck_assert_msg(gpu_kvt_round(g, r, ops, key, final, err,
+					    sizeof(err)) == 0, "%s", err);
+		for (int k = 0; k < GPU_KVT_KEYS; k++) {
+			struct lin_op h[LIN_MAXOPS];
+			int n = 0;
+			for (int i = 0; i < GPU_KVT_OPS; i++)
+				if (key[i] == k)
+					h[n++] = ops[i];
+			ck_assert_msg(lin_check(h, n, state[k], final[k]) == 1,
+				      "round %u key %d: %d operations are not "
+				      "linearizable", r, k, n);
+			state[k] = final[k];
+			checked += (uint64_t)n;
+		}
+		for (int i = 0; i < GPU_KVT_OPS; i++)
+			writes_ok += ops[i].k != LIN_GET && ops[i].rc == 0;
+	}
+	gpu_kvt_close(g);
+	ck_assert_uint_eq(checked, (uint64_t)KVT_ROUNDS * GPU_KVT_OPS);
+	/* the histories are not all refusals */
+	ck_assert_uint_gt(writes_ok, checked / 10);
+	printf("table in VRAM: %llu operations in %d rounds linearizable\n",
+	       (unsigned long long)checked, KVT_ROUNDS);
+}
+END_TEST
+
 /* A GPU producer: payloads in device memory go into the VRAM ring through
  * the IPC handle and are committed with gpuq_commit_device; every result is
  * the payload's CRC32C.  A host producer on the same queue at the same time
@@ -387,6 +432,10 @@ static Suite *suite_gpu(void)
 	tcase_add_test(tc, test_device_fault);
 	suite_add_tcase(s, tc);
 #ifdef HAVE_CUDA
+	tc = tcase_create("table");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_table_linearizable);
+	suite_add_tcase(s, tc);
 	/* its own case, so CK_RUN_CASE=producer runs it alone (under MPS) */
 	tc = tcase_create("producer");
 	tcase_set_timeout(tc, 120);

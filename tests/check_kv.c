@@ -1,6 +1,6 @@
 /*
  * check_kv.c - the client key-value API (gpuq_kv_*) against a running
- * gpuqd whose queue has handler = kv (CPU backend): single and batched
+ * gpuqd whose queue has handler = kv (either backend): single and batched
  * operations, every per-key status, a full table, garbled requests, and
  * four processes writing their own keys while reading everyone's.
  */
@@ -22,9 +22,7 @@
 
 static void start(struct broker_proc *b, const char *spec)
 {
-	char full[256];
-	const char *argv[] = { "-q", full, "-q", "plain,handler=echo", NULL };
-	snprintf(full, sizeof(full), "%s,backend=cpu", spec);
+	const char *argv[] = { "-q", spec, "-q", "plain,handler=echo", NULL };
 	ck_assert_msg(broker_start(b, argv) == 0, "gpuqd did not start: %s",
 		      b->log);
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "broker/kvtable.h"
+#include "tests/lincheck.h"
 #include "tests/runner.h"
 
 static struct gpuq_kvt table_new(uint64_t slots, uint32_t value_bytes)
@@ -354,144 +355,31 @@ END_TEST
 
 /* ---- linearizability ---- */
 
-enum opk { OP_GET, OP_UPSERT, OP_INSERT, OP_UPDATE, OP_DEL, OP_CAS, OP_N };
-
-/* One completed operation on one key.  Values are 64-bit ids, unique per
- * write; 0 means absent. */
-struct op {
-	enum opk k;
-	uint64_t arg, expect; /* value written; CAS's expected value */
-	uint64_t res;         /* GET: value read (0: absent) */
-	int rc;
-	uint64_t inv, resp;   /* logical times */
-};
-
-/* Apply op to the sequential model's state s; 1 if its outcome matches. */
-static int model_step(const struct op *o, uint64_t s, uint64_t *next)
-{
-	*next = s;
-	switch (o->k) {
-	case OP_GET:
-		return o->rc == (s ? 0 : GPUQ_ENOKEY) && o->res == s;
-	case OP_UPSERT:
-		*next = o->arg;
-		return o->rc == 0;
-	case OP_INSERT:
-		if (s)
-			return o->rc == GPUQ_EEXISTS;
-		*next = o->arg;
-		return o->rc == 0;
-	case OP_UPDATE:
-		if (!s)
-			return o->rc == GPUQ_ENOKEY;
-		*next = o->arg;
-		return o->rc == 0;
-	case OP_DEL:
-		*next = 0;
-		return o->rc == (s ? 0 : GPUQ_ENOKEY);
-	case OP_CAS:
-		if (!s)
-			return o->rc == GPUQ_ENOKEY;
-		if (s != o->expect)
-			return o->rc == GPUQ_ECASFAIL;
-		*next = o->arg;
-		return o->rc == 0;
-	default:
-		return 0;
-	}
-}
-
-#define MAXOPS 64
-#define MEMO 4096
-
-struct search {
-	const struct op *ops;
-	int n;
-	uint64_t final;
-	struct { uint64_t mask, state; } memo[MEMO];
-	uint8_t used[MEMO];
-};
-
-static int memo_seen(struct search *s, uint64_t mask, uint64_t state)
-{
-	uint64_t h = (mask * 0x9e3779b97f4a7c15ull) ^ (state * 0xc2b2ae3d27d4eb4full);
-	for (uint32_t i = 0; i < MEMO; i++) {
-		uint32_t j = (uint32_t)((h + i) % MEMO);
-		if (!s->used[j]) {
-			s->used[j] = 1;
-			s->memo[j].mask = mask;
-			s->memo[j].state = state;
-			return 0;
-		}
-		if (s->memo[j].mask == mask && s->memo[j].state == state)
-			return 1;
-	}
-	return 0; /* memo full: search on without it */
-}
-
-/* Wing-Gong search: pick any op that no pending op precedes in real time,
- * if the model agrees with its outcome; backtrack otherwise. */
-static int lin_dfs(struct search *s, uint64_t mask, uint64_t state)
-{
-	uint64_t all = s->n == 64 ? ~0ull : (1ull << s->n) - 1;
-	if (mask == all)
-		return state == s->final;
-	if (memo_seen(s, mask, state))
-		return 0;
-	uint64_t min_resp = UINT64_MAX;
-	for (int i = 0; i < s->n; i++)
-		if (!(mask >> i & 1) && s->ops[i].resp < min_resp)
-			min_resp = s->ops[i].resp;
-	for (int i = 0; i < s->n; i++) {
-		uint64_t next;
-		if (mask >> i & 1 || s->ops[i].inv > min_resp)
-			continue;
-		if (model_step(&s->ops[i], state, &next) &&
-		    lin_dfs(s, mask | 1ull << i, next))
-			return 1;
-	}
-	return 0;
-}
-
-/* Is this history of one key, which started in state initial and left the
- * table in state final, linearizable? */
-static int linearizable(const struct op *ops, int n, uint64_t initial,
-			uint64_t final)
-{
-	static struct search s;
-	ck_assert_int_le(n, MAXOPS);
-	memset(s.used, 0, sizeof(s.used));
-	s.ops = ops;
-	s.n = n;
-	s.final = final;
-	return lin_dfs(&s, 0, initial);
-}
-
 /* The checker itself must reject what is not linearizable. */
 START_TEST(test_checker_rejects)
 {
 	/* put 7 completes, then a get that starts later reads absent */
-	struct op stale[2] = {
-		{ OP_UPSERT, 7, 0, 0, 0, 1, 2 },
-		{ OP_GET, 0, 0, 0, GPUQ_ENOKEY, 3, 4 },
+	struct lin_op stale[2] = {
+		{ LIN_UPSERT, 7, 0, 0, 0, 1, 2 },
+		{ LIN_GET, 0, 0, 0, GPUQ_ENOKEY, 3, 4 },
 	};
 	/* a value nobody wrote */
-	struct op ghost[1] = { { OP_GET, 0, 0, 9, 0, 1, 2 } };
+	struct lin_op ghost[1] = { { LIN_GET, 0, 0, 9, 0, 1, 2 } };
 	/* two overlapping inserts both succeed */
-	struct op twice[2] = {
-		{ OP_INSERT, 1, 0, 0, 0, 1, 4 },
-		{ OP_INSERT, 2, 0, 0, 0, 2, 3 },
+	struct lin_op twice[2] = {
+		{ LIN_INSERT, 1, 0, 0, 0, 1, 4 },
+		{ LIN_INSERT, 2, 0, 0, 0, 2, 3 },
 	};
 	/* overlapping: either order is fine */
-	struct op fine[2] = {
-		{ OP_UPSERT, 7, 0, 0, 0, 1, 4 },
-		{ OP_GET, 0, 0, 0, GPUQ_ENOKEY, 2, 3 },
+	struct lin_op fine[2] = {
+		{ LIN_UPSERT, 7, 0, 0, 0, 1, 4 },
+		{ LIN_GET, 0, 0, 0, GPUQ_ENOKEY, 2, 3 },
 	};
-	ck_assert(!linearizable(stale, 2, 0, 7));
-	ck_assert(!linearizable(ghost, 1, 0, 0));
-	ck_assert(!linearizable(twice, 2, 0, 2));
-	ck_assert(linearizable(fine, 2, 0, 7));
-	ck_assert(!linearizable(fine, 2, 0, 0)); /* wrong final state */
+	ck_assert(!lin_check(stale, 2, 0, 7));
+	ck_assert(!lin_check(ghost, 1, 0, 0));
+	ck_assert(!lin_check(twice, 2, 0, 2));
+	ck_assert(lin_check(fine, 2, 0, 7));
+	ck_assert(!lin_check(fine, 2, 0, 0)); /* wrong final state */
 }
 END_TEST
 
@@ -507,7 +395,7 @@ struct lin_thread {
 	int id;
 	uint64_t seq, rng;
 	uint64_t seen[KEYS];      /* last value seen per key, for CAS */
-	struct op ops[ROUND_OPS]; /* this round's */
+	struct lin_op ops[ROUND_OPS]; /* this round's */
 	int key[ROUND_OPS];
 };
 
@@ -521,31 +409,31 @@ static uint64_t rnd(uint64_t *x)
 
 static void lin_one(struct lin_thread *a, int i)
 {
-	struct op *o = &a->ops[i];
+	struct lin_op *o = &a->ops[i];
 	int key = (int)(rnd(&a->rng) % KEYS);
 	uint8_t kb = (uint8_t)('a' + key);
 	uint32_t len;
 	uint64_t v = 0;
 	a->key[i] = key;
-	o->k = (enum opk)(rnd(&a->rng) % OP_N);
+	o->k = (enum lin_kind)(rnd(&a->rng) % LIN_N);
 	o->arg = (uint64_t)(a->id + 1) << 40 | ++a->seq;
 	o->expect = a->seen[key];
 	o->res = 0;
 	o->inv = __atomic_add_fetch(&lclock, 1, __ATOMIC_SEQ_CST);
 	switch (o->k) {
-	case OP_GET:
+	case LIN_GET:
 		o->rc = gpuq_kvt_get(a->t, &kb, 1, &v, 8, &len);
 		o->res = o->rc ? 0 : v;
 		break;
-	case OP_UPSERT:
-	case OP_INSERT:
-	case OP_UPDATE:
+	case LIN_UPSERT:
+	case LIN_INSERT:
+	case LIN_UPDATE:
 		o->rc = gpuq_kvt_put(a->t, &kb, 1, &o->arg, 8,
-				     o->k == OP_UPSERT ? GPUQ_KVT_UPSERT
-				     : o->k == OP_INSERT ? GPUQ_KVT_INSERT
+				     o->k == LIN_UPSERT ? GPUQ_KVT_UPSERT
+				     : o->k == LIN_INSERT ? GPUQ_KVT_INSERT
 							 : GPUQ_KVT_UPDATE);
 		break;
-	case OP_DEL:
+	case LIN_DEL:
 		o->rc = gpuq_kvt_del(a->t, &kb, 1);
 		break;
 	default:
@@ -553,9 +441,9 @@ static void lin_one(struct lin_thread *a, int i)
 		break;
 	}
 	o->resp = __atomic_add_fetch(&lclock, 1, __ATOMIC_SEQ_CST);
-	if (o->k == OP_GET && !o->rc)
+	if (o->k == LIN_GET && !o->rc)
 		a->seen[key] = v;
-	else if (o->rc == 0 && o->k != OP_DEL && o->k != OP_GET)
+	else if (o->rc == 0 && o->k != LIN_DEL && o->k != LIN_GET)
 		a->seen[key] = o->arg;
 }
 
@@ -605,14 +493,14 @@ START_TEST(test_linearizable)
 		pthread_barrier_wait(&round_start);
 		pthread_barrier_wait(&round_end);
 		for (int key = 0; key < KEYS; key++) {
-			struct op h[MAXOPS];
+			struct lin_op h[LIN_MAXOPS];
 			int n = 0;
 			uint64_t final = value_now(&t, key);
 			for (int i = 0; i < THREADS; i++)
 				for (int j = 0; j < ROUND_OPS; j++)
 					if (a[i].key[j] == key)
 						h[n++] = a[i].ops[j];
-			ck_assert_msg(linearizable(h, n, state[key], final),
+			ck_assert_msg(lin_check(h, n, state[key], final) == 1,
 				      "round %d key %d: %d operations are not "
 				      "linearizable", r, key, n);
 			state[key] = final;
