@@ -48,9 +48,17 @@ struct cuda_state {
 	int faulted;        // the kernel died: a device fault was reported
 };
 
+// The first CUDA call gpuqd makes (queue.c asks before it picks a
+// backend), so it also sets how kernels load.  Eagerly: with the runtime's
+// default lazy loading, a kernel is loaded at its first launch, and that
+// load may wait for the context to go idle, which it never does while a
+// persistent kernel runs; the first table maintenance pass, or a second
+// queue's kernel, then hung gpuqd (seen on an H200).  Loading everything
+// at start costs milliseconds.
 extern "C" int backend_cuda_available(void)
 {
 	int n = 0;
+	setenv("CUDA_MODULE_LOADING", "EAGER", 1);
 	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
@@ -82,17 +90,19 @@ static void cuda_free_state(struct cuda_state *s, struct bqueue *q)
 	free(s);
 }
 
-static uint32_t window_size(uint32_t capacity)
+static uint32_t window_size(uint32_t capacity, bool tables)
 {
 	const char *e = getenv("GPUQ_CUDA_WINDOW");
 	uint32_t w = DEFAULT_WINDOW;
+	uint32_t max = tables ? gpuq_dev::TABLES_MAX_WINDOW : gpuq_dev::MAX_WINDOW;
 	if (e) {
 		unsigned long v = strtoul(e, NULL, 10);
-		if (v >= 32 && v <= gpuq_dev::MAX_WINDOW && !(v & (v - 1)))
+		if (v >= 32 && v <= max && !(v & (v - 1)))
 			w = (uint32_t)v;
 		else
-			blog(0, "GPUQ_CUDA_WINDOW=%s ignored: want a power of two in 32..%u",
-			     e, gpuq_dev::MAX_WINDOW);
+			blog(0, "GPUQ_CUDA_WINDOW=%s ignored: want a power of two in "
+				"32..%u%s",
+			     e, max, tables ? " for a queue with tables" : "");
 	}
 	return w < capacity ? w : capacity;
 }
@@ -177,6 +187,22 @@ static int check_resident(struct cuda_state *s, const void *kernel,
 	return 0;
 }
 
+// Queues with hash tables run the kernels that have the table code.
+static bool has_tables(const struct bqueue *q)
+{
+	return q->table.nbuckets || q->once.nbuckets;
+}
+
+// The built-in kernel for a queue.
+static const void *builtin_kernel(const struct bqueue *q)
+{
+	if (has_tables(q))
+		return q->r.hdr->ordered ? (const void *)gpuq_consume_ordered_tables
+					 : (const void *)gpuq_consume_windowed_tables;
+	return q->r.hdr->ordered ? (const void *)gpuq_consume_ordered
+				 : (const void *)gpuq_consume_windowed;
+}
+
 // A handler module: a .fatbin/.cubin built from gpu/gpuq_handler.cuh,
 // carrying the same kernels as gpuqd's around the user's handler.  Refused
 // unless it was built against this gpuqd's kernel ABI.
@@ -188,7 +214,10 @@ static int load_module(struct cuda_state *s, const struct bqueue *q,
 	void *abi_dev;
 	size_t sz = 0;
 	uint32_t abi = 0;
-	name = q->r.hdr->ordered ? GPUQ_KERNEL_ORDERED : GPUQ_KERNEL_WINDOWED;
+	name = has_tables(q) ? (q->r.hdr->ordered ? GPUQ_KERNEL_ORDERED_TABLES
+						: GPUQ_KERNEL_WINDOWED_TABLES)
+			     : (q->r.hdr->ordered ? GPUQ_KERNEL_ORDERED
+						: GPUQ_KERNEL_WINDOWED);
 	if (CUDA_CALL(cudaLibraryLoadFromFile(&s->lib, path, NULL, NULL, 0, NULL,
 					      NULL, 0))) {
 		s->lib = NULL;
@@ -225,10 +254,10 @@ static int cuda_launch(struct cuda_state *s, struct bqueue *q,
 		       const struct kargs *a)
 {
 	const struct ipc_hdr *h = q->r.hdr;
-	const void *k = h->ordered ? (const void *)gpuq_consume_ordered
-				   : (const void *)gpuq_consume_windowed;
+	const void *k = builtin_kernel(q);
 	uint32_t blocks = h->ordered ? h->nworkers : h->nworkers + 1;
-	uint32_t threads = h->ordered ? 1 : window_size(h->capacity);
+	uint32_t threads = h->ordered ? 1 : window_size(h->capacity,
+							has_tables(q));
 	void *args[] = { (void *)a };
 	int rc = q->conf.handler_module[0] ? load_module(s, q, &k) : 0;
 	if (rc)

@@ -48,6 +48,8 @@ constexpr unsigned FAR_SLEEP_NS = 4096;
 constexpr unsigned PUMP_SLEEP_NS = 256;
 constexpr unsigned HOST_WAIT_SLEEP_NS = 20000;
 constexpr unsigned MAX_WINDOW = 1024;
+// The most threads a window of a queue with hash tables may have.
+constexpr unsigned TABLES_MAX_WINDOW = 512;
 // Eager polling (see look_ticket): how many tickets past the mirrored head
 // a block reads directly, and for how many rounds without progress after
 // its last message it keeps doing so.
@@ -138,7 +140,11 @@ enum outcome { OUT_NONE, OUT_RESULT, OUT_DEAD, OUT_GARBLED, OUT_STOPPED };
 // Step 3 for one published ticket, whose slot is already in the VRAM ring:
 // run the handler (with retries), dead-letter a final failure, and build
 // the completion entry in the staging area.  *out_bytes gets how many bytes
-// of that entry step 4 must copy (0: no completion is wanted).
+// of that entry step 4 must copy (0: no completion is wanted).  TABLES: the
+// queue has hash tables (handler state, exactly-once); without them the
+// table code is compiled out, which keeps the kernel's register count, and
+// so its window size, what it was.
+template <bool TABLES>
 __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 					  uint32_t ring, uint64_t t,
 					  unsigned long long *dlq_next,
@@ -159,30 +165,40 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 	if (client > a.max_clients || len == 0 || len > a.slot_bytes ||
 	    (client == a.max_clients && !noresult))
 		return OUT_GARBLED;
-	struct gpuq_hmsg in = { payload, len, 1, m->id, m->key,
-				a.table.slots ? &a.table : NULL };
+	struct gpuq_hmsg in = { payload, len, 1, m->id, m->key, NULL };
 	struct gpuq_hres res = { (uint8_t *)(e + 1), a.result_bytes, 0 };
 	struct gpuq_fault f = { a.fault_ppm, a.fault_attempts };
-	int rc, refused = 0, replayed;
-	if (a.once.slots)
-		rc = gpuq_handle_once(a.handler, &in, &res, &f, a.max_attempts,
-				      &attempts, &a.once, now_ns(),
-				      a.once_window_ns, &refused, &replayed);
-	else
+	int rc;
+	if (TABLES) {
+		// Copies: taking the address of a kernel parameter would move
+		// all of kargs to local memory.
+		struct gpuq_kvt table = a.table, once = a.once;
+		int refused = 0, replayed;
+		in.table = table.slots ? &table : NULL;
+		if (once.slots)
+			rc = gpuq_handle_once(a.handler, &in, &res, &f,
+					      a.max_attempts, &attempts, &once,
+					      now_ns(), a.once_window_ns,
+					      &refused, &replayed);
+		else
+			rc = gpuq_handle(a.handler, &in, &res, &f,
+					 a.max_attempts, &attempts);
+		if (refused) {
+			// Not run and not a handler failure: no dead letter,
+			// the producer gets the reason (as on the CPU backend).
+			if (!noresult) {
+				e->status = refused;
+				e->len = 0;
+				e->attempts = 0;
+				e->worker = worker;
+				e->seq = seq;
+				*out_bytes = IPC_CQ_HDR_BYTES;
+			}
+			return OUT_RESULT;
+		}
+	} else {
 		rc = gpuq_handle(a.handler, &in, &res, &f, a.max_attempts,
 				 &attempts);
-	if (refused) {
-		// Not run and not a handler failure: no dead letter, the
-		// producer gets the reason (as on the CPU backend).
-		if (!noresult) {
-			e->status = refused;
-			e->len = 0;
-			e->attempts = 0;
-			e->worker = worker;
-			e->seq = seq;
-			*out_bytes = IPC_CQ_HDR_BYTES;
-		}
-		return OUT_RESULT;
 	}
 	if (attempts > 1)
 		atomicAdd(retried, attempts - 1);
@@ -415,6 +431,7 @@ __device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
 
 // One round of a window: steps 1-4 for every thread's ticket.  Returns this
 // thread's look; *took says whether it finished its ticket this round.
+template <bool TABLES>
 __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 					 uint32_t worker, uint64_t ws, uint64_t t,
 					 bool finished, bool *took, bool *end)
@@ -479,7 +496,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	// Every published or skipped ticket is taken this round.
 	if (published) {
 		uint32_t nb;
-		enum outcome o = run_ticket(a, worker, 0, t, &s.dlq,
+		enum outcome o = run_ticket<TABLES>(a, worker, 0, t, &s.dlq,
 					    &s.c.retried, 0, &nb);
 		if (o == OUT_STOPPED) {
 			s.flag[tid] = KEEP_STOPPED; // the kernel is stopping
@@ -527,6 +544,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 // Unordered queue: block 0 is the pump (first, so that it is resident
 // before any worker waits on it); block 1 + w is worker w of G, which takes
 // windows w, w + G, w + 2G, ...
+template <bool TABLES>
 __device__ inline void consume_windowed(const kargs &a)
 {
 	__shared__ struct wshared s;
@@ -564,7 +582,7 @@ __device__ inline void consume_windowed(const kargs &a)
 			}
 			__syncthreads();
 			bool took;
-			enum look l = window_round(a, s, worker, ws, t, finished,
+			enum look l = window_round<TABLES>(a, s, worker, ws, t, finished,
 						   &took, &end);
 			if (l == LOOK_END)
 				finished = end = true;
@@ -629,6 +647,7 @@ __device__ inline void consume_windowed(const kargs &a)
 
 // Ordered queue: block b is the only consumer of ring b and walks it one
 // ticket at a time, so messages with one key complete in enqueue order.
+template <bool TABLES>
 __device__ inline void consume_ordered(const kargs &a)
 {
 	// Shared, not local: the counters are atomics.
@@ -659,7 +678,7 @@ __device__ inline void consume_ordered(const kargs &a)
 			uint32_t nb;
 			flag = l == LOOK_READY ? COPY_ALL : COPY_HDR;
 			copy_in<1>(a, ring, t, &zero16, 1, &flag, 0, 1);
-			enum outcome o = run_ticket(a, ring, ring, t, &dlq,
+			enum outcome o = run_ticket<TABLES>(a, ring, ring, t, &dlq,
 						    &c.retried, tot.done, &nb);
 			if (o == OUT_STOPPED)
 				break;
@@ -684,15 +703,28 @@ __device__ inline void consume_ordered(const kargs &a)
 
 // The kernels, with C names so that gpuqd can find them in a handler
 // module by name.  Each translation unit that includes this file gets its
-// own copy: gpuqd's, and each user module's.
+// own copy: gpuqd's, and each user module's.  The _tables kernels serve
+// queues with hash tables; their table code takes registers enough that a
+// window of DEFAULT_WINDOW threads only fits with a bound (and spills).
 extern "C" __global__ void gpuq_consume_windowed(kargs a)
 {
-	gpuq_dev::consume_windowed(a);
+	gpuq_dev::consume_windowed<false>(a);
+}
+
+extern "C" __global__ void __launch_bounds__(gpuq_dev::TABLES_MAX_WINDOW)
+gpuq_consume_windowed_tables(kargs a)
+{
+	gpuq_dev::consume_windowed<true>(a);
 }
 
 extern "C" __global__ void gpuq_consume_ordered(kargs a)
 {
-	gpuq_dev::consume_ordered(a);
+	gpuq_dev::consume_ordered<false>(a);
+}
+
+extern "C" __global__ void gpuq_consume_ordered_tables(kargs a)
+{
+	gpuq_dev::consume_ordered<true>(a);
 }
 
 extern "C" __device__ const uint32_t gpuq_kernel_abi = GPUQ_KERNEL_ABI;

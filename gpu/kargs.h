@@ -22,6 +22,9 @@
 /* Kernel names a handler module must export (extern "C"). */
 #define GPUQ_KERNEL_WINDOWED "gpuq_consume_windowed"
 #define GPUQ_KERNEL_ORDERED "gpuq_consume_ordered"
+/* ... and for queues with hash tables (table_slots, exactly_once) */
+#define GPUQ_KERNEL_WINDOWED_TABLES "gpuq_consume_windowed_tables"
+#define GPUQ_KERNEL_ORDERED_TABLES "gpuq_consume_ordered_tables"
 #define GPUQ_KERNEL_ABI_SYMBOL "gpuq_kernel_abi"
 
 /*

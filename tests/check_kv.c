@@ -196,13 +196,16 @@ START_TEST(test_full)
 	/* 32 slots: one window */
 	start(&b, "kv,handler=kv,table_slots=32,table_value_bytes=64");
 	q = attach(b.socket, "kv", &c);
+	int put_ok[40];
 	fill_items(it, ks, 0, 40, 1, 1);
 	ck_assert_int_eq(gpuq_kv_mput(q, it, 40, WAIT_MS), 0);
+	/* Which 32 get in is up to the order the batch's messages run in
+	 * (concurrently, on the GPU); that exactly 32 do, and the rest are
+	 * refused and absent, is not. */
 	for (int i = 0; i < 40; i++) {
-		ok += it[i].status == 0;
+		put_ok[i] = it[i].status == 0;
+		ok += put_ok[i];
 		full += it[i].status == GPUQ_ETABLEFULL;
-		if (i < 32)
-			ck_assert_int_eq(it[i].status, 0);
 	}
 	ck_assert_int_eq(ok, 32);
 	ck_assert_int_eq(full, 8);
@@ -210,8 +213,8 @@ START_TEST(test_full)
 	ck_assert_int_eq(gpuq_kv_mget(q, it, 40, WAIT_MS), 0);
 	for (int i = 0; i < 40; i++) {
 		uint32_t ver;
-		ck_assert_int_eq(it[i].status, i < 32 ? 0 : GPUQ_ENOKEY);
-		if (i < 32)
+		ck_assert_int_eq(it[i].status, put_ok[i] ? 0 : GPUQ_ENOKEY);
+		if (put_ok[i])
 			ck_assert(check_value((uint32_t)i, ks[i].v, it[i].vlen, &ver));
 	}
 	gpuq_disconnect(c);
