@@ -29,9 +29,14 @@
 //    r->len.  Return 0 for success; any other value is a failure: the
 //    message is retried up to the queue's max_attempts, then it goes to the
 //    dead-letter queue and the producer gets GPUQ_EHANDLER.
-//  - One thread runs one message.  Keep no state between calls, do not
-//    block, and do not use __syncthreads() (threads of a block run
-//    different messages and some run none).
+//  - One thread runs one message.  Keep no state between calls other than
+//    in the queue's table, do not block, and do not use __syncthreads()
+//    (threads of a block run different messages and some run none).
+//  - State: with table_slots set, m->table is the queue's hash table in
+//    VRAM (broker/kvtable.h: gpuq_kvt_get, _put, _del, _cas_value, and
+//    gpuq_kvt_acquire/_release for a read-modify-write under the key's
+//    lock); NULL otherwise.  With exactly_once = yes gpuqd runs a key at
+//    most once and replays its recorded result (docs/guarantees.md).
 //  - A trap or an illegal address kills the CUDA context: see the device
 //    fault policy in docs/runbook.md.
 //
