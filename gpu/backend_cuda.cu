@@ -15,17 +15,8 @@ extern "C" {
 #include "libclient/gpuq.h"
 }
 #include "gpu/consume.cuh"
+#include "gpu/cuda_call.h"
 #include "gpu/tables_cuda.h"
-
-// Every runtime call goes through here, so a failure names the call.
-#define CUDA_CALL(call)                                                      \
-	({                                                                   \
-		cudaError_t e_ = (call);                                     \
-		if (e_ != cudaSuccess)                                       \
-			blog(0, "%s:%d: %s: %s", __FILE__, __LINE__, #call,  \
-			     cudaGetErrorString(e_));                        \
-		e_;                                                          \
-	})
 
 // Tickets per window = threads per worker block.  512 keeps the copy loops
 // long enough to fill the link and the handler's registers within limits;

@@ -21,16 +21,8 @@ extern "C" {
 #include "libclient/gpuq.h"
 }
 #include "broker/handlers.h"
+#include "gpu/cuda_call.h"
 #include "gpu/tables_cuda.h"
-
-#define CUDA_CALL(call)                                                      \
-	({                                                                   \
-		cudaError_t e_ = (call);                                     \
-		if (e_ != cudaSuccess)                                       \
-			blog(0, "%s:%d: %s: %s", __FILE__, __LINE__, #call,  \
-			     cudaGetErrorString(e_));                        \
-		e_;                                                          \
-	})
 
 // How often the pass runs, and its grid: small, so it fits beside the
 // persistent kernels; a grid-stride loop covers any table size.

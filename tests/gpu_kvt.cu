@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/handlers.h" /* gpuq_fault_mix: splitmix64's finaliser */
 #include "broker/kvtable.h"
 #include "tests/gpu_kvt.h"
 
@@ -28,15 +29,6 @@ __device__ static uint64_t tick(unsigned long long *clock)
 		.fetch_add(1ull, cuda::memory_order_seq_cst) + 1;
 }
 
-__device__ static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 __global__ static void kvt_round(struct gpuq_kvt t, uint32_t round,
 				 unsigned long long *clock, uint64_t *seen,
 				 struct lin_op *ops, int *keys)
@@ -46,7 +38,7 @@ __global__ static void kvt_round(struct gpuq_kvt t, uint32_t round,
 	// each run of that many threads: every key gets the same share.
 	int key = (int)((7u * i + round) % GPU_KVT_KEYS);
 	uint8_t kb = (uint8_t)('a' + key);
-	uint64_t r = mix((uint64_t)round << 32 | i), v = 0;
+	uint64_t r = gpuq_fault_mix((uint64_t)round << 32 | i), v = 0;
 	uint64_t *last = &seen[(size_t)i * GPU_KVT_KEYS + key];
 	uint32_t len;
 	struct lin_op o;
