@@ -62,6 +62,9 @@ if start_broker "$S" "$bin/gpuqd" -b cuda \
 	$B -q echo -p 1 -n 20000 -b 1 -w 1 | tail -2
 	# the hash table in VRAM: 16M slots at 50 % load, 200M lookups
 	timeout 60 "$bin/gpuq-bench" table --device cuda || fail=1
+	# the KV API on a table in VRAM against Redis MSET/MGET, same run
+	timeout 120 "$bin/gpuq-bench" kv --backend cuda --gpuqd "$bin/gpuqd" \
+		-p 8 -n 100000 -b 1024 -w 8 || fail=1
 	# the predecessor's design (a cudaMemcpy per message) in the same run
 	$B -q checksum -p 4 -n 200000 -b 256 --baseline cuda,uds \
 		--baseline-max-s 5 | tail -4
@@ -134,6 +137,19 @@ want sanitize && for tool in memcheck racecheck; do
 	# a loaded handler module (random payloads: some hold a NUL byte,
 	# which it refuses, so its dead-letter path runs too)
 	sanitize_one $tool "upper,handler_module=$here/handlers/example_handler.fatbin,result_bytes=256,workers=2" -p 2 -n 1000
+done
+# The hash tables in VRAM (keysum, kv, exactly-once) through the suites
+# that use them, every broker they start under the sanitizer: GPUQD names
+# a wrapper, and a broker that exits with the sanitizer's status fails
+# the test that stops it.
+want sanitize && for tool in memcheck racecheck; do
+	w="$tmp/gpuqd-$tool"
+	printf '#!/bin/sh\nexec env GPUQ_CUDA_WINDOW=64 %s --tool %s --error-exitcode 9 %s "$@"\n' \
+		"$cs" "$tool" "$bin/gpuqd" >"$w"
+	chmod +x "$w"
+	echo "== compute-sanitizer --tool $tool: check_kv, check_state"
+	GPUQD="$w" GPUQ_SUITE_TIMEOUT=300 "$here/run-tests.sh" cuda check_kv \
+		check_state || fail=1
 done
 rm -rf "$tmp"
 echo "gpu-check: $([ $fail -eq 0 ] && echo PASS || echo FAIL)"
