@@ -146,8 +146,7 @@ QUEUES = [
     "fail,handler=echo,slot_bytes=64,capacity=16,fail_ppm=1000000,"
     "max_attempts=2",
     "cq,handler=echo,slot_bytes=64,capacity=16,cq_capacity=4",
-    # tables are on the CPU backend only so far
-    "kv,handler=kv,table_slots=1024,table_value_bytes=64,backend=cpu",
+    "kv,handler=kv,table_slots=1024,table_value_bytes=64",
 ]
 
 
