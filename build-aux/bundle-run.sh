@@ -14,16 +14,32 @@ export GPUQ_TEST_MODULE="${GPUQ_TEST_MODULE:-$here/handlers/example_handler.fatb
 export GPUQ_TEST_TRAP_MODULE="${GPUQ_TEST_TRAP_MODULE:-$here/handlers/trap_handler.fatbin}"
 # The suites never touch CUDA in-process (gpuqd does), so check may fork.
 export CK_FORK=${CK_FORK:-yes}
+# Keep each test's broker directory, in a directory of this run's own, so
+# that a failed suite's gpuqd logs can be shown below (a GPU host is
+# usually reached for one command at a time).
+export GPUQ_TEST_KEEP=1
+export GPUQ_TEST_DIR=$(mktemp -d /tmp/gpuq-run-XXXXXX)
 pass=0 fail=0 skip=0
 tests=${*:-$(ls "$here/tests")}
+# The last lines of up to four gpuqd logs that a failed suite left.
+broker_logs() {
+	find "$GPUQ_TEST_DIR" -name gpuqd.log 2>/dev/null | head -4 |
+		while read -r f; do
+			echo "-- $f"
+			tail -12 "$f"
+		done
+}
 for t in $tests; do
 	timeout "${GPUQ_SUITE_TIMEOUT:-600}" "$here/tests/$t" >"/tmp/gpuq-bundle-$t.log" 2>&1
 	rc=$?
 	case $rc in
 	0) pass=$((pass + 1)); echo "PASS: $t" ;;
 	77) skip=$((skip + 1)); echo "SKIP: $t" ;;
-	*) fail=$((fail + 1)); echo "FAIL: $t (exit $rc)"; tail -20 "/tmp/gpuq-bundle-$t.log" ;;
+	*) fail=$((fail + 1)); echo "FAIL: $t (exit $rc)"; tail -20 "/tmp/gpuq-bundle-$t.log"
+	   broker_logs ;;
 	esac
+	rm -rf "${GPUQ_TEST_DIR:?}"/*
 done
+rm -rf "$GPUQ_TEST_DIR"
 echo "backend $backend: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

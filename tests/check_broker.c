@@ -198,11 +198,7 @@ static struct broker_proc *prep_dir(void)
 {
 	struct broker_proc *b = broker_slot();
 
-	memset(b, 0, sizeof(*b));
-	snprintf(b->dir, sizeof(b->dir), "/tmp/gpuq-test-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(b->dir));
-	snprintf(b->socket, sizeof(b->socket), "%s/gpuqd.sock", b->dir);
-	snprintf(b->log, sizeof(b->log), "%s/gpuqd.log", b->dir);
+	ck_assert_int_eq(broker_dir(b), 0);
 	return b;
 }
 

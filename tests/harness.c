@@ -81,14 +81,23 @@ int broker_restart(struct broker_proc *b, const char *const *argv)
 	return wait_ready(b);
 }
 
-int broker_start(struct broker_proc *b, const char *const *argv)
+int broker_dir(struct broker_proc *b)
 {
+	const char *base = getenv("GPUQ_TEST_DIR");
 	memset(b, 0, sizeof(*b));
-	snprintf(b->dir, sizeof(b->dir), "/tmp/gpuq-test-XXXXXX");
+	snprintf(b->dir, sizeof(b->dir), "%s/gpuq-test-XXXXXX",
+		 base && *base ? base : "/tmp");
 	if (!mkdtemp(b->dir))
 		return -1;
 	snprintf(b->socket, sizeof(b->socket), "%s/gpuqd.sock", b->dir);
 	snprintf(b->log, sizeof(b->log), "%s/gpuqd.log", b->dir);
+	return 0;
+}
+
+int broker_start(struct broker_proc *b, const char *const *argv)
+{
+	if (broker_dir(b))
+		return -1;
 	return broker_restart(b, argv);
 }
 

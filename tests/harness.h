@@ -16,6 +16,10 @@ struct broker_proc {
 	char log[128];    /* dir/gpuqd.log: the broker's stderr */
 };
 
+/* A fresh private directory for a broker (under $GPUQ_TEST_DIR, default
+ * /tmp) with its socket and log paths, nothing started.  0 or -1. */
+int broker_dir(struct broker_proc *b);
+
 /* Start gpuqd -s <socket> plus argv (NULL-terminated).  Waits up to 5 s for
  * it to accept a connection.  Returns 0, or -1 (and the log says why). */
 int broker_start(struct broker_proc *b, const char *const *argv);
