@@ -562,8 +562,13 @@ static int live_client(const char *sock, int mode)
 		return 100;
 	memset(p, 1, sizeof(p));
 	if (mode == 1) {
-		if (gpuq_reserve(q, 1, &loan, 0))
-			return 102;
+		/* With time to wait: on two loaded cores (CI's sanitizer run)
+		 * a reserve without any once failed before the kill.  The
+		 * exit status says how, should it fail again. */
+		rc = gpuq_reserve(q, 1, &loan, WAIT_MS);
+		if (rc)
+			return rc == GPUQ_EBROKERDEAD ? 103
+			       : rc == GPUQ_ETIMEDOUT ? 104 : 102;
 		id = loan.first_id;
 	}
 	do {
