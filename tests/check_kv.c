@@ -316,7 +316,7 @@ END_TEST
 static Suite *suite_kv(void)
 {
 	Suite *s = suite_create("kv");
-	TCase *tc = tcase_create("cpu");
+	TCase *tc = tcase_create("broker");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_single);
 	tcase_add_test(tc, test_batch);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "broker/kvtable.h"
+#include "tests/lin_table.h"
 #include "tests/lincheck.h"
 #include "tests/runner.h"
 
@@ -411,40 +412,13 @@ static void lin_one(struct lin_thread *a, int i)
 {
 	struct lin_op *o = &a->ops[i];
 	int key = (int)(rnd(&a->rng) % KEYS);
-	uint8_t kb = (uint8_t)('a' + key);
-	uint32_t len;
-	uint64_t v = 0;
 	a->key[i] = key;
 	o->k = (enum lin_kind)(rnd(&a->rng) % LIN_N);
 	o->arg = (uint64_t)(a->id + 1) << 40 | ++a->seq;
 	o->expect = a->seen[key];
-	o->res = 0;
 	o->inv = __atomic_add_fetch(&lclock, 1, __ATOMIC_SEQ_CST);
-	switch (o->k) {
-	case LIN_GET:
-		o->rc = gpuq_kvt_get(a->t, &kb, 1, &v, 8, &len);
-		o->res = o->rc ? 0 : v;
-		break;
-	case LIN_UPSERT:
-	case LIN_INSERT:
-	case LIN_UPDATE:
-		o->rc = gpuq_kvt_put(a->t, &kb, 1, &o->arg, 8,
-				     o->k == LIN_UPSERT ? GPUQ_KVT_UPSERT
-				     : o->k == LIN_INSERT ? GPUQ_KVT_INSERT
-							 : GPUQ_KVT_UPDATE);
-		break;
-	case LIN_DEL:
-		o->rc = gpuq_kvt_del(a->t, &kb, 1);
-		break;
-	default:
-		o->rc = gpuq_kvt_cas_value(a->t, &kb, 1, &o->expect, 8, &o->arg, 8);
-		break;
-	}
+	lin_apply(a->t, key, o, &a->seen[key]);
 	o->resp = __atomic_add_fetch(&lclock, 1, __ATOMIC_SEQ_CST);
-	if (o->k == LIN_GET && !o->rc)
-		a->seen[key] = v;
-	else if (o->rc == 0 && o->k != LIN_DEL && o->k != LIN_GET)
-		a->seen[key] = o->arg;
 }
 
 static void *lin_thread_main(void *arg)
@@ -462,14 +436,6 @@ static void *lin_thread_main(void *arg)
 		pthread_barrier_wait(&round_end); /* main has checked */
 	}
 	return NULL;
-}
-
-static uint64_t value_now(struct gpuq_kvt *t, int key)
-{
-	uint8_t kb = (uint8_t)('a' + key);
-	uint64_t v = 0;
-	uint32_t len;
-	return gpuq_kvt_get(t, &kb, 1, &v, 8, &len) ? 0 : v;
 }
 
 START_TEST(test_linearizable)
@@ -495,7 +461,7 @@ START_TEST(test_linearizable)
 		for (int key = 0; key < KEYS; key++) {
 			struct lin_op h[LIN_MAXOPS];
 			int n = 0;
-			uint64_t final = value_now(&t, key);
+			uint64_t final = lin_value(&t, key);
 			for (int i = 0; i < THREADS; i++)
 				for (int j = 0; j < ROUND_OPS; j++)
 					if (a[i].key[j] == key)

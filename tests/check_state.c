@@ -307,7 +307,7 @@ END_TEST
 static Suite *suite_state(void)
 {
 	Suite *s = suite_create("state");
-	TCase *tc = tcase_create("cpu");
+	TCase *tc = tcase_create("broker");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_keysum);
 	tcase_add_test(tc, test_duplicates);

@@ -629,6 +629,30 @@ START_TEST(test_kill9)
 }
 END_TEST
 
+/* n entries loaded, then consumed by one gpuqd (queue options opts, the
+ * epoll loop if epoll) while redis-server restarts once a quarter of the
+ * results are in.  Returns a connection to the restarted server, after
+ * every entry is done and gpuqd has stopped. */
+static redisContext *across_restart(struct redis_proc *r,
+				    struct broker_proc *b, struct load *l,
+				    size_t n, const char *opts, int epoll)
+{
+	redisContext *c;
+	redis_start(r);
+	c = rc_ok(r);
+	load_more(c, l, n);
+	start_gpuqd(b, r, "c1", opts, epoll, 0);
+	wait_results(c, (long long)n / 4, 120);
+	redisFree(c);
+	redis_stop(r);
+	sleep_ms(300);
+	redis_spawn(r);
+	c = rc_ok(r);
+	wait_done(c, (long long)n, 300);
+	stop_gpuqd(b);
+	return c;
+}
+
 /* redis-server restarts mid-stream (appendonly): gpuqd reconnects and
  * nothing is lost.  Loop index 0: io_uring, 1: epoll. */
 START_TEST(test_redis_restart)
@@ -638,19 +662,7 @@ START_TEST(test_redis_restart)
 	struct load l = { 0 };
 	struct tally t;
 	const size_t n = 60000;
-	redisContext *c;
-	redis_start(&r);
-	c = rc_ok(&r);
-	load_more(c, &l, n);
-	start_gpuqd(&b, &r, "c1", NULL, _i, 0);
-	wait_results(c, (long long)n / 4, 120);
-	redisFree(c);
-	redis_stop(&r);
-	sleep_ms(300);
-	redis_spawn(&r);
-	c = rc_ok(&r);
-	wait_done(c, (long long)n, 300);
-	stop_gpuqd(&b);
+	redisContext *c = across_restart(&r, &b, &l, n, NULL, _i);
 	check_results(c, &l, 0, NULL, &t);
 	ck_assert_int_ge(stopped_counter(&b, "reconnects"), 1);
 	ck_assert_int_le((long long)t.dups, stopped_counter(&b, "redelivered"));
@@ -699,21 +711,10 @@ START_TEST(test_exactly_once_restart)
 	struct once_check k = { &l, calloc(n, sizeof(uint32_t)), 0, 0 };
 	redisContext *c;
 	ck_assert_ptr_nonnull(k.seen);
-	redis_start(&r);
-	c = rc_ok(&r);
-	load_more(c, &l, n);
-	start_gpuqd(&b, &r, "c1",
-		    "handler=keysum,table_slots=128k,exactly_once=yes,"
-		    "dedupe_slots=256k,backend=cpu",
-		    0, 0);
-	wait_results(c, (long long)n / 4, 120);
-	redisFree(c);
-	redis_stop(&r);
-	sleep_ms(300);
-	redis_spawn(&r);
-	c = rc_ok(&r);
-	wait_done(c, (long long)n, 300);
-	stop_gpuqd(&b);
+	c = across_restart(&r, &b, &l, n,
+			   "handler=keysum,table_slots=128k,exactly_once=yes,"
+			   "dedupe_slots=256k",
+			   0);
 	each_result(c, once_one, &k);
 	for (size_t i = 0; i < n; i++)
 		ck_assert_msg(k.seen[i] > 0, "entry %zu has no result", i);

@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "broker/handlers.h" /* gpuq_fault_mix: splitmix64's finaliser */
-#include "broker/kvtable.h"
 #include "tests/gpu_kvt.h"
+#include "tests/lin_table.h"
 
 struct gpu_kvt {
 	struct gpuq_kvt t;
@@ -37,53 +37,24 @@ __global__ static void kvt_round(struct gpuq_kvt t, uint32_t round,
 	// 7 is odd, so i -> 7i + round is a bijection mod GPU_KVT_KEYS over
 	// each run of that many threads: every key gets the same share.
 	int key = (int)((7u * i + round) % GPU_KVT_KEYS);
-	uint8_t kb = (uint8_t)('a' + key);
-	uint64_t r = gpuq_fault_mix((uint64_t)round << 32 | i), v = 0;
+	uint64_t r = gpuq_fault_mix((uint64_t)round << 32 | i);
 	uint64_t *last = &seen[(size_t)i * GPU_KVT_KEYS + key];
-	uint32_t len;
 	struct lin_op o;
 	o.k = (int32_t)(r % LIN_N);
 	o.arg = (uint64_t)(i + 1) << 40 | round; // unique per write, never 0
 	o.expect = *last;
-	o.res = 0;
 	// a little jitter, so that the operations start spread out
 	__nanosleep((unsigned)(r >> 40) % 2048u);
 	o.inv = tick(clock);
-	switch (o.k) {
-	case LIN_GET:
-		o.rc = gpuq_kvt_get(&t, &kb, 1, &v, 8, &len);
-		o.res = o.rc ? 0 : v;
-		break;
-	case LIN_UPSERT:
-	case LIN_INSERT:
-	case LIN_UPDATE:
-		o.rc = gpuq_kvt_put(&t, &kb, 1, &o.arg, 8,
-				    o.k == LIN_UPSERT ? GPUQ_KVT_UPSERT
-				    : o.k == LIN_INSERT ? GPUQ_KVT_INSERT
-							: GPUQ_KVT_UPDATE);
-		break;
-	case LIN_DEL:
-		o.rc = gpuq_kvt_del(&t, &kb, 1);
-		break;
-	default:
-		o.rc = gpuq_kvt_cas_value(&t, &kb, 1, &o.expect, 8, &o.arg, 8);
-		break;
-	}
+	lin_apply(&t, key, &o, last);
 	o.resp = tick(clock);
-	if (o.k == LIN_GET && !o.rc)
-		*last = v;
-	else if (o.rc == 0 && o.k != LIN_DEL && o.k != LIN_GET)
-		*last = o.arg;
 	ops[i] = o;
 	keys[i] = key;
 }
 
 __global__ static void kvt_final(struct gpuq_kvt t, uint64_t *final)
 {
-	uint8_t kb = (uint8_t)('a' + threadIdx.x);
-	uint64_t v = 0;
-	uint32_t len;
-	final[threadIdx.x] = gpuq_kvt_get(&t, &kb, 1, &v, 8, &len) ? 0 : v;
+	final[threadIdx.x] = lin_value(&t, (int)threadIdx.x);
 }
 
 static int fail(cudaError_t e, const char *what, char *err, size_t cap)
