@@ -491,6 +491,18 @@ struct gpuq_once_rec {
 	uint32_t pad;
 };
 
+#ifdef __CUDACC__
+/* The clock of exactly-once records on the GPU: nanoseconds by its global
+ * timer (the consumer kernels stamp records, the maintenance pass expires
+ * them; gpu/tables_cuda.cu). */
+__device__ inline uint64_t gpuq_once_now_ns(void)
+{
+	uint64_t t;
+	asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+	return t;
+}
+#endif
+
 /* Value bytes a dedupe table needs for results of result_bytes. */
 GPUQ_HD uint32_t gpuq_once_value_bytes(uint32_t result_bytes)
 {

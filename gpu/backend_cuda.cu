@@ -184,14 +184,21 @@ static bool has_tables(const struct bqueue *q)
 	return q->table.nbuckets || q->once.nbuckets;
 }
 
-// The built-in kernel for a queue.
+// The consumer kernels, gpuqd's own and their names in a handler module,
+// by [has tables][ordered].
+static const void *const builtin_kernels[2][2] = {
+	{ (const void *)gpuq_consume_windowed, (const void *)gpuq_consume_ordered },
+	{ (const void *)gpuq_consume_windowed_tables,
+	  (const void *)gpuq_consume_ordered_tables },
+};
+static const char *const kernel_names[2][2] = {
+	{ GPUQ_KERNEL_WINDOWED, GPUQ_KERNEL_ORDERED },
+	{ GPUQ_KERNEL_WINDOWED_TABLES, GPUQ_KERNEL_ORDERED_TABLES },
+};
+
 static const void *builtin_kernel(const struct bqueue *q)
 {
-	if (has_tables(q))
-		return q->r.hdr->ordered ? (const void *)gpuq_consume_ordered_tables
-					 : (const void *)gpuq_consume_windowed_tables;
-	return q->r.hdr->ordered ? (const void *)gpuq_consume_ordered
-				 : (const void *)gpuq_consume_windowed;
+	return builtin_kernels[has_tables(q)][q->r.hdr->ordered != 0];
 }
 
 // A handler module: a .fatbin/.cubin built from gpu/gpuq_handler.cuh,
@@ -205,10 +212,7 @@ static int load_module(struct cuda_state *s, const struct bqueue *q,
 	void *abi_dev;
 	size_t sz = 0;
 	uint32_t abi = 0;
-	name = has_tables(q) ? (q->r.hdr->ordered ? GPUQ_KERNEL_ORDERED_TABLES
-						: GPUQ_KERNEL_WINDOWED_TABLES)
-			     : (q->r.hdr->ordered ? GPUQ_KERNEL_ORDERED
-						: GPUQ_KERNEL_WINDOWED);
+	name = kernel_names[has_tables(q)][q->r.hdr->ordered != 0];
 	if (CUDA_CALL(cudaLibraryLoadFromFile(&s->lib, path, NULL, NULL, 0, NULL,
 					      NULL, 0))) {
 		s->lib = NULL;

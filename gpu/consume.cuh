@@ -79,15 +79,6 @@ __device__ inline size_t slot_index(const kargs &a, uint32_t ring, uint64_t t)
 	return (size_t)ring * a.capacity + (t & a.mask);
 }
 
-// Nanoseconds by the GPU's global timer: the clock of exactly-once
-// records, on the device only (the maintenance pass reads the same one).
-__device__ inline uint64_t now_ns(void)
-{
-	uint64_t t;
-	asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-	return t;
-}
-
 __device__ inline uint32_t host_stop(const kargs &a)
 {
 	return *(volatile uint32_t *)a.stop;
@@ -137,6 +128,23 @@ enum { COPY_NONE = 0, COPY_ALL = 1, COPY_HDR = 2, KEEP_STOPPED = 4 };
 // What a ticket's round produced, for step 4.
 enum outcome { OUT_NONE, OUT_RESULT, OUT_DEAD, OUT_GARBLED, OUT_STOPPED };
 
+// A message's completion entry, built in the staging area; *out_bytes:
+// how much of it step 4 copies.  seq: ordered queues run one ticket at a
+// time per worker, so the worker's own counter orders its completions;
+// the windowed kernel leaves it 0 (no order is promised there).
+__device__ inline void stage_completion(struct ipc_cq_entry *e, int status,
+					uint32_t len, uint32_t attempts,
+					uint32_t worker, uint64_t seq,
+					uint32_t *out_bytes)
+{
+	e->status = status;
+	e->len = len;
+	e->attempts = attempts;
+	e->worker = worker;
+	e->seq = seq;
+	*out_bytes = IPC_CQ_HDR_BYTES + len;
+}
+
 // Step 3 for one published ticket, whose slot is already in the VRAM ring:
 // run the handler (with retries), dead-letter a final failure, and build
 // the completion entry in the staging area.  *out_bytes gets how many bytes
@@ -178,7 +186,7 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 		if (once.slots)
 			rc = gpuq_handle_once(a.handler, &in, &res, &f,
 					      a.max_attempts, &attempts, &once,
-					      now_ns(), a.once_window_ns,
+					      gpuq_once_now_ns(), a.once_window_ns,
 					      &refused, &replayed);
 		else
 			rc = gpuq_handle(a.handler, &in, &res, &f,
@@ -186,14 +194,9 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 		if (refused) {
 			// Not run and not a handler failure: no dead letter,
 			// the producer gets the reason (as on the CPU backend).
-			if (!noresult) {
-				e->status = refused;
-				e->len = 0;
-				e->attempts = 0;
-				e->worker = worker;
-				e->seq = seq;
-				*out_bytes = IPC_CQ_HDR_BYTES;
-			}
+			if (!noresult)
+				stage_completion(e, refused, 0, 0, worker, seq,
+						 out_bytes);
 			return OUT_RESULT;
 		}
 	} else {
@@ -208,17 +211,9 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 				 attempts))
 			return OUT_STOPPED;
 	}
-	if (!noresult) {
-		e->status = rc ? GPUQ_EHANDLER : 0;
-		e->len = rc ? 0 : res.len;
-		e->attempts = attempts;
-		e->worker = worker;
-		// Ordered queues run one ticket at a time per worker, so the
-		// worker's own counter orders its completions; the windowed
-		// kernel leaves it 0 (no order is promised there).
-		e->seq = seq;
-		*out_bytes = IPC_CQ_HDR_BYTES + (rc ? 0 : res.len);
-	}
+	if (!noresult)
+		stage_completion(e, rc ? GPUQ_EHANDLER : 0, rc ? 0 : res.len,
+				 attempts, worker, seq, out_bytes);
 	return rc ? OUT_DEAD : OUT_RESULT;
 }
 

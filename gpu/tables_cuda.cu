@@ -30,13 +30,6 @@ extern "C" {
 #define MAINT_BLOCKS 32u
 #define MAINT_THREADS 256u
 
-__device__ static uint64_t maint_now_ns(void)
-{
-	uint64_t t;
-	asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-	return t;
-}
-
 __device__ static unsigned long long count_used(const struct gpuq_kvt *t,
 						uint64_t i)
 {
@@ -48,7 +41,7 @@ __global__ static void tables_maint(struct gpuq_kvt table, struct gpuq_kvt once,
 				    uint64_t window_ns,
 				    unsigned long long *count)
 {
-	uint64_t now = maint_now_ns();
+	uint64_t now = gpuq_once_now_ns();
 	uint64_t i0 = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
 	uint64_t step = (uint64_t)gridDim.x * blockDim.x;
 	unsigned long long used[2] = { 0, 0 };
