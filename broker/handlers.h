@@ -345,41 +345,62 @@ GPUQ_HD int gpuq_kv_request_ok(const uint8_t *p, uint32_t len, uint32_t cap)
 	return 1;
 }
 
+/*
+ * One operation of a well-formed request: op points at its header, res at
+ * its reply record (gpuq_kvw_res_bytes bytes, all written: a GET's unused
+ * value room is zeroed, so no earlier result's bytes show through).  The
+ * CPU handler calls it for each op in turn; the CUDA backend calls it from
+ * a lane of a warp per op (gpu/kv_warp.cuh).  Returns the op's request
+ * bytes.
+ */
+GPUQ_HD uint32_t gpuq_kv_op(const struct gpuq_kvt *t, const uint8_t *op,
+			    uint8_t *res)
+{
+	struct gpuq_kvw_op_hdr o;
+	struct gpuq_kvw_res_hdr rh = { 0, 0, 0 };
+	const uint8_t *key = op + GPUQ_KVW_OP_HDR;
+	uint32_t vl = 0;
+	memcpy(&o, op, sizeof(o));
+	if (o.op == GPUQ_KVW_GET) {
+		rh.status = gpuq_kvt_get(t, key, o.klen, res + GPUQ_KVW_RES_HDR,
+					 o.vlen, &vl);
+		if (!rh.status) {
+			rh.len = (uint16_t)vl;
+			rh.n = (uint16_t)(vl < o.vlen ? vl : o.vlen);
+		}
+		memset(res + GPUQ_KVW_RES_HDR + rh.n, 0, o.vlen - rh.n);
+	} else if (o.op == GPUQ_KVW_PUT) {
+		rh.status = gpuq_kvt_put(t, key, o.klen, key + o.klen, o.vlen,
+					 GPUQ_KVT_UPSERT);
+	} else {
+		rh.status = gpuq_kvt_del(t, key, o.klen);
+	}
+	memcpy(res, &rh, sizeof(rh));
+	return gpuq_kvw_op_bytes(o.op, o.klen, o.vlen);
+}
+
+/* The reply header; returns the reply's first record. */
+GPUQ_HD uint8_t *gpuq_kv_reply_hdr(const uint8_t *req, uint8_t *out)
+{
+	memcpy(out, req + 2, 2); /* nops */
+	memset(out + 2, 0, 2);
+	return out + GPUQ_KVW_HDR;
+}
+
 GPUQ_HD int gpuq_handler_kv(const struct gpuq_hmsg *m, struct gpuq_hres *r)
 {
-	const uint8_t *p = m->data;
-	uint8_t *out = r->data;
+	const uint8_t *p = m->data + GPUQ_KVW_HDR;
+	uint8_t *out;
 	uint16_t nops;
 	if (!m->table || !gpuq_kv_request_ok(m->data, m->len, r->cap))
 		return 1;
-	memcpy(&nops, p + 2, 2);
-	memcpy(out, &nops, 2);
-	memset(out + 2, 0, 2);
-	p += GPUQ_KVW_HDR;
-	out += GPUQ_KVW_HDR;
+	memcpy(&nops, m->data + 2, 2);
+	out = gpuq_kv_reply_hdr(m->data, r->data);
 	for (uint32_t i = 0; i < nops; i++) {
 		struct gpuq_kvw_op_hdr o;
-		struct gpuq_kvw_res_hdr res = { 0, 0, 0 };
-		uint32_t vl = 0;
 		memcpy(&o, p, sizeof(o));
-		p += GPUQ_KVW_OP_HDR;
-		if (o.op == GPUQ_KVW_GET) {
-			res.status = gpuq_kvt_get(m->table, p, o.klen,
-						  out + GPUQ_KVW_RES_HDR, o.vlen,
-						  &vl);
-			if (!res.status) {
-				res.len = (uint16_t)vl;
-				res.n = (uint16_t)(vl < o.vlen ? vl : o.vlen);
-			}
-		} else if (o.op == GPUQ_KVW_PUT) {
-			res.status = gpuq_kvt_put(m->table, p, o.klen, p + o.klen,
-						  o.vlen, GPUQ_KVT_UPSERT);
-		} else {
-			res.status = gpuq_kvt_del(m->table, p, o.klen);
-		}
-		p += gpuq_kvw_op_bytes(o.op, o.klen, o.vlen) - GPUQ_KVW_OP_HDR;
-		memcpy(out, &res, sizeof(res));
-		out += GPUQ_KVW_RES_HDR + res.n;
+		p += gpuq_kv_op(m->table, p, out);
+		out += gpuq_kvw_res_bytes(o.op, o.vlen);
 	}
 	r->len = (uint32_t)(out - r->data);
 	return 0;

@@ -99,6 +99,16 @@ GPUQ_HD uint64_t gpuq_kvt_load(uint64_t *p)
 #endif
 }
 
+/* A load that orders nothing by itself: see gpuq_kvt_bucket_ctrl. */
+GPUQ_HD uint64_t gpuq_kvt_load_rx(uint64_t *p)
+{
+#ifdef __CUDA_ARCH__
+	return gpuq_kvt_a64(*p).load(cuda::memory_order_relaxed);
+#else
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+#endif
+}
+
 GPUQ_HD void gpuq_kvt_store(uint64_t *p, uint64_t v)
 {
 #ifdef __CUDA_ARCH__
@@ -315,6 +325,30 @@ GPUQ_HD uint64_t gpuq_kvt_window_slot(const struct gpuq_kvt *t, uint64_t home,
 	return b * GPUQ_KVT_BUCKET + i % GPUQ_KVT_BUCKET;
 }
 
+#ifdef __CUDA_ARCH__
+#define GPUQ_KVT_UNROLL _Pragma("unroll")
+#else
+#define GPUQ_KVT_UNROLL
+#endif
+
+/*
+ * The control words of bucket b (0 .. GPUQ_KVT_PROBE - 1) of the window
+ * starting at home.  The loads are independent, so on the GPU all of them
+ * are in flight at once, where acquire loads would each wait for the one
+ * before (a window scan was a chain of 32 VRAM round trips); the one
+ * acquire fence after them orders the slot reads that follow as acquire
+ * loads would, since a load followed by an acquire fence acquires.
+ */
+GPUQ_HD void gpuq_kvt_bucket_ctrl(const struct gpuq_kvt *t, uint64_t home,
+				  uint32_t b, uint64_t c[GPUQ_KVT_BUCKET])
+{
+	uint64_t first = ((home + b) & (t->nbuckets - 1)) * GPUQ_KVT_BUCKET;
+	GPUQ_KVT_UNROLL
+	for (uint32_t j = 0; j < GPUQ_KVT_BUCKET; j++)
+		c[j] = gpuq_kvt_load_rx(&gpuq_kvt_slot_at(t, first + j)->ctrl);
+	gpuq_kvt_fence_acq();
+}
+
 /* Does slot s, whose control word was c, hold the key? */
 GPUQ_HD int gpuq_kvt_holds(const struct gpuq_kvt_slot *s, uint64_t c,
 			   uint32_t tag, const void *key, uint32_t klen)
@@ -336,23 +370,30 @@ GPUQ_HD int64_t gpuq_kvt_find_locked(const struct gpuq_kvt *t,
 				     uint64_t *ctrl, int64_t *empty)
 {
 	*empty = -1;
-	for (uint32_t i = 0; i < GPUQ_KVT_WINDOW; i++) {
-		uint64_t si = gpuq_kvt_window_slot(t, l->home, i);
-		struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, si);
-		uint64_t c = gpuq_kvt_load(&s->ctrl);
-		if (GPUQ_KVT_STATE(c) == GPUQ_KVT_EMPTY &&
-		    (GPUQ_KVT_SEQ(c) & 1u) == 0) {
-			if (*empty < 0)
-				*empty = (int64_t)si;
-			continue;
-		}
-		/* Another key's slot may change under us, but then it
-		 * never held ours: re-reading the control word settles it. */
-		if (gpuq_kvt_holds(s, c, l->tag, key, klen)) {
-			gpuq_kvt_fence_acq();
-			if (gpuq_kvt_load(&s->ctrl) == c) {
-				*ctrl = c;
-				return (int64_t)si;
+	for (uint32_t b = 0; b < GPUQ_KVT_PROBE; b++) {
+		uint64_t cb[GPUQ_KVT_BUCKET];
+		gpuq_kvt_bucket_ctrl(t, l->home, b, cb);
+		GPUQ_KVT_UNROLL
+		for (uint32_t j = 0; j < GPUQ_KVT_BUCKET; j++) {
+			uint64_t si = gpuq_kvt_window_slot(
+				t, l->home, b * GPUQ_KVT_BUCKET + j);
+			struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, si);
+			uint64_t c = cb[j];
+			if (GPUQ_KVT_STATE(c) == GPUQ_KVT_EMPTY &&
+			    (GPUQ_KVT_SEQ(c) & 1u) == 0) {
+				if (*empty < 0)
+					*empty = (int64_t)si;
+				continue;
+			}
+			/* Another key's slot may change under us, but then
+			 * it never held ours: re-reading the control word
+			 * settles it. */
+			if (gpuq_kvt_holds(s, c, l->tag, key, klen)) {
+				gpuq_kvt_fence_acq();
+				if (gpuq_kvt_load(&s->ctrl) == c) {
+					*ctrl = c;
+					return (int64_t)si;
+				}
 			}
 		}
 	}
@@ -403,6 +444,45 @@ GPUQ_HD int64_t gpuq_kvt_claim(const struct gpuq_kvt *t,
 
 /* ---- operations; each returns 0 or a negative gpuq code ---- */
 
+/* gpuq_kvt_get at the i-th slot of the key's window, whose control word
+ * was c: 0 with the value read, or GPUQ_ENOKEY if the slot does not hold
+ * the key. */
+GPUQ_HD int gpuq_kvt_get_slot(const struct gpuq_kvt *t,
+			      const struct gpuq_kvt_loc *l, uint32_t i,
+			      uint64_t c, const void *key, uint32_t klen,
+			      void *out, uint32_t cap, uint32_t *vlen)
+{
+	struct gpuq_kvt_slot *s =
+		gpuq_kvt_slot_at(t, gpuq_kvt_window_slot(t, l->home, i));
+	unsigned spins = 0;
+	for (;;) {
+		uint32_t n;
+		if (GPUQ_KVT_SEQ(c) & 1u) {
+			/* A slot mid-write carries the tag of the key being
+			 * written: wait only if that may be ours. */
+			if (GPUQ_KVT_TAG(c) != l->tag)
+				return GPUQ_ENOKEY;
+			gpuq_kvt_backoff(&spins);
+			c = gpuq_kvt_load(&s->ctrl);
+			continue;
+		}
+		if (!gpuq_kvt_holds(s, c, l->tag, key, klen))
+			return GPUQ_ENOKEY;
+		n = s->vlen;
+		if (n <= t->value_bytes) { /* else torn: the check retries */
+			if (out)
+				memcpy(out, gpuq_kvt_value(s), n < cap ? n : cap);
+			gpuq_kvt_fence_acq();
+		}
+		uint64_t again = gpuq_kvt_load(&s->ctrl);
+		if (again == c && n <= t->value_bytes) {
+			*vlen = n;
+			return 0;
+		}
+		c = again;
+	}
+}
+
 /*
  * Look the key up without locking.  Copies up to cap bytes of the value to
  * out (out may be NULL with cap 0) and sets *vlen to its full length.
@@ -415,33 +495,14 @@ GPUQ_HD int gpuq_kvt_get(const struct gpuq_kvt *t, const void *key,
 	int rc = gpuq_kvt_locate(t, key, klen, &l);
 	if (rc)
 		return rc;
-	for (uint32_t i = 0; i < GPUQ_KVT_WINDOW; i++) {
-		struct gpuq_kvt_slot *s =
-			gpuq_kvt_slot_at(t, gpuq_kvt_window_slot(t, l.home, i));
-		unsigned spins = 0;
-		for (;;) {
-			uint64_t c = gpuq_kvt_load(&s->ctrl);
-			uint32_t n;
-			if (GPUQ_KVT_SEQ(c) & 1u) {
-				/* A slot mid-write carries the tag of the key
-				 * being written: wait only if that may be ours. */
-				if (GPUQ_KVT_TAG(c) != l.tag)
-					break;
-				gpuq_kvt_backoff(&spins);
-				continue;
-			}
-			if (!gpuq_kvt_holds(s, c, l.tag, key, klen))
-				break;
-			n = s->vlen;
-			if (n > t->value_bytes)
-				continue; /* torn read; the check below retries */
-			if (out)
-				memcpy(out, gpuq_kvt_value(s), n < cap ? n : cap);
-			gpuq_kvt_fence_acq();
-			if (gpuq_kvt_load(&s->ctrl) != c)
-				continue;
-			*vlen = n;
-			return 0;
+	for (uint32_t b = 0; b < GPUQ_KVT_PROBE; b++) {
+		uint64_t cb[GPUQ_KVT_BUCKET];
+		gpuq_kvt_bucket_ctrl(t, l.home, b, cb);
+		for (uint32_t j = 0; j < GPUQ_KVT_BUCKET; j++) {
+			rc = gpuq_kvt_get_slot(t, &l, b * GPUQ_KVT_BUCKET + j,
+					       cb[j], key, klen, out, cap, vlen);
+			if (rc != GPUQ_ENOKEY)
+				return rc;
 		}
 	}
 	return GPUQ_ENOKEY;

@@ -5,13 +5,19 @@
  * backend, reads requests and writes replies.  Little-endian, packed, read
  * and written with memcpy (no alignment is assumed).
  *
- * Request:  u8 version (1), u8 0, u16 nops, then nops ops:
+ * Request:  u8 version (2), u8 0, u16 nops, then nops ops:
  *           u8 op, u8 klen, u16 vlen, key[klen], value[vlen if PUT]
  *           (GET: vlen is the most value bytes wanted back; DEL: 0).
- * Reply:    u16 nops, u16 0, then per op, in request order:
+ * Reply:    u16 nops, u16 0, then per op, in request order, a fixed-size
+ *           record of gpuq_kvw_res_bytes(op, vlen) bytes:
  *           i32 status (0 or a GPUQ_E* code), u16 len (the value's full
- *           length, GET only), u16 n (bytes that follow: min(len, the
- *           request's vlen)), value[n].
+ *           length, GET only), u16 n (value bytes returned: min(len, the
+ *           request's vlen)), then, for a GET, vlen bytes: value[n] and
+ *           zeros.
+ * Every record's place follows from the request alone, so a consumer may
+ * answer a message's operations in parallel (the CUDA backend does, a
+ * lane of a warp per operation).  Version 1 packed the replies tightly,
+ * which made each reply's place depend on the answers before it.
  */
 #ifndef GPUQ_IPC_KVWIRE_H
 #define GPUQ_IPC_KVWIRE_H
@@ -21,7 +27,7 @@
 
 #include "ipc/hd.h"
 
-#define GPUQ_KVW_VERSION 1
+#define GPUQ_KVW_VERSION 2
 #define GPUQ_KVW_HDR 4     /* request and reply headers */
 #define GPUQ_KVW_OP_HDR 4  /* op, klen, vlen */
 #define GPUQ_KVW_RES_HDR 8 /* status, len, n */
@@ -45,7 +51,7 @@ GPUQ_HD uint32_t gpuq_kvw_op_bytes(uint32_t op, uint32_t klen, uint32_t vlen)
 	return GPUQ_KVW_OP_HDR + klen + (op == GPUQ_KVW_PUT ? vlen : 0);
 }
 
-/* Reply bytes an op may need at most. */
+/* Reply bytes of one op: its fixed-size reply record. */
 GPUQ_HD uint32_t gpuq_kvw_res_bytes(uint32_t op, uint32_t vlen)
 {
 	return GPUQ_KVW_RES_HDR + (op == GPUQ_KVW_GET ? vlen : 0);

@@ -11,16 +11,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/kvtable.h" /* gpuq_kvt_hash */
 #include "ipc/kvwire.h"
 #include "libclient/gpuq.h"
 
 /* Messages in flight per group: bounded by the handle's unread results. */
 #define KV_GROUP_MAX 64
+/* Most keys a group of puts or deletes remembers (see struct kv_seen). */
+#define KV_SEEN_MAX 16384u
 
 struct kv_msg {
 	size_t first, n;  /* items [first, first + n) */
 	size_t len;       /* request bytes */
 	uint64_t id;
+};
+
+/*
+ * The keys of the current group of a put or delete call, by hash, with
+ * the message each went into.  A group's messages run in parallel, so a
+ * key that comes again in a later message of the group ends the group:
+ * its second operation goes out only after the first is done, and one
+ * key's operations keep item order.  (Within a message the handler keeps
+ * it.)  A hash shared by two keys only ends a group early.  Entries of
+ * older groups are told apart by gen, so nothing is cleared between
+ * groups.
+ */
+struct kv_seen {
+	uint64_t hash;
+	uint32_t gen, msg;
 };
 
 struct kv_call {
@@ -32,34 +50,77 @@ struct kv_call {
 	gpuq_queue_info info;
 	uint32_t get_room; /* value bytes one reply can carry */
 	uint8_t *req, *reply; /* KV_GROUP_MAX requests; one reply */
+	struct kv_seen *seen; /* puts and deletes: seen_mask + 1 entries */
+	uint32_t seen_mask, seen_n, gen;
 	struct kv_msg msg[KV_GROUP_MAX];
 };
 
-static uint32_t item_vlen(const struct kv_call *k, const gpuq_kv_item *it)
+/* Remember item it as going into message mi of this group; false (and
+ * nothing remembered) if a key with its hash went into an earlier
+ * message, or the group has remembered all it can. */
+static int seen_add(struct kv_call *k, const gpuq_kv_item *it, uint32_t mi)
 {
-	return k->op == GPUQ_KVW_DEL ? 0 : it->vlen;
+	uint64_t h = gpuq_kvt_hash(it->key, it->klen);
+	uint32_t i = (uint32_t)h & k->seen_mask;
+	if (!k->seen)
+		return 1;
+	if (k->seen_n >= (k->seen_mask + 1) / 2)
+		return 0;
+	for (; k->seen[i].gen == k->gen; i = (i + 1) & k->seen_mask)
+		if (k->seen[i].hash == h && k->seen[i].msg != mi)
+			return 0;
+	k->seen[i] = (struct kv_seen){ h, k->gen, mi };
+	k->seen_n++;
+	return 1;
 }
 
-/* Pack items from *next into message m of the group; 0, or GPUQ_ETOOBIG
- * when not even one item fits. */
-static int pack(struct kv_call *k, size_t *next, struct kv_msg *m,
-		uint8_t *buf)
+/* Room for the keys of one group of n items. */
+static int seen_alloc(struct kv_call *k)
 {
+	uint32_t cap = 64;
+	if (k->op == GPUQ_KVW_GET || k->n < 2)
+		return 0; /* reads need no order; one item, no repeat */
+	while (cap < 2 * KV_SEEN_MAX && cap < 2 * k->n)
+		cap *= 2;
+	k->seen = calloc(cap, sizeof(*k->seen));
+	k->seen_mask = cap - 1;
+	return k->seen ? 0 : -ENOMEM;
+}
+
+/* The op's vlen on the wire: a put's value length; for a get, the most
+ * value bytes wanted back, no more than one reply can carry (the item's
+ * vlen out still tells the value's full length); 0 for a delete. */
+static uint16_t wire_vlen(const struct kv_call *k, const gpuq_kv_item *it)
+{
+	if (k->op == GPUQ_KVW_DEL)
+		return 0;
+	if (k->op == GPUQ_KVW_GET && it->vlen > k->get_room)
+		return (uint16_t)k->get_room;
+	return (uint16_t)it->vlen;
+}
+
+/* Pack items from *next into message mi of the group: 0; 1 when the
+ * group must end before the next item (seen_add), with nothing packed; or
+ * GPUQ_ETOOBIG when not even one item fits. */
+static int pack(struct kv_call *k, size_t *next, uint32_t mi, uint8_t *buf)
+{
+	struct kv_msg *m = &k->msg[mi];
 	size_t len = GPUQ_KVW_HDR, res = GPUQ_KVW_HDR;
 	uint16_t nops = 0;
 	m->first = *next;
 	while (*next < k->n && nops < UINT16_MAX) {
 		gpuq_kv_item *it = &k->items[*next];
 		struct gpuq_kvw_op_hdr o = { (uint8_t)k->op, (uint8_t)it->klen,
-					     (uint16_t)item_vlen(k, it) };
-		/* A get asks for no more than one reply can carry; vlen
-		 * out still tells the value's full length. */
-		if (k->op == GPUQ_KVW_GET && o.vlen > k->get_room)
-			o.vlen = (uint16_t)k->get_room;
+					     wire_vlen(k, it) };
 		size_t ob = gpuq_kvw_op_bytes(o.op, o.klen, o.vlen);
 		size_t rb = gpuq_kvw_res_bytes(o.op, o.vlen);
 		if (len + ob > k->info.slot_bytes || res + rb > k->info.result_bytes)
 			break;
+		if (!seen_add(k, it, mi)) {
+			if (!nops)
+				return 1;
+			break;
+		}
 		memcpy(buf + len, &o, sizeof(o));
 		memcpy(buf + len + GPUQ_KVW_OP_HDR, it->key, it->klen);
 		if (k->op == GPUQ_KVW_PUT && o.vlen)
@@ -80,7 +141,8 @@ static int pack(struct kv_call *k, size_t *next, struct kv_msg *m,
 	return 0;
 }
 
-/* Unpack a reply of `len` bytes into the message's items. */
+/* Unpack a reply of `len` bytes into the message's items: one record of
+ * gpuq_kvw_res_bytes per item, in order. */
 static int unpack(struct kv_call *k, const struct kv_msg *m, size_t len)
 {
 	const uint8_t *p = k->reply, *end = k->reply + len;
@@ -94,11 +156,12 @@ static int unpack(struct kv_call *k, const struct kv_msg *m, size_t len)
 	for (size_t i = 0; i < m->n; i++) {
 		gpuq_kv_item *it = &k->items[m->first + i];
 		struct gpuq_kvw_res_hdr r;
-		if (end - p < GPUQ_KVW_RES_HDR)
+		uint16_t room = k->op == GPUQ_KVW_GET ? wire_vlen(k, it) : 0;
+		if (end - p < GPUQ_KVW_RES_HDR + room)
 			return GPUQ_EPROTO;
 		memcpy(&r, p, sizeof(r));
 		p += GPUQ_KVW_RES_HDR;
-		if (end - p < r.n || (k->op == GPUQ_KVW_GET && r.n > it->vlen))
+		if (r.n > room)
 			return GPUQ_EPROTO;
 		it->status = r.status;
 		if (k->op == GPUQ_KVW_GET) {
@@ -106,7 +169,7 @@ static int unpack(struct kv_call *k, const struct kv_msg *m, size_t len)
 				memcpy(it->val, p, r.n);
 			it->vlen = r.status ? 0 : r.len;
 		}
-		p += r.n;
+		p += room;
 	}
 	return 0;
 }
@@ -121,11 +184,15 @@ static int run_group(struct kv_call *k, size_t *next)
 				     ? k->info.cq_capacity
 				     : KV_GROUP_MAX;
 	int rc = 0;
+	k->gen++;
+	k->seen_n = 0;
 	while (*next < k->n && nm < cap) {
 		uint8_t *buf = k->req + nm * k->info.slot_bytes;
-		rc = pack(k, next, &k->msg[nm], buf);
-		if (rc)
+		rc = pack(k, next, (uint32_t)nm, buf);
+		if (rc < 0)
 			return rc;
+		if (rc)
+			break; /* a repeated key: the rest in the next group */
 		iov[nm] = (gpuq_iov){ buf, k->msg[nm].len, 0 };
 		nm++;
 	}
@@ -180,13 +247,14 @@ static int kv_run(gpuq_queue *q, enum gpuq_kvw_op op, gpuq_kv_item *items,
 	k->req = malloc((n == 0 ? 1 : n < KV_GROUP_MAX ? n : KV_GROUP_MAX) *
 			(size_t)k->info.slot_bytes);
 	k->reply = malloc(k->info.result_bytes);
-	if (!k->req || !k->reply) {
+	if (!k->req || !k->reply || seen_alloc(k)) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	while (!rc && next < n)
 		rc = run_group(k, &next);
 out:
+	free(k->seen);
 	free(k->req);
 	free(k->reply);
 	free(k);

@@ -494,14 +494,15 @@ START_TEST(test_once_live)
 }
 END_TEST
 
-/* kv requests at the handler: the reply format, per-op statuses, and
- * malformed requests refused. */
+/* kv requests at the handler: the reply format (a fixed-size record per
+ * op, a get's unused room zeroed), per-op statuses, and malformed requests
+ * refused. */
 START_TEST(test_kv_unit)
 {
 	struct gpuq_kvt t = small_table();
 	/* put "a"="xyz", get "a" (up to 8), get "b", delete "a" */
 	static const uint8_t req[] = {
-		1, 0, 4, 0,
+		GPUQ_KVW_VERSION, 0, 4, 0,
 		2, 1, 3, 0, 'a', 'x', 'y', 'z',
 		1, 1, 8, 0, 'a',
 		1, 1, 8, 0, 'b',
@@ -511,9 +512,11 @@ START_TEST(test_kv_unit)
 	uint32_t n;
 	int32_t st;
 	uint16_t len, cnt;
+	static const uint8_t zero[5];
+	memset(out, 0xaa, sizeof(out)); /* an earlier result's bytes */
 	ck_assert_int_eq(run_with(GPUQ_H_KV, &t, req, sizeof(req), out,
 				  sizeof(out), &n), 0);
-	ck_assert_uint_eq(n, 4 + 8 + 8 + 3 + 8 + 8);
+	ck_assert_uint_eq(n, 4 + 8 + (8 + 8) + (8 + 8) + 8);
 	memcpy(&cnt, out, 2);
 	ck_assert_uint_eq(cnt, 4);
 	memcpy(&st, out + 4, 4);
@@ -525,16 +528,20 @@ START_TEST(test_kv_unit)
 	ck_assert_uint_eq(len, 3);
 	ck_assert_uint_eq(cnt, 3);
 	ck_assert(!memcmp(out + 20, "xyz", 3));
-	memcpy(&st, out + 23, 4);
+	ck_assert(!memcmp(out + 23, zero, 5));
+	memcpy(&st, out + 28, 4);
+	memcpy(&cnt, out + 34, 2);
 	ck_assert_int_eq(st, GPUQ_ENOKEY); /* get b */
-	memcpy(&st, out + 31, 4);
+	ck_assert_uint_eq(cnt, 0);
+	ck_assert(!memcmp(out + 36, zero, 5));
+	memcpy(&st, out + 44, 4);
 	ck_assert_int_eq(st, 0); /* delete a */
 	ck_assert_uint_eq(gpuq_kvt_count(&t), 0);
 	/* malformed: version, truncated op, unknown op, no table, no room */
 	{
 		uint8_t bad[sizeof(req)];
 		memcpy(bad, req, sizeof(req));
-		bad[0] = 2;
+		bad[0] = 1; /* version 1 packed its replies tightly */
 		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, bad, sizeof(bad), out,
 					  sizeof(out), &n), 0);
 		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, req, sizeof(req) - 1,
@@ -546,7 +553,7 @@ START_TEST(test_kv_unit)
 		ck_assert_int_ne(run_with(GPUQ_H_KV, NULL, req, sizeof(req), out,
 					  sizeof(out), &n), 0);
 		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, req, sizeof(req), out,
-					  20, &n), 0);
+					  51, &n), 0);
 		/* none of those ran a single op: "a" was never put */
 		ck_assert_uint_eq(gpuq_kvt_count(&t), 0);
 	}

@@ -185,6 +185,60 @@ START_TEST(test_batch)
 }
 END_TEST
 
+/* One key's operations in one call keep item order, also when they land
+ * in different messages of a group, which the broker runs in parallel:
+ * K keys, each put R times (version r in round r) in one call of R * K
+ * items; all deleted; the same puts again.  Every key must end with its
+ * last version both times. */
+START_TEST(test_repeat_order)
+{
+	enum { K = 50, R = 60 };
+	struct broker_proc b;
+	gpuq_client *c;
+	gpuq_queue *q;
+	gpuq_kv_item *it = calloc(R * K, sizeof(*it));
+	struct keyset *ks = calloc(R * K, sizeof(*ks));
+	ck_assert(it && ks);
+	start(&b, "kv,handler=kv,table_slots=1024,table_value_bytes=64,"
+		  "slot_bytes=256,workers=4");
+	q = attach(b.socket, "kv", &c);
+	for (uint32_t r = 0; r < R; r++)
+		fill_items(it + r * K, ks + r * K, 0, K, r + 1, 1);
+	ck_assert_int_eq(gpuq_kv_mput(q, it, R * K, WAIT_MS), 0);
+	for (uint32_t i = 0; i < R * K; i++)
+		ck_assert_int_eq(it[i].status, 0);
+	fill_items(it, ks, 0, K, 0, 0);
+	ck_assert_int_eq(gpuq_kv_mget(q, it, K, WAIT_MS), 0);
+	for (uint32_t i = 0; i < K; i++) {
+		uint32_t ver = 0;
+		ck_assert_msg(!it[i].status && check_value(i, ks[i].v, it[i].vlen,
+							  &ver) && ver == R,
+			      "key %u: version %u, want %u", i, ver, (unsigned)R);
+	}
+	ck_assert_int_eq(gpuq_kv_mdelete(q, it, K, WAIT_MS), 0);
+	fill_items(it, ks, 0, K, 0, 0);
+	ck_assert_int_eq(gpuq_kv_mget(q, it, K, WAIT_MS), 0);
+	for (uint32_t i = 0; i < K; i++)
+		ck_assert_int_eq(it[i].status, GPUQ_ENOKEY);
+	for (uint32_t r = 0; r < R; r++)
+		fill_items(it + r * K, ks + r * K, 0, K, r + 1, 1);
+	ck_assert_int_eq(gpuq_kv_mput(q, it, R * K, WAIT_MS), 0);
+	fill_items(it, ks, 0, K, 0, 0);
+	ck_assert_int_eq(gpuq_kv_mget(q, it, K, WAIT_MS), 0);
+	for (uint32_t i = 0; i < K; i++) {
+		uint32_t ver = 0;
+		ck_assert_int_eq(it[i].status, 0);
+		ck_assert_msg(check_value(i, ks[i].v, it[i].vlen, &ver) &&
+				      ver == R,
+			      "key %u: version %u, want %u", i, ver, (unsigned)R);
+	}
+	gpuq_disconnect(c);
+	finish(&b);
+	free(it);
+	free(ks);
+}
+END_TEST
+
 START_TEST(test_full)
 {
 	struct broker_proc b;
@@ -320,6 +374,7 @@ static Suite *suite_kv(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_single);
 	tcase_add_test(tc, test_batch);
+	tcase_add_test(tc, test_repeat_order);
 	tcase_add_test(tc, test_full);
 	tcase_add_test(tc, test_garbled);
 	tcase_add_test(tc, test_processes);
