@@ -434,7 +434,9 @@ out_redis:
 	if (spawned)
 		redis_spawn_stop();
 out_dir:
-	{
+	if (getenv("GPUQ_BENCH_KEEP")) { /* as tracka: keep gpuqd's log */
+		fprintf(stderr, "gpuq-bench kv: kept %s\n", dir);
+	} else {
 		char path[PATH_MAX];
 		snprintf(path, sizeof(path), "%s/gpuqd.log", dir);
 		unlink(path);

@@ -319,26 +319,55 @@ GPUQ_HD int gpuq_handler_keysum(const struct gpuq_hmsg *m, struct gpuq_hres *r)
  * message before any op runs; an operation the table refuses (too long a key or value, a
  * full table, no such key) is that operation's status, not a failure.
  */
-/* A kv request is well formed: known ops, all inside the payload, and
- * replies that fit cap.  Checked whole before any op runs, so a bad
- * request changes nothing (and a retry of it nothing either). */
-GPUQ_HD int gpuq_kv_request_ok(const uint8_t *p, uint32_t len, uint32_t cap)
+/* A kv request's header is well formed, with room for its offset
+ * table; *nops gets its op count. */
+GPUQ_HD int gpuq_kv_header_ok(const uint8_t *p, uint32_t len, uint32_t cap,
+			      uint16_t *nops)
 {
-	uint32_t at = GPUQ_KVW_HDR, need = GPUQ_KVW_HDR;
-	uint16_t nops;
 	if (len < GPUQ_KVW_HDR || p[0] != GPUQ_KVW_VERSION || cap < GPUQ_KVW_HDR)
 		return 0;
-	memcpy(&nops, p + 2, 2);
+	memcpy(nops, p + 2, 2);
+	return len - GPUQ_KVW_HDR >= 2u * *nops;
+}
+
+/* Op i of a request whose header is well formed: a known op, starting
+ * where off[i] says, inside the ops area, and ending where op i + 1 (or,
+ * for the last, the offset table) begins; so the ops are contiguous from
+ * off[0] = 4 on.  *rbytes gets its reply record's size.  Each op is
+ * checked on its own, so the CUDA backend checks 32 at once. */
+GPUQ_HD int gpuq_kv_op_ok(const uint8_t *p, uint32_t len, uint32_t nops,
+			  uint32_t i, uint32_t *rbytes)
+{
+	uint32_t tab = gpuq_kvw_off_at(len, nops, 0);
+	uint32_t off = gpuq_kvw_off(p, len, nops, i), ob, next;
+	struct gpuq_kvw_op_hdr o;
+	if ((i == 0 && off != GPUQ_KVW_HDR) || off < GPUQ_KVW_HDR ||
+	    off > tab || tab - off < GPUQ_KVW_OP_HDR)
+		return 0;
+	memcpy(&o, p + off, sizeof(o));
+	if (o.op < GPUQ_KVW_GET || o.op > GPUQ_KVW_DEL)
+		return 0;
+	ob = gpuq_kvw_op_bytes(o.op, o.klen, o.vlen);
+	next = i + 1 < nops ? gpuq_kvw_off(p, len, nops, i + 1) : tab;
+	if (tab - off < ob || next != off + ob)
+		return 0;
+	*rbytes = gpuq_kvw_res_bytes(o.op, o.vlen);
+	return 1;
+}
+
+/* A kv request is well formed: its header, every op, and replies that
+ * fit cap.  Checked whole before any op runs, so a bad request changes
+ * nothing (and a retry of it nothing either). */
+GPUQ_HD int gpuq_kv_request_ok(const uint8_t *p, uint32_t len, uint32_t cap)
+{
+	uint32_t need = GPUQ_KVW_HDR, rb;
+	uint16_t nops;
+	if (!gpuq_kv_header_ok(p, len, cap, &nops))
+		return 0;
 	for (uint32_t i = 0; i < nops; i++) {
-		struct gpuq_kvw_op_hdr o;
-		if (len - at < GPUQ_KVW_OP_HDR)
+		if (!gpuq_kv_op_ok(p, len, nops, i, &rb))
 			return 0;
-		memcpy(&o, p + at, sizeof(o));
-		if (o.op < GPUQ_KVW_GET || o.op > GPUQ_KVW_DEL ||
-		    len - at < gpuq_kvw_op_bytes(o.op, o.klen, o.vlen))
-			return 0;
-		at += gpuq_kvw_op_bytes(o.op, o.klen, o.vlen);
-		need += gpuq_kvw_res_bytes(o.op, o.vlen);
+		need += rb;
 		if (need > cap)
 			return 0;
 	}
@@ -399,7 +428,7 @@ GPUQ_HD int gpuq_handler_kv(const struct gpuq_hmsg *m, struct gpuq_hres *r)
 	for (uint32_t i = 0; i < nops; i++) {
 		struct gpuq_kvw_op_hdr o;
 		memcpy(&o, p, sizeof(o));
-		p += gpuq_kv_op(m->table, p, out);
+		p += gpuq_kv_op(m->table, p, out); /* contiguous: checked */
 		out += gpuq_kvw_res_bytes(o.op, o.vlen);
 	}
 	r->len = (uint32_t)(out - r->data);

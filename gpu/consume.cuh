@@ -19,8 +19,9 @@
 //   2. copies the published slots into the VRAM ring, all threads together,
 //      16 bytes a lane and many loads in flight (a thread copying its own
 //      slot serially leaves the link idle between dependent reads);
-//   3. runs the handler, one thread per message, building the completion
-//      entry in VRAM;
+//   3. runs the handler, one thread per message (a warp per message for
+//      the kv handler: gpu/kv_warp.cuh), building the completion entry in
+//      VRAM;
 //   4. writes the entries to the producers' completion areas, again all
 //      threads together, then one system fence, then the DONE marks and the
 //      FREE states.
@@ -32,6 +33,7 @@
 #include <stdint.h>
 
 #include "gpu/kargs.h"
+#include "gpu/kv_warp.cuh"
 #include "broker/handlers.h"
 #include "libclient/gpuq.h"
 
@@ -215,6 +217,56 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 		stage_completion(e, rc ? GPUQ_EHANDLER : 0, rc ? 0 : res.len,
 				 attempts, worker, seq, out_bytes);
 	return rc ? OUT_DEAD : OUT_RESULT;
+}
+
+// Does a queue's step 3 run kv messages a warp each (kv_round)?  Queues
+// with exactly-once or fault injection keep run_ticket, whose retries and
+// records wrap a thread's handler run.
+__device__ inline bool kv_by_warp(const kargs &a)
+{
+	return a.handler == GPUQ_H_KV && a.table.slots && !a.once.slots &&
+	       !a.fault_ppm;
+}
+
+// run_ticket for a kv_by_warp queue, by all 32 lanes of a warp; the same
+// outcome in each.  A malformed request would fail every attempt alike,
+// so it counts max_attempts, as gpuq_handle would, without the re-runs.
+__device__ inline enum outcome run_ticket_kv(const kargs &a, uint32_t worker,
+					     uint64_t t,
+					     unsigned long long *dlq_next,
+					     unsigned *retried,
+					     uint32_t *out_bytes)
+{
+	size_t si = slot_index(a, 0, t);
+	const struct ipc_msg_hdr *m =
+		(const struct ipc_msg_hdr *)(a.vram + si * a.slot_stride);
+	const uint8_t *payload = (const uint8_t *)(m + 1);
+	struct ipc_cq_entry *e =
+		(struct ipc_cq_entry *)(a.stage + si * a.stage_stride);
+	uint32_t len = m->len, client = m->client, res_len = 0, nb = 0;
+	bool noresult = m->flags & IPC_MSG_NORESULT, stopped = false;
+	*out_bytes = 0;
+	if (client > a.max_clients || len == 0 || len > a.slot_bytes ||
+	    (client == a.max_clients && !noresult))
+		return OUT_GARBLED;
+	struct gpuq_kvt table = a.table; // a copy: see run_ticket
+	int rc = kv_warp(&table, payload, len, (uint8_t *)(e + 1),
+			 a.result_bytes, &res_len);
+	uint32_t attempts = rc ? a.max_attempts : 1;
+	if (threadIdx.x % 32 == 0) {
+		if (attempts > 1)
+			atomicAdd(retried, attempts - 1);
+		if (rc)
+			stopped = !dead_letter(a, worker, atomicAdd(dlq_next, 1ull),
+					       0, t, m, payload, rc, attempts);
+		if (!stopped && !noresult)
+			stage_completion(e, rc ? GPUQ_EHANDLER : 0,
+					 rc ? 0 : res_len, attempts, worker, 0,
+					 &nb);
+	}
+	stopped = __shfl_sync(FULL_WARP, stopped, 0);
+	*out_bytes = __shfl_sync(FULL_WARP, nb, 0);
+	return stopped ? OUT_STOPPED : rc ? OUT_DEAD : OUT_RESULT;
 }
 
 __device__ inline struct ipc_cq_entry *cq_entry(const kargs &a,
@@ -413,6 +465,34 @@ struct wshared {
 	uint32_t bytes[MAX_WINDOW];   // completion bytes to copy this round
 };
 
+// Step 3 of a kv_by_warp queue: warp w of the block takes the published
+// tickets listed at w, w + warps, ...; each of its lanes then answers
+// some of a message's operations (gpu/kv_warp.cuh).
+__device__ inline void kv_round(const kargs &a, struct wshared &s,
+				uint32_t worker, uint64_t ws, uint32_t ntake,
+				bool *end)
+{
+	const uint32_t warp = threadIdx.x / 32, warps = blockDim.x / 32;
+	for (uint32_t i = warp; i < ntake; i += warps) {
+		uint32_t k = s.list[i], nb;
+		if (s.flag[k] == COPY_NONE)
+			continue; // skipped: counted by its own thread
+		enum outcome o = run_ticket_kv(a, worker, ws + k, &s.dlq,
+					       &s.c.retried, &nb);
+		if (threadIdx.x % 32)
+			continue;
+		if (o == OUT_STOPPED) {
+			s.flag[k] = KEEP_STOPPED; // the kernel is stopping
+			*end = true;
+		} else if (o == OUT_DEAD) {
+			atomicAdd(&s.c.dead, 1);
+		} else if (o == OUT_GARBLED) {
+			atomicAdd(&s.c.garbled, 1);
+		}
+		s.bytes[k] = nb;
+	}
+}
+
 // Profiling (GPUQ_CUDA_PROFILE): thread 0 adds the cycles since *c0 to
 // counter i.
 __device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
@@ -489,7 +569,11 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	if (s.paused)
 		return l;
 	// Every published or skipped ticket is taken this round.
-	if (published) {
+	if (TABLES && kv_by_warp(a)) {
+		if (ready && !published)
+			atomicAdd(&s.c.skip, 1);
+		kv_round(a, s, worker, ws, ntake, end);
+	} else if (published) {
 		uint32_t nb;
 		enum outcome o = run_ticket<TABLES>(a, worker, 0, t, &s.dlq,
 					    &s.c.retried, 0, &nb);

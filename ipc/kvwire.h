@@ -7,17 +7,22 @@
  *
  * Request:  u8 version (2), u8 0, u16 nops, then nops ops:
  *           u8 op, u8 klen, u16 vlen, key[klen], value[vlen if PUT]
- *           (GET: vlen is the most value bytes wanted back; DEL: 0).
+ *           (GET: vlen is the most value bytes wanted back; DEL: 0),
+ *           then u16 off[nops], the offset of each op from the request's
+ *           start.  The ops are contiguous: off[0] is 4, each op ends
+ *           where the next begins, and the last where off[] begins.
  * Reply:    u16 nops, u16 0, then per op, in request order, a fixed-size
  *           record of gpuq_kvw_res_bytes(op, vlen) bytes:
  *           i32 status (0 or a GPUQ_E* code), u16 len (the value's full
  *           length, GET only), u16 n (value bytes returned: min(len, the
  *           request's vlen)), then, for a GET, vlen bytes: value[n] and
  *           zeros.
- * Every record's place follows from the request alone, so a consumer may
- * answer a message's operations in parallel (the CUDA backend does, a
- * lane of a warp per operation).  Version 1 packed the replies tightly,
- * which made each reply's place depend on the answers before it.
+ * So a consumer can answer a message's operations in parallel (the CUDA
+ * backend does, a lane of a warp per operation): off[] finds op i
+ * without walking the ops before it, and every reply record's place
+ * follows from the request alone.  Version 1 had neither: no offsets,
+ * and replies packed tightly, each one's place depending on the answers
+ * before it.
  */
 #ifndef GPUQ_IPC_KVWIRE_H
 #define GPUQ_IPC_KVWIRE_H
@@ -55,6 +60,22 @@ GPUQ_HD uint32_t gpuq_kvw_op_bytes(uint32_t op, uint32_t klen, uint32_t vlen)
 GPUQ_HD uint32_t gpuq_kvw_res_bytes(uint32_t op, uint32_t vlen)
 {
 	return GPUQ_KVW_RES_HDR + (op == GPUQ_KVW_GET ? vlen : 0);
+}
+
+/* Where off[i] is kept in a request of len bytes with nops ops (the
+ * caller has checked that len >= GPUQ_KVW_HDR + 2 * nops). */
+GPUQ_HD uint32_t gpuq_kvw_off_at(uint32_t len, uint32_t nops, uint32_t i)
+{
+	return len - 2 * (nops - i);
+}
+
+/* off[i] of a request. */
+GPUQ_HD uint32_t gpuq_kvw_off(const uint8_t *p, uint32_t len, uint32_t nops,
+			      uint32_t i)
+{
+	uint16_t v;
+	memcpy(&v, p + gpuq_kvw_off_at(len, nops, i), 2);
+	return v;
 }
 
 #endif

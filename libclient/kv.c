@@ -50,6 +50,8 @@ struct kv_call {
 	gpuq_queue_info info;
 	uint32_t get_room; /* value bytes one reply can carry */
 	uint8_t *req, *reply; /* KV_GROUP_MAX requests; one reply */
+	uint16_t *offs;       /* a message's offset table, being built */
+	uint32_t req_max;     /* request bytes: the slot, as u16 offsets reach */
 	struct kv_seen *seen; /* puts and deletes: seen_mask + 1 entries */
 	uint32_t seen_mask, seen_n, gen;
 	struct kv_msg msg[KV_GROUP_MAX];
@@ -114,13 +116,16 @@ static int pack(struct kv_call *k, size_t *next, uint32_t mi, uint8_t *buf)
 					     wire_vlen(k, it) };
 		size_t ob = gpuq_kvw_op_bytes(o.op, o.klen, o.vlen);
 		size_t rb = gpuq_kvw_res_bytes(o.op, o.vlen);
-		if (len + ob > k->info.slot_bytes || res + rb > k->info.result_bytes)
+		/* the op, and its offset and every earlier one's */
+		if (len + ob + 2 * ((size_t)nops + 1) > k->req_max ||
+		    res + rb > k->info.result_bytes)
 			break;
 		if (!seen_add(k, it, mi)) {
 			if (!nops)
 				return 1;
 			break;
 		}
+		k->offs[nops] = (uint16_t)len;
 		memcpy(buf + len, &o, sizeof(o));
 		memcpy(buf + len + GPUQ_KVW_OP_HDR, it->key, it->klen);
 		if (k->op == GPUQ_KVW_PUT && o.vlen)
@@ -136,8 +141,9 @@ static int pack(struct kv_call *k, size_t *next, uint32_t mi, uint8_t *buf)
 	buf[0] = GPUQ_KVW_VERSION;
 	buf[1] = 0;
 	memcpy(buf + 2, &nops, 2);
+	memcpy(buf + len, k->offs, 2 * (size_t)nops); /* little-endian host */
 	m->n = nops;
-	m->len = len;
+	m->len = len + 2 * (size_t)nops;
 	return 0;
 }
 
@@ -247,7 +253,11 @@ static int kv_run(gpuq_queue *q, enum gpuq_kvw_op op, gpuq_kv_item *items,
 	k->req = malloc((n == 0 ? 1 : n < KV_GROUP_MAX ? n : KV_GROUP_MAX) *
 			(size_t)k->info.slot_bytes);
 	k->reply = malloc(k->info.result_bytes);
-	if (!k->req || !k->reply || seen_alloc(k)) {
+	/* offsets are u16: a request stays below 64 KiB */
+	k->req_max = k->info.slot_bytes < UINT16_MAX ? k->info.slot_bytes
+						      : UINT16_MAX;
+	k->offs = malloc(k->req_max / (GPUQ_KVW_OP_HDR + 2) * sizeof(*k->offs));
+	if (!k->req || !k->reply || !k->offs || seen_alloc(k)) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -255,6 +265,7 @@ static int kv_run(gpuq_queue *q, enum gpuq_kvw_op op, gpuq_kv_item *items,
 		rc = run_group(k, &next);
 out:
 	free(k->seen);
+	free(k->offs);
 	free(k->req);
 	free(k->reply);
 	free(k);

@@ -507,6 +507,7 @@ START_TEST(test_kv_unit)
 		1, 1, 8, 0, 'a',
 		1, 1, 8, 0, 'b',
 		3, 1, 0, 0, 'a',
+		4, 0, 12, 0, 17, 0, 22, 0, /* where each op starts */
 	};
 	uint8_t out[256];
 	uint32_t n;
@@ -537,7 +538,8 @@ START_TEST(test_kv_unit)
 	memcpy(&st, out + 44, 4);
 	ck_assert_int_eq(st, 0); /* delete a */
 	ck_assert_uint_eq(gpuq_kvt_count(&t), 0);
-	/* malformed: version, truncated op, unknown op, no table, no room */
+	/* malformed: version, truncated, unknown op, offsets that do not
+	 * chain the ops, no table, no room */
 	{
 		uint8_t bad[sizeof(req)];
 		memcpy(bad, req, sizeof(req));
@@ -548,6 +550,18 @@ START_TEST(test_kv_unit)
 					  out, sizeof(out), &n), 0);
 		memcpy(bad, req, sizeof(req));
 		bad[4] = 9;
+		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, bad, sizeof(bad), out,
+					  sizeof(out), &n), 0);
+		memcpy(bad, req, sizeof(req));
+		bad[27] = 5; /* op 0 must start right after the header */
+		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, bad, sizeof(bad), out,
+					  sizeof(out), &n), 0);
+		memcpy(bad, req, sizeof(req));
+		bad[31] = 18; /* op 2 must start where op 1 ends */
+		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, bad, sizeof(bad), out,
+					  sizeof(out), &n), 0);
+		memcpy(bad, req, sizeof(req));
+		bad[2] = 20; /* 20 ops: no room for their offsets */
 		ck_assert_int_ne(run_with(GPUQ_H_KV, &t, bad, sizeof(bad), out,
 					  sizeof(out), &n), 0);
 		ck_assert_int_ne(run_with(GPUQ_H_KV, NULL, req, sizeof(req), out,

@@ -280,11 +280,18 @@ END_TEST
  * keeps serving. */
 START_TEST(test_garbled)
 {
-	static const uint8_t bad[][12] = {
-		{ 9, 0, 1, 0 },                      /* version 9 */
-		{ 1, 0, 5, 0, 1, 3, 8, 0, 'a' },    /* 5 ops, 1 cut short */
-		{ 1, 0, 1, 0, 7, 1, 0, 0, 'a' },    /* op 7 */
-		{ 1, 0, 1, 0, 2, 1, 200, 0, 'a', 'b' }, /* put, value cut */
+	static const struct {
+		uint8_t b[16];
+		size_t n;
+	} bad[] = {
+		{ { 9, 0, 1, 0, 1, 1, 8, 0, 'a', 4, 0 }, 11 },   /* version 9 */
+		{ { 1, 0, 1, 0, 1, 1, 8, 0, 'a', 4, 0 }, 11 },   /* version 1 */
+		{ { 2, 0, 5, 0, 1, 1, 8, 0, 'a' }, 9 },          /* 5 ops: no table */
+		{ { 2, 0, 1, 0, 7, 1, 0, 0, 'a', 4, 0 }, 11 },   /* op 7 */
+		{ { 2, 0, 1, 0, 2, 1, 200, 0, 'a', 'b', 4, 0 }, 12 }, /* value cut */
+		{ { 2, 0, 1, 0, 1, 1, 8, 0, 'a', 5, 0 }, 11 },   /* offset 5 */
+		{ { 2, 0, 2, 0, 1, 1, 8, 0, 'a', 1, 1, 8, 0, 'b', 4, 0 }, 16 },
+		/* ^ 2 ops, one offset: op 1's is read from op 1 itself */
 	};
 	struct broker_proc b;
 	gpuq_client *c;
@@ -297,7 +304,7 @@ START_TEST(test_garbled)
 		uint64_t id;
 		size_t got;
 		uint8_t out[64];
-		ck_assert_int_eq(gpuq_enqueue(q, bad[i], sizeof(bad[i]), &id,
+		ck_assert_int_eq(gpuq_enqueue(q, bad[i].b, bad[i].n, &id,
 					      WAIT_MS), 0);
 		ck_assert_int_eq(gpuq_wait(q, id, out, sizeof(out), &got, WAIT_MS),
 				 GPUQ_EHANDLER);
