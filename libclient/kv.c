@@ -2,8 +2,8 @@
  * kv.c - gpuq_kv_*: key-value operations on the broker's hash table, sent
  * as ordinary messages to a queue whose handler is kv.  Operations are
  * packed into messages (ipc/kvwire.h) as tightly as the slot and the
- * result room allow, a group of messages is enqueued with one batch call,
- * and the replies are unpacked into the items.
+ * result room allow, a group of messages is enqueued one by one as each
+ * is packed, and the replies are unpacked into the items.
  */
 #include "config.h"
 
@@ -49,7 +49,7 @@ struct kv_call {
 	int timeout_ms;
 	gpuq_queue_info info;
 	uint32_t get_room; /* value bytes one reply can carry */
-	uint8_t *req, *reply; /* KV_GROUP_MAX requests; one reply */
+	uint8_t *req, *reply; /* one request, one reply */
 	uint16_t *offs;       /* a message's offset table, being built */
 	uint32_t req_max;     /* request bytes: the slot, as u16 offsets reach */
 	struct kv_seen *seen; /* puts and deletes: seen_mask + 1 entries */
@@ -180,45 +180,47 @@ static int unpack(struct kv_call *k, const struct kv_msg *m, size_t len)
 	return 0;
 }
 
-/* One group: pack up to KV_GROUP_MAX messages, enqueue them together,
- * wait for each reply in turn. */
-static int run_group(struct kv_call *k, size_t *next)
+/* Read the replies of the group's first nm messages into their items. */
+static int read_group(struct kv_call *k, const uint64_t *ids, size_t nm)
 {
-	gpuq_iov iov[KV_GROUP_MAX];
-	uint64_t ids[KV_GROUP_MAX];
-	size_t nm = 0, cap = k->info.cq_capacity < KV_GROUP_MAX
-				     ? k->info.cq_capacity
-				     : KV_GROUP_MAX;
-	int rc = 0;
-	k->gen++;
-	k->seen_n = 0;
-	while (*next < k->n && nm < cap) {
-		uint8_t *buf = k->req + nm * k->info.slot_bytes;
-		rc = pack(k, next, (uint32_t)nm, buf);
-		if (rc < 0)
-			return rc;
-		if (rc)
-			break; /* a repeated key: the rest in the next group */
-		iov[nm] = (gpuq_iov){ buf, k->msg[nm].len, 0 };
-		nm++;
-	}
-	for (size_t sent = 0; sent < nm;) {
-		rc = gpuq_enqueue_batch(k->q, iov + sent, nm - sent, ids + sent,
-					k->timeout_ms);
-		if (rc < 0)
-			return rc;
-		sent += (size_t)rc;
-	}
 	for (size_t i = 0; i < nm; i++) {
 		size_t len = 0;
-		rc = gpuq_wait(k->q, ids[i], k->reply, k->info.result_bytes, &len,
-			       k->timeout_ms);
+		int rc = gpuq_wait(k->q, ids[i], k->reply, k->info.result_bytes,
+				   &len, k->timeout_ms);
 		if (!rc)
 			rc = unpack(k, &k->msg[i], len);
 		if (rc)
 			return rc; /* the rest stay unread on the handle */
 	}
 	return 0;
+}
+
+/* One group: up to KV_GROUP_MAX messages in flight, then their replies.
+ * Each message is enqueued as soon as it is packed, so the broker works
+ * on the first while the client packs the rest. */
+static int run_group(struct kv_call *k, size_t *next)
+{
+	uint64_t ids[KV_GROUP_MAX];
+	size_t nm = 0, cap = k->info.cq_capacity < KV_GROUP_MAX
+				     ? k->info.cq_capacity
+				     : KV_GROUP_MAX;
+	int rc = 0, prc = 0;
+	k->gen++;
+	k->seen_n = 0;
+	while (*next < k->n && nm < cap) {
+		prc = pack(k, next, (uint32_t)nm, k->req);
+		if (prc)
+			break; /* 1: a repeated key, the rest in the next group */
+		rc = gpuq_enqueue(k->q, k->req, k->msg[nm].len, &ids[nm],
+				  k->timeout_ms);
+		if (rc)
+			return rc; /* those sent stay unread on the handle */
+		nm++;
+	}
+	/* a pack error still reads what went out, so their items have
+	 * their statuses and the handle holds no unread results */
+	rc = read_group(k, ids, nm);
+	return prc < 0 && !rc ? prc : rc;
 }
 
 static int kv_run(gpuq_queue *q, enum gpuq_kvw_op op, gpuq_kv_item *items,
@@ -248,10 +250,7 @@ static int kv_run(gpuq_queue *q, enum gpuq_kvw_op op, gpuq_kv_item *items,
 		k->get_room = k->info.result_bytes - GPUQ_KVW_HDR - GPUQ_KVW_RES_HDR;
 	if (k->get_room > GPUQ_KVW_VALUE_MAX)
 		k->get_room = GPUQ_KVW_VALUE_MAX;
-	/* a group has at most one message per item: a single-key call
-	 * needs one slot's buffer, not a group's */
-	k->req = malloc((n == 0 ? 1 : n < KV_GROUP_MAX ? n : KV_GROUP_MAX) *
-			(size_t)k->info.slot_bytes);
+	k->req = malloc(k->info.slot_bytes); /* one message, being packed */
 	k->reply = malloc(k->info.result_bytes);
 	/* offsets are u16: a request stays below 64 KiB */
 	k->req_max = k->info.slot_bytes < UINT16_MAX ? k->info.slot_bytes
