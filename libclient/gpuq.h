@@ -373,13 +373,14 @@ typedef struct gpuq_kv_item {
 /*
  * Get, put (insert or overwrite) or delete n keys through q, a queue whose
  * handler is kv.  The operations are packed as many to a message as the
- * slot (and the result room) allows, and the messages are enqueued
- * together; each key's operation is atomic, and operations on one key from
- * one call happen in item order.  Returns 0 once every item has its status
+ * slot (and the result room) allows, and each message is enqueued as soon
+ * as it is packed; each key's operation is atomic, and operations on one
+ * key from one call happen in item order (a key that comes again in a
+ * later message waits for the messages before it).  Returns 0 once every item has its status
  * (items' statuses may still be errors), or: -EINVAL (q or items NULL, a
  * key over 255 bytes, a value over 65535, or q's handler is not kv),
  * GPUQ_ETOOBIG (one item alone does not fit a message), or what
- * gpuq_enqueue_batch / gpuq_wait return (GPUQ_ETIMEDOUT, GPUQ_EBROKERDEAD,
+ * gpuq_enqueue / gpuq_wait return (GPUQ_ETIMEDOUT, GPUQ_EBROKERDEAD,
  * ...); then items' statuses are unset, and operations sent may or may
  * not have been done.  Not thread-safe on one q (like every call on q).
  */
