@@ -134,6 +134,9 @@ static int gpuq_child(int idx, void *arg, struct proc_result *out)
 	}
 	out->seconds = (double)(procs_now_ns() - t0) / 1e9;
 	out->rc = rc;
+	if (rc)
+		fprintf(stderr, "gpuq-bench kv: process %d: %s\n", idx,
+			gpuq_strerror(rc));
 	if (c)
 		gpuq_disconnect(c);
 	free(it);

@@ -112,6 +112,7 @@ struct broker {
 	uint64_t started_ns;
 	uint64_t ready_ns;          /* start until accepting connections */
 	uint64_t drain_started_ns;  /* when the drain began (0: not draining) */
+	uint64_t last_tick_ns;      /* when ctl_tick last ran (stall warnings) */
 	uint64_t drain_ns;          /* how long it took (0 until done) */
 	uint64_t drain_deadline_ns;
 	int draining;

@@ -430,10 +430,35 @@ static void device_fault(struct broker *b)
 	loop_stop(b->loop);
 }
 
+/* A tick that comes this late, or a queue's tick that takes this long, is
+ * logged: producers call the broker dead once its heartbeat, written by
+ * the tick, is IPC_HEARTBEAT_DEAD_NS old, so an operator should see what
+ * held the loop long before that. */
+#define TICK_LATE_NS (IPC_HEARTBEAT_DEAD_NS / 4)
+
+static void tick_queue(struct bqueue *q, uint64_t now)
+{
+	uint64_t took;
+	bqueue_tick(q, now);
+	took = ipc_now_ns() - now;
+	if (took >= TICK_LATE_NS)
+		blog(0, "queue %s: its tick took %.0f ms (backend %s); producers "
+			"call the broker dead at %.0f ms",
+		     q->conf.name, (double)took / 1e6, q->be->name,
+		     (double)IPC_HEARTBEAT_DEAD_NS / 1e6);
+}
+
 void ctl_tick(struct broker *b)
 {
 	uint64_t now = ipc_now_ns();
 	int all_drained = 1;
+	if (b->last_tick_ns && now - b->last_tick_ns >= TICK_LATE_NS + LOOP_TICK_NS)
+		blog(0, "broker loop: %.0f ms since the last tick (every %.0f "
+			"ms); producers call the broker dead at %.0f ms",
+		     (double)(now - b->last_tick_ns) / 1e6,
+		     (double)LOOP_TICK_NS / 1e6,
+		     (double)IPC_HEARTBEAT_DEAD_NS / 1e6);
+	b->last_tick_ns = now;
 	if (notify_watchdog_due(now))
 		notify_watchdog(now);
 	for (uint32_t i = 0; i < b->nqueues; i++) {
@@ -442,7 +467,7 @@ void ctl_tick(struct broker *b)
 			device_fault(b);
 			return;
 		}
-		bqueue_tick(q, now);
+		tick_queue(q, ipc_now_ns());
 		bqueue_note_drained(q, now);
 		all_drained &= bqueue_drained(q);
 	}

@@ -349,6 +349,39 @@ GPUQ_HD void gpuq_kvt_bucket_ctrl(const struct gpuq_kvt *t, uint64_t home,
 	gpuq_kvt_fence_acq();
 }
 
+/* The lowest set bit's index (x != 0). */
+GPUQ_HD uint32_t gpuq_kvt_ctz(uint32_t x)
+{
+#ifdef __CUDA_ARCH__
+	return (uint32_t)__ffs((int)x) - 1u;
+#else
+	return (uint32_t)__builtin_ctz(x);
+#endif
+}
+
+/*
+ * The slots of a bucket, by control word, that may hold the key tagged
+ * tag: a bit per slot.  All in registers, so that a warp's lanes, each
+ * searching for its own key, pick their candidates without diverging and
+ * then read their candidates' keys together; a loop that read a slot
+ * where its tag matched ran the lanes one slot position after another.
+ * used_only: only USED slots at rest (a writer holding the key's lock);
+ * else also slots mid-write (a lookup waits those out).
+ */
+GPUQ_HD uint32_t gpuq_kvt_candidates(const uint64_t c[GPUQ_KVT_BUCKET],
+				     uint32_t tag, int used_only)
+{
+	uint32_t m = 0;
+	GPUQ_KVT_UNROLL
+	for (uint32_t j = 0; j < GPUQ_KVT_BUCKET; j++) {
+		uint32_t odd = GPUQ_KVT_SEQ(c[j]) & 1u;
+		int used = GPUQ_KVT_STATE(c[j]) == GPUQ_KVT_USED;
+		int may = used_only ? used && !odd : used || odd;
+		m |= (uint32_t)(may && GPUQ_KVT_TAG(c[j]) == tag) << j;
+	}
+	return m;
+}
+
 /* Does slot s, whose control word was c, hold the key? */
 GPUQ_HD int gpuq_kvt_holds(const struct gpuq_kvt_slot *s, uint64_t c,
 			   uint32_t tag, const void *key, uint32_t klen)
@@ -372,26 +405,28 @@ GPUQ_HD int64_t gpuq_kvt_find_locked(const struct gpuq_kvt *t,
 	*empty = -1;
 	for (uint32_t b = 0; b < GPUQ_KVT_PROBE; b++) {
 		uint64_t cb[GPUQ_KVT_BUCKET];
+		uint32_t cand;
 		gpuq_kvt_bucket_ctrl(t, l->home, b, cb);
 		GPUQ_KVT_UNROLL
-		for (uint32_t j = 0; j < GPUQ_KVT_BUCKET; j++) {
+		for (uint32_t j = 0; j < GPUQ_KVT_BUCKET; j++)
+			if (*empty < 0 && GPUQ_KVT_STATE(cb[j]) == GPUQ_KVT_EMPTY &&
+			    (GPUQ_KVT_SEQ(cb[j]) & 1u) == 0)
+				*empty = (int64_t)gpuq_kvt_window_slot(
+					t, l->home, b * GPUQ_KVT_BUCKET + j);
+		cand = gpuq_kvt_candidates(cb, l->tag, 1);
+		while (cand) {
+			uint32_t j = gpuq_kvt_ctz(cand);
 			uint64_t si = gpuq_kvt_window_slot(
 				t, l->home, b * GPUQ_KVT_BUCKET + j);
 			struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, si);
-			uint64_t c = cb[j];
-			if (GPUQ_KVT_STATE(c) == GPUQ_KVT_EMPTY &&
-			    (GPUQ_KVT_SEQ(c) & 1u) == 0) {
-				if (*empty < 0)
-					*empty = (int64_t)si;
-				continue;
-			}
+			cand &= cand - 1;
 			/* Another key's slot may change under us, but then
 			 * it never held ours: re-reading the control word
 			 * settles it. */
-			if (gpuq_kvt_holds(s, c, l->tag, key, klen)) {
+			if (gpuq_kvt_holds(s, cb[j], l->tag, key, klen)) {
 				gpuq_kvt_fence_acq();
-				if (gpuq_kvt_load(&s->ctrl) == c) {
-					*ctrl = c;
+				if (gpuq_kvt_load(&s->ctrl) == cb[j]) {
+					*ctrl = cb[j];
 					return (int64_t)si;
 				}
 			}
@@ -425,6 +460,19 @@ GPUQ_HD int64_t gpuq_kvt_claim(const struct gpuq_kvt *t,
 			       const struct gpuq_kvt_loc *l, int64_t first,
 			       uint64_t *c_before)
 {
+	/* The empty slot the search saw is most likely empty still. */
+	if (first >= 0) {
+		struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, (uint64_t)first);
+		uint64_t c = gpuq_kvt_load(&s->ctrl);
+		if (GPUQ_KVT_STATE(c) == GPUQ_KVT_EMPTY && !(GPUQ_KVT_SEQ(c) & 1u) &&
+		    gpuq_kvt_cas(&s->ctrl, c,
+				 GPUQ_KVT_CTRL(GPUQ_KVT_SEQ(c) + 1u, l->tag,
+					       GPUQ_KVT_EMPTY))) {
+			gpuq_kvt_fence_rel();
+			*c_before = c;
+			return first;
+		}
+	}
 	for (uint32_t i = 0; first >= 0 && i < GPUQ_KVT_WINDOW; i++) {
 		uint64_t si = gpuq_kvt_window_slot(t, l->home, i);
 		struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, si);
@@ -497,8 +545,12 @@ GPUQ_HD int gpuq_kvt_get(const struct gpuq_kvt *t, const void *key,
 		return rc;
 	for (uint32_t b = 0; b < GPUQ_KVT_PROBE; b++) {
 		uint64_t cb[GPUQ_KVT_BUCKET];
+		uint32_t cand;
 		gpuq_kvt_bucket_ctrl(t, l.home, b, cb);
-		for (uint32_t j = 0; j < GPUQ_KVT_BUCKET; j++) {
+		cand = gpuq_kvt_candidates(cb, l.tag, 0);
+		while (cand) {
+			uint32_t j = gpuq_kvt_ctz(cand);
+			cand &= cand - 1;
 			rc = gpuq_kvt_get_slot(t, &l, b * GPUQ_KVT_BUCKET + j,
 					       cb[j], key, klen, out, cap, vlen);
 			if (rc != GPUQ_ENOKEY)

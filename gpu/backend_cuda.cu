@@ -184,6 +184,28 @@ static bool has_tables(const struct bqueue *q)
 	return q->table.nbuckets || q->once.nbuckets;
 }
 
+// gpuqd's own kernel for unordered kv queues: a warp per message
+// (gpu/kv_warp.cuh).  Only its kv step is compiled in, which keeps it
+// within 128 registers with little spilled; the tables kernel, which
+// also carries the thread-per-message path with exactly-once and
+// retries, spilled 1.4 KB a thread (to L2, at 512 threads a block).
+extern "C" __global__ void __launch_bounds__(gpuq_dev::TABLES_MAX_WINDOW, 1)
+gpuq_consume_windowed_kv(kargs a)
+{
+	gpuq_dev::consume_windowed<true, true>(a);
+}
+
+// Does the queue run gpuq_consume_windowed_kv?  Exactly-once and fault
+// injection wrap one thread's handler run, so those queues keep the
+// tables kernel.
+static bool kv_kernel(const struct bqueue *q)
+{
+	const struct ipc_hdr *h = q->r.hdr;
+	return q->handler_id == GPUQ_H_KV && q->table.nbuckets &&
+	       !q->once.nbuckets && !h->ordered && !h->fail_ppm &&
+	       !q->conf.handler_module[0];
+}
+
 // The consumer kernels, gpuqd's own and their names in a handler module,
 // by [has tables][ordered].
 static const void *const builtin_kernels[2][2] = {
@@ -198,6 +220,8 @@ static const char *const kernel_names[2][2] = {
 
 static const void *builtin_kernel(const struct bqueue *q)
 {
+	if (kv_kernel(q))
+		return (const void *)gpuq_consume_windowed_kv;
 	return builtin_kernels[has_tables(q)][q->r.hdr->ordered != 0];
 }
 

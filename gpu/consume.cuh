@@ -19,9 +19,9 @@
 //   2. copies the published slots into the VRAM ring, all threads together,
 //      16 bytes a lane and many loads in flight (a thread copying its own
 //      slot serially leaves the link idle between dependent reads);
-//   3. runs the handler, one thread per message (a warp per message for
-//      the kv handler: gpu/kv_warp.cuh), building the completion entry in
-//      VRAM;
+//   3. runs the handler, one thread per message (a warp per message in
+//      gpuqd's kv kernel: gpu/kv_warp.cuh), building the completion entry
+//      in VRAM;
 //   4. writes the entries to the producers' completion areas, again all
 //      threads together, then one system fence, then the DONE marks and the
 //      FREE states.
@@ -219,16 +219,7 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 	return rc ? OUT_DEAD : OUT_RESULT;
 }
 
-// Does a queue's step 3 run kv messages a warp each (kv_round)?  Queues
-// with exactly-once or fault injection keep run_ticket, whose retries and
-// records wrap a thread's handler run.
-__device__ inline bool kv_by_warp(const kargs &a)
-{
-	return a.handler == GPUQ_H_KV && a.table.slots && !a.once.slots &&
-	       !a.fault_ppm;
-}
-
-// run_ticket for a kv_by_warp queue, by all 32 lanes of a warp; the same
+// run_ticket for a queue of the kv kernel, by all 32 lanes of a warp; the same
 // outcome in each.  A malformed request would fail every attempt alike,
 // so it counts max_attempts, as gpuq_handle would, without the re-runs.
 __device__ inline enum outcome run_ticket_kv(const kargs &a, uint32_t worker,
@@ -465,7 +456,7 @@ struct wshared {
 	uint32_t bytes[MAX_WINDOW];   // completion bytes to copy this round
 };
 
-// Step 3 of a kv_by_warp queue: warp w of the block takes the published
+// Step 3 of the kv kernel: warp w of the block takes the published
 // tickets listed at w, w + warps, ...; each of its lanes then answers
 // some of a message's operations (gpu/kv_warp.cuh).
 __device__ inline void kv_round(const kargs &a, struct wshared &s,
@@ -506,7 +497,9 @@ __device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
 
 // One round of a window: steps 1-4 for every thread's ticket.  Returns this
 // thread's look; *took says whether it finished its ticket this round.
-template <bool TABLES>
+// KV: the kv kernel (gpuq_consume_windowed_kv, gpuqd's own), whose step 3
+// runs messages a warp each (kv_round) and has no thread-per-message path.
+template <bool TABLES, bool KV>
 __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 					 uint32_t worker, uint64_t ws, uint64_t t,
 					 bool finished, bool *took, bool *end)
@@ -569,7 +562,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	if (s.paused)
 		return l;
 	// Every published or skipped ticket is taken this round.
-	if (TABLES && kv_by_warp(a)) {
+	if (KV) {
 		if (ready && !published)
 			atomicAdd(&s.c.skip, 1);
 		kv_round(a, s, worker, ws, ntake, end);
@@ -623,7 +616,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 // Unordered queue: block 0 is the pump (first, so that it is resident
 // before any worker waits on it); block 1 + w is worker w of G, which takes
 // windows w, w + G, w + 2G, ...
-template <bool TABLES>
+template <bool TABLES, bool KV = false>
 __device__ inline void consume_windowed(const kargs &a)
 {
 	__shared__ struct wshared s;
@@ -661,7 +654,7 @@ __device__ inline void consume_windowed(const kargs &a)
 			}
 			__syncthreads();
 			bool took;
-			enum look l = window_round<TABLES>(a, s, worker, ws, t, finished,
+			enum look l = window_round<TABLES, KV>(a, s, worker, ws, t, finished,
 						   &took, &end);
 			if (l == LOOK_END)
 				finished = end = true;
