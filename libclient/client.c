@@ -318,22 +318,40 @@ GPUQ_API int gpuq_queue_info_get(const gpuq_queue *q, gpuq_queue_info *o)
 /* 0 while the broker is alive, else GPUQ_EBROKERDEAD.  A broker that exits
  * or is killed hangs the socket up at once; a hung one stops its heartbeat
  * (IPC_HEARTBEAT_DEAD_NS); a stopped one says so in the header. */
+/* Why a handle counted the broker dead, said once on stderr when
+ * $GPUQ_DEBUG is set: the three signs look the same to the caller. */
+static void broker_dead_why(const char *why, uint64_t age_ns)
+{
+	if (getenv("GPUQ_DEBUG"))
+		fprintf(stderr, "gpuq[%d]: broker counted dead: %s (heartbeat "
+				"%.1f ms old)\n",
+			(int)getpid(), why, (double)age_ns / 1e6);
+}
+
 static int broker_check_at(struct gpuq_queue *q, uint64_t now)
 {
 	const struct ipc_hdr *h = q->r.hdr;
+	uint64_t hb;
 	if (q->c->broker_dead)
 		return GPUQ_EBROKERDEAD;
 	/* Our own liveness, for gpuqctl clients (one relaxed store). */
 	ipc_store_relaxed(&q->me->heartbeat_ns, now);
-	if (ipc_load_acquire(&h->state) == IPC_BROKER_STOPPED ||
-	    now > ipc_load_acquire(&h->heartbeat_ns) + q->dead_ns)
+	hb = ipc_load_acquire(&h->heartbeat_ns);
+	if (ipc_load_acquire(&h->state) == IPC_BROKER_STOPPED) {
 		q->c->broker_dead = 1;
+		broker_dead_why("stopped", now - hb);
+	} else if (now > hb + q->dead_ns) {
+		q->c->broker_dead = 1;
+		broker_dead_why("heartbeat too old", now - hb);
+	}
 	if (!q->c->broker_dead && now - q->sock_checked_ns >= SOCK_CHECK_NS) {
 		struct pollfd p = { q->c->sock, POLLRDHUP, 0 };
 		q->sock_checked_ns = now;
 		if (poll(&p, 1, 0) > 0 &&
-		    (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+		    (p.revents & (POLLHUP | POLLRDHUP | POLLERR))) {
 			q->c->broker_dead = 1;
+			broker_dead_why("socket hung up", now > hb ? now - hb : 0);
+		}
 	}
 	return q->c->broker_dead ? GPUQ_EBROKERDEAD : 0;
 }
