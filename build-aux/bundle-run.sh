@@ -19,6 +19,8 @@ export CK_FORK=${CK_FORK:-yes}
 # usually reached for one command at a time).
 export GPUQ_TEST_KEEP=1
 export GPUQ_TEST_DIR=$(mktemp -d /tmp/gpuq-run-XXXXXX)
+# check_auth's other user must reach the sockets below it (mktemp: 0700).
+chmod 0755 "$GPUQ_TEST_DIR"
 pass=0 fail=0 skip=0
 tests=${*:-$(ls "$here/tests")}
 # The last lines of up to four gpuqd logs that a failed suite left.
