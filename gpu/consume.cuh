@@ -456,6 +456,22 @@ struct wshared {
 	uint32_t bytes[MAX_WINDOW];   // completion bytes to copy this round
 };
 
+// Step 3's bookkeeping for ticket ws + k of the window: its outcome in the
+// block's counters, and the completion bytes step 4 copies (nb).
+__device__ inline void note_outcome(struct wshared &s, uint32_t k,
+				    enum outcome o, uint32_t nb, bool *end)
+{
+	if (o == OUT_STOPPED) {
+		s.flag[k] = KEEP_STOPPED; // the kernel is stopping
+		*end = true;
+	} else if (o == OUT_DEAD) {
+		atomicAdd(&s.c.dead, 1);
+	} else if (o == OUT_GARBLED) {
+		atomicAdd(&s.c.garbled, 1);
+	}
+	s.bytes[k] = nb;
+}
+
 // Step 3 of the kv kernel: warp w of the block takes the published
 // tickets listed at w, w + warps, ...; each of its lanes then answers
 // some of a message's operations (gpu/kv_warp.cuh).
@@ -470,17 +486,8 @@ __device__ inline void kv_round(const kargs &a, struct wshared &s,
 			continue; // skipped: counted by its own thread
 		enum outcome o = run_ticket_kv(a, worker, ws + k, &s.dlq,
 					       &s.c.retried, &nb);
-		if (threadIdx.x % 32)
-			continue;
-		if (o == OUT_STOPPED) {
-			s.flag[k] = KEEP_STOPPED; // the kernel is stopping
-			*end = true;
-		} else if (o == OUT_DEAD) {
-			atomicAdd(&s.c.dead, 1);
-		} else if (o == OUT_GARBLED) {
-			atomicAdd(&s.c.garbled, 1);
-		}
-		s.bytes[k] = nb;
+		if (threadIdx.x % 32 == 0)
+			note_outcome(s, k, o, nb, end);
 	}
 }
 
@@ -570,15 +577,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 		uint32_t nb;
 		enum outcome o = run_ticket<TABLES>(a, worker, 0, t, &s.dlq,
 					    &s.c.retried, 0, &nb);
-		if (o == OUT_STOPPED) {
-			s.flag[tid] = KEEP_STOPPED; // the kernel is stopping
-			*end = true;
-		} else if (o == OUT_DEAD) {
-			atomicAdd(&s.c.dead, 1);
-		} else if (o == OUT_GARBLED) {
-			atomicAdd(&s.c.garbled, 1);
-		}
-		s.bytes[tid] = nb;
+		note_outcome(s, tid, o, nb, end);
 	} else if (ready) {
 		atomicAdd(&s.c.skip, 1);
 	}
