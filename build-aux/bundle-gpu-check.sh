@@ -138,22 +138,34 @@ want sanitize && for tool in memcheck racecheck; do
 	# which it refuses, so its dead-letter path runs too)
 	sanitize_one $tool "upper,handler_module=$here/handlers/example_handler.fatbin,result_bytes=256,workers=2" -p 2 -n 1000
 done
-# The hash tables in VRAM (keysum, exactly-once) through the suite that
-# uses them, every broker it starts under the sanitizer: GPUQD names a
-# wrapper, and a broker that exits with the sanitizer's status fails the
-# test that stops it.  (check_kv's brokers have two queues, and under a
-# sanitizer the second queue's kernel never starts beside the first.)
-# The kv kernel through gpuq-bench kv, whose broker has one queue: a
-# sanitizer report is a failure.  Racecheck makes the kernel slow enough
-# that only a small put phase and get phase fit the bench's 30 s calls.
+# The hash tables in VRAM (keysum, kv, exactly-once) through the suites
+# that use them, every broker they start under the sanitizer: GPUQD names
+# a wrapper, and a broker that exits with the sanitizer's status fails the
+# test that stops it.  The tests stop brokers with SIGTERM, which would
+# kill compute-sanitizer itself (status 0xf, no drain, no report), so the
+# wrapper passes it on to gpuqd.  (check_kv's test_single has a second
+# queue, whose kernel a sanitizer never runs beside the first; the other
+# brokers of both suites have one.)
+# The kv kernel also through gpuq-bench kv, at a bench's load: a sanitizer
+# report is a failure.  Racecheck makes the kernel slow enough that only
+# a small put phase and get phase fit the bench's 30 s calls.
 want sanitize && for tool in memcheck racecheck; do
 	w="$tmp/gpuqd-$tool"
-	printf '#!/bin/sh\nexec env GPUQ_CUDA_WINDOW=64 %s --tool %s --error-exitcode 9 %s "$@"\n' \
-		"$cs" "$tool" "$bin/gpuqd" >"$w"
+	cat >"$w" <<WRAP
+#!/bin/sh
+GPUQ_CUDA_WINDOW=64 "$cs" --tool $tool --error-exitcode 9 "$bin/gpuqd" "\$@" &
+p=\$!
+trap 'pkill -TERM -P \$p' TERM INT
+while :; do
+	wait \$p
+	rc=\$?
+	kill -0 \$p 2>/dev/null || exit \$rc
+done
+WRAP
 	chmod +x "$w"
-	echo "== compute-sanitizer --tool $tool: check_state"
-	GPUQD="$w" GPUQ_SUITE_TIMEOUT=300 "$here/run-tests.sh" cuda check_state ||
-		fail=1
+	echo "== compute-sanitizer --tool $tool: check_kv, check_state"
+	GPUQD="$w" GPUQ_SUITE_TIMEOUT=300 "$here/run-tests.sh" cuda check_kv \
+		check_state || fail=1
 	echo "== compute-sanitizer --tool $tool: gpuq-bench kv"
 	n=3000
 	[ $tool = racecheck ] && n=300
