@@ -256,6 +256,39 @@ START_TEST(test_stat_frozen_broker)
 }
 END_TEST
 
+/* A frozen broker is counted dead: its heartbeat stops and its loop
+ * answers no liveness ping.  Before it froze, a heartbeat bound of 1 ms
+ * (every heartbeat "too old") cost the producer only pings, which the
+ * running loop answered: no call failed. */
+START_TEST(test_frozen_broker_dead)
+{
+	const char *argv[] = { "-q", "s,handler=echo,slot_bytes=64", NULL };
+	struct broker_proc b;
+	char out[8];
+	gpuq_client *c;
+	gpuq_queue *q;
+	uint64_t id;
+	ck_assert_int_eq(setenv("GPUQ_HEARTBEAT_TIMEOUT_MS", "1", 1), 0);
+	ck_assert_int_eq(broker_start(&b, argv), 0);
+	ck_assert_int_eq(gpuq_connect(b.socket, &c), 0);
+	ck_assert_int_eq(gpuq_open(c, "s", &q), 0);
+	for (int i = 0; i < 200; i++) {
+		ck_assert_int_eq(gpuq_enqueue(q, "x", 1, &id, WAIT_MS), 0);
+		ck_assert_int_eq(gpuq_wait(q, id, out, 1, NULL, WAIT_MS), 0);
+	}
+	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
+	sleep_ms(300); /* past the last ping's vouching */
+	ck_assert_int_eq(gpuq_enqueue(q, "x", 1, &id, WAIT_MS), GPUQ_EBROKERDEAD);
+	ck_assert_int_eq(kill(b.pid, SIGCONT), 0);
+	/* the verdict sticks, even though the broker runs again */
+	ck_assert_int_eq(gpuq_enqueue(q, "x", 1, &id, WAIT_MS), GPUQ_EBROKERDEAD);
+	gpuq_disconnect(c);
+	ck_assert_int_eq(broker_stop(&b, SIGTERM, WAIT_MS), 0);
+	broker_cleanup(&b);
+	unsetenv("GPUQ_HEARTBEAT_TIMEOUT_MS");
+}
+END_TEST
+
 START_TEST(test_pause_clients_queues)
 {
 	const char *argv[] = { "-q", "p,handler=echo,slot_bytes=64",
@@ -347,6 +380,7 @@ static Suite *suite_operate(void)
 	tcase_add_test(tc, test_metrics);
 	tcase_add_test(tc, test_metrics_tables);
 	tcase_add_test(tc, test_stat_frozen_broker);
+	tcase_add_test(tc, test_frozen_broker_dead);
 	tcase_add_test(tc, test_pause_clients_queues);
 	tcase_add_test(tc, test_print_config);
 	suite_add_tcase(s, tc);
