@@ -225,21 +225,30 @@ static int ctl(const struct broker_proc *b, char *out, size_t cap,
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-START_TEST(test_stat_frozen_broker)
+/* A broker with one echo queue s, a handle on it, and n messages sent
+ * and answered through it. */
+static gpuq_queue *echo_broker(struct broker_proc *b, gpuq_client **c, int n)
 {
 	const char *argv[] = { "-q", "s,handler=echo,slot_bytes=64", NULL };
-	struct broker_proc b;
-	char out[8192];
-	gpuq_client *c;
 	gpuq_queue *q;
+	char out[8];
 	uint64_t id;
-	ck_assert_int_eq(broker_start(&b, argv), 0);
-	ck_assert_int_eq(gpuq_connect(b.socket, &c), 0);
-	ck_assert_int_eq(gpuq_open(c, "s", &q), 0);
-	for (int i = 0; i < 10; i++) {
+	ck_assert_int_eq(broker_start(b, argv), 0);
+	ck_assert_int_eq(gpuq_connect(b->socket, c), 0);
+	ck_assert_int_eq(gpuq_open(*c, "s", &q), 0);
+	for (int i = 0; i < n; i++) {
 		ck_assert_int_eq(gpuq_enqueue(q, "x", 1, &id, WAIT_MS), 0);
 		ck_assert_int_eq(gpuq_wait(q, id, out, 1, NULL, WAIT_MS), 0);
 	}
+	return q;
+}
+
+START_TEST(test_stat_frozen_broker)
+{
+	struct broker_proc b;
+	char out[8192];
+	gpuq_client *c;
+	echo_broker(&b, &c, 10);
 	/* Freeze the whole broker: the socket answers nothing now, yet the
 	 * counters are still there to read. */
 	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
@@ -262,20 +271,12 @@ END_TEST
  * running loop answered: no call failed. */
 START_TEST(test_frozen_broker_dead)
 {
-	const char *argv[] = { "-q", "s,handler=echo,slot_bytes=64", NULL };
 	struct broker_proc b;
-	char out[8];
 	gpuq_client *c;
 	gpuq_queue *q;
 	uint64_t id;
 	ck_assert_int_eq(setenv("GPUQ_HEARTBEAT_TIMEOUT_MS", "1", 1), 0);
-	ck_assert_int_eq(broker_start(&b, argv), 0);
-	ck_assert_int_eq(gpuq_connect(b.socket, &c), 0);
-	ck_assert_int_eq(gpuq_open(c, "s", &q), 0);
-	for (int i = 0; i < 200; i++) {
-		ck_assert_int_eq(gpuq_enqueue(q, "x", 1, &id, WAIT_MS), 0);
-		ck_assert_int_eq(gpuq_wait(q, id, out, 1, NULL, WAIT_MS), 0);
-	}
+	q = echo_broker(&b, &c, 200);
 	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
 	sleep_ms(300); /* past the last ping's vouching */
 	ck_assert_int_eq(gpuq_enqueue(q, "x", 1, &id, WAIT_MS), GPUQ_EBROKERDEAD);
