@@ -317,9 +317,6 @@ GPUQ_API int gpuq_queue_info_get(const gpuq_queue *q, gpuq_queue_info *o)
  * the shared-memory heartbeat is checked on every call. */
 #define SOCK_CHECK_NS 5000000ull
 
-/* 0 while the broker is alive, else GPUQ_EBROKERDEAD.  A broker that exits
- * or is killed hangs the socket up at once; a hung one stops its heartbeat
- * (IPC_HEARTBEAT_DEAD_NS); a stopped one says so in the header. */
 /* Why a handle counted the broker dead, said once on stderr when
  * $GPUQ_DEBUG is set: the three signs look the same to the caller. */
 static void broker_dead_why(const char *why, uint64_t age_ns)
@@ -367,9 +364,10 @@ static int broker_answers(struct gpuq_client *c, uint64_t wait_ns)
 static int broker_vouched(struct gpuq_queue *q, uint64_t now, uint64_t hb)
 {
 	struct gpuq_client *c = q->c;
-	uint64_t t0 = ipc_now_ns();
+	uint64_t t0;
 	if (c->vouched_ns && now < c->vouched_ns + VOUCH_NS)
 		return 1;
+	t0 = ipc_now_ns();
 	if (!broker_answers(c, q->dead_ns > PING_MIN_WAIT_NS ? q->dead_ns
 							  : PING_MIN_WAIT_NS))
 		return 0;
@@ -383,6 +381,10 @@ static int broker_vouched(struct gpuq_queue *q, uint64_t now, uint64_t hb)
 	return 1;
 }
 
+/* 0 while the broker is alive, else GPUQ_EBROKERDEAD.  A broker that exits
+ * or is killed hangs the socket up at once; a hung one stops its heartbeat
+ * (IPC_HEARTBEAT_DEAD_NS) and answers no ping (broker_vouched); a stopped
+ * one says so in the header. */
 static int broker_check_at(struct gpuq_queue *q, uint64_t now)
 {
 	const struct ipc_hdr *h = q->r.hdr;

@@ -62,12 +62,14 @@ struct kv_call {
  * message, or the group has remembered all it can. */
 static int seen_add(struct kv_call *k, const gpuq_kv_item *it, uint32_t mi)
 {
-	uint64_t h = gpuq_kvt_hash(it->key, it->klen);
-	uint32_t i = (uint32_t)h & k->seen_mask;
+	uint64_t h;
+	uint32_t i;
 	if (!k->seen)
-		return 1;
+		return 1; /* gets: no hash on their hot path */
 	if (k->seen_n >= (k->seen_mask + 1) / 2)
 		return 0;
+	h = gpuq_kvt_hash(it->key, it->klen);
+	i = (uint32_t)h & k->seen_mask;
 	for (; k->seen[i].gen == k->gen; i = (i + 1) & k->seen_mask)
 		if (k->seen[i].hash == h && k->seen[i].msg != mi)
 			return 0;
