@@ -349,6 +349,12 @@ GPUQ_HD void gpuq_kvt_bucket_ctrl(const struct gpuq_kvt *t, uint64_t home,
 	gpuq_kvt_fence_acq();
 }
 
+/* A slot may be claimed for a new key: empty and not mid-write. */
+GPUQ_HD int gpuq_kvt_claimable(uint64_t c)
+{
+	return GPUQ_KVT_STATE(c) == GPUQ_KVT_EMPTY && !(GPUQ_KVT_SEQ(c) & 1u);
+}
+
 /* The lowest set bit's index (x != 0). */
 GPUQ_HD uint32_t gpuq_kvt_ctz(uint32_t x)
 {
@@ -409,8 +415,7 @@ GPUQ_HD int64_t gpuq_kvt_find_locked(const struct gpuq_kvt *t,
 		gpuq_kvt_bucket_ctrl(t, l->home, b, cb);
 		GPUQ_KVT_UNROLL
 		for (uint32_t j = 0; j < GPUQ_KVT_BUCKET; j++)
-			if (*empty < 0 && GPUQ_KVT_STATE(cb[j]) == GPUQ_KVT_EMPTY &&
-			    (GPUQ_KVT_SEQ(cb[j]) & 1u) == 0)
+			if (*empty < 0 && gpuq_kvt_claimable(cb[j]))
 				*empty = (int64_t)gpuq_kvt_window_slot(
 					t, l->home, b * GPUQ_KVT_BUCKET + j);
 		cand = gpuq_kvt_candidates(cb, l->tag, 1);
@@ -450,6 +455,24 @@ GPUQ_HD void gpuq_kvt_write_end(struct gpuq_kvt_slot *s, uint64_t c_begin,
 		       GPUQ_KVT_CTRL(GPUQ_KVT_SEQ(c_begin) + 2u, tag, state));
 }
 
+/* Claim slot si for the key if it is free: 1 with it mid-write (odd seq)
+ * and *c_before its control word before the claim, else 0. */
+GPUQ_HD int gpuq_kvt_try_claim(const struct gpuq_kvt *t,
+			       const struct gpuq_kvt_loc *l, uint64_t si,
+			       uint64_t *c_before)
+{
+	struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, si);
+	uint64_t c = gpuq_kvt_load(&s->ctrl);
+	if (!gpuq_kvt_claimable(c) ||
+	    !gpuq_kvt_cas(&s->ctrl, c,
+			  GPUQ_KVT_CTRL(GPUQ_KVT_SEQ(c) + 1u, l->tag,
+					GPUQ_KVT_EMPTY)))
+		return 0;
+	gpuq_kvt_fence_rel();
+	*c_before = c;
+	return 1;
+}
+
 /*
  * Claim an empty slot of the window for a new key (the caller holds the
  * key's home lock), leaving it mid-write (odd seq).  first: the first
@@ -460,32 +483,15 @@ GPUQ_HD int64_t gpuq_kvt_claim(const struct gpuq_kvt *t,
 			       const struct gpuq_kvt_loc *l, int64_t first,
 			       uint64_t *c_before)
 {
+	if (first < 0)
+		return -1;
 	/* The empty slot the search saw is most likely empty still. */
-	if (first >= 0) {
-		struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, (uint64_t)first);
-		uint64_t c = gpuq_kvt_load(&s->ctrl);
-		if (GPUQ_KVT_STATE(c) == GPUQ_KVT_EMPTY && !(GPUQ_KVT_SEQ(c) & 1u) &&
-		    gpuq_kvt_cas(&s->ctrl, c,
-				 GPUQ_KVT_CTRL(GPUQ_KVT_SEQ(c) + 1u, l->tag,
-					       GPUQ_KVT_EMPTY))) {
-			gpuq_kvt_fence_rel();
-			*c_before = c;
-			return first;
-		}
-	}
-	for (uint32_t i = 0; first >= 0 && i < GPUQ_KVT_WINDOW; i++) {
+	if (gpuq_kvt_try_claim(t, l, (uint64_t)first, c_before))
+		return first;
+	for (uint32_t i = 0; i < GPUQ_KVT_WINDOW; i++) {
 		uint64_t si = gpuq_kvt_window_slot(t, l->home, i);
-		struct gpuq_kvt_slot *s = gpuq_kvt_slot_at(t, si);
-		uint64_t c = gpuq_kvt_load(&s->ctrl);
-		if (GPUQ_KVT_STATE(c) != GPUQ_KVT_EMPTY || (GPUQ_KVT_SEQ(c) & 1u))
-			continue;
-		if (gpuq_kvt_cas(&s->ctrl, c,
-				 GPUQ_KVT_CTRL(GPUQ_KVT_SEQ(c) + 1u, l->tag,
-					       GPUQ_KVT_EMPTY))) {
-			gpuq_kvt_fence_rel();
-			*c_before = c;
+		if (gpuq_kvt_try_claim(t, l, si, c_before))
 			return (int64_t)si;
-		}
 	}
 	return -1;
 }
