@@ -147,13 +147,64 @@ __device__ inline void stage_completion(struct ipc_cq_entry *e, int status,
 	*out_bytes = IPC_CQ_HDR_BYTES + len;
 }
 
-// Step 3 for one published ticket, whose slot is already in the VRAM ring:
-// run the handler (with retries), dead-letter a final failure, and build
-// the completion entry in the staging area.  *out_bytes gets how many bytes
-// of that entry step 4 must copy (0: no completion is wanted).  TABLES: the
-// queue has hash tables (handler state, exactly-once); without them the
-// table code is compiled out, which keeps the kernel's register count, and
-// so its window size, what it was.
+// A published ticket whose slot is already in the VRAM ring: its message,
+// and its completion entry being built in the staging area.
+struct ticket {
+	const struct ipc_msg_hdr *m;
+	const uint8_t *payload;
+	struct ipc_cq_entry *e;
+	uint32_t len;
+	bool noresult;
+};
+
+// Ticket t of ring, opened for step 3; false if its header is garbled.
+// A bad header must never steer a write outside the completion areas;
+// index max_clients is the broker's own, which never wants results.
+__device__ inline bool open_ticket(const kargs &a, uint32_t ring, uint64_t t,
+				   struct ticket *k)
+{
+	size_t si = slot_index(a, ring, t);
+	k->m = (const struct ipc_msg_hdr *)(a.vram + si * a.slot_stride);
+	k->payload = (const uint8_t *)(k->m + 1);
+	k->e = (struct ipc_cq_entry *)(a.stage + si * a.stage_stride);
+	k->len = k->m->len;
+	k->noresult = k->m->flags & IPC_MSG_NORESULT;
+	uint32_t client = k->m->client;
+	return !(client > a.max_clients || k->len == 0 ||
+		 k->len > a.slot_bytes ||
+		 (client == a.max_clients && !k->noresult));
+}
+
+// The end of step 3 for a ticket whose handler returned rc after attempts
+// runs, with len result bytes: the retries counted, a final failure
+// dead-lettered, and the completion entry built (*out_bytes: how much of
+// it step 4 copies; left alone when no completion is wanted).
+__device__ inline enum outcome finish_ticket(const kargs &a, uint32_t worker,
+					     uint32_t ring, uint64_t t,
+					     const struct ticket &k, int rc,
+					     uint32_t attempts, uint32_t len,
+					     unsigned long long *dlq_next,
+					     unsigned *retried, uint64_t seq,
+					     uint32_t *out_bytes)
+{
+	if (attempts > 1)
+		atomicAdd(retried, attempts - 1);
+	if (rc && !dead_letter(a, worker, atomicAdd(dlq_next, 1ull), ring, t,
+			       k.m, k.payload, rc, attempts))
+		return OUT_STOPPED;
+	if (!k.noresult)
+		stage_completion(k.e, rc ? GPUQ_EHANDLER : 0, rc ? 0 : len,
+				 attempts, worker, seq, out_bytes);
+	return rc ? OUT_DEAD : OUT_RESULT;
+}
+
+// Step 3 for one published ticket: run the handler (with retries),
+// dead-letter a final failure, and build the completion entry in the
+// staging area.  *out_bytes gets how many bytes of that entry step 4 must
+// copy (0: no completion is wanted).  TABLES: the queue has hash tables
+// (handler state, exactly-once); without them the table code is compiled
+// out, which keeps the kernel's register count, and so its window size,
+// what it was.
 template <bool TABLES>
 __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 					  uint32_t ring, uint64_t t,
@@ -161,22 +212,13 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 					  unsigned *retried, uint64_t seq,
 					  uint32_t *out_bytes)
 {
-	size_t si = slot_index(a, ring, t);
-	const struct ipc_msg_hdr *m =
-		(const struct ipc_msg_hdr *)(a.vram + si * a.slot_stride);
-	const uint8_t *payload = (const uint8_t *)(m + 1);
-	struct ipc_cq_entry *e =
-		(struct ipc_cq_entry *)(a.stage + si * a.stage_stride);
-	uint32_t len = m->len, client = m->client, attempts;
-	bool noresult = m->flags & IPC_MSG_NORESULT;
+	struct ticket k;
+	uint32_t attempts;
 	*out_bytes = 0;
-	// A bad header must never steer a write outside the completion areas;
-	// index max_clients is the broker's own, which never wants results.
-	if (client > a.max_clients || len == 0 || len > a.slot_bytes ||
-	    (client == a.max_clients && !noresult))
+	if (!open_ticket(a, ring, t, &k))
 		return OUT_GARBLED;
-	struct gpuq_hmsg in = { payload, len, 1, m->id, m->key, NULL };
-	struct gpuq_hres res = { (uint8_t *)(e + 1), a.result_bytes, 0 };
+	struct gpuq_hmsg in = { k.payload, k.len, 1, k.m->id, k.m->key, NULL };
+	struct gpuq_hres res = { (uint8_t *)(k.e + 1), a.result_bytes, 0 };
 	struct gpuq_fault f = { a.fault_ppm, a.fault_attempts };
 	int rc;
 	if (TABLES) {
@@ -196,8 +238,8 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 		if (refused) {
 			// Not run and not a handler failure: no dead letter,
 			// the producer gets the reason (as on the CPU backend).
-			if (!noresult)
-				stage_completion(e, refused, 0, 0, worker, seq,
+			if (!k.noresult)
+				stage_completion(k.e, refused, 0, 0, worker, seq,
 						 out_bytes);
 			return OUT_RESULT;
 		}
@@ -205,59 +247,35 @@ __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 		rc = gpuq_handle(a.handler, &in, &res, &f, a.max_attempts,
 				 &attempts);
 	}
-	if (attempts > 1)
-		atomicAdd(retried, attempts - 1);
-	if (rc) {
-		uint64_t p = atomicAdd(dlq_next, 1ull);
-		if (!dead_letter(a, worker, p, ring, t, m, payload, rc,
-				 attempts))
-			return OUT_STOPPED;
-	}
-	if (!noresult)
-		stage_completion(e, rc ? GPUQ_EHANDLER : 0, rc ? 0 : res.len,
-				 attempts, worker, seq, out_bytes);
-	return rc ? OUT_DEAD : OUT_RESULT;
+	return finish_ticket(a, worker, ring, t, k, rc, attempts, res.len,
+			     dlq_next, retried, seq, out_bytes);
 }
 
-// run_ticket for a queue of the kv kernel, by all 32 lanes of a warp; the same
-// outcome in each.  A malformed request would fail every attempt alike,
-// so it counts max_attempts, as gpuq_handle would, without the re-runs.
+// run_ticket for a queue of the kv kernel, by all 32 lanes of a warp; the
+// same outcome in each.  A malformed request would fail every attempt
+// alike, so it counts max_attempts, as gpuq_handle would, without the
+// re-runs.
 __device__ inline enum outcome run_ticket_kv(const kargs &a, uint32_t worker,
 					     uint64_t t,
 					     unsigned long long *dlq_next,
 					     unsigned *retried,
 					     uint32_t *out_bytes)
 {
-	size_t si = slot_index(a, 0, t);
-	const struct ipc_msg_hdr *m =
-		(const struct ipc_msg_hdr *)(a.vram + si * a.slot_stride);
-	const uint8_t *payload = (const uint8_t *)(m + 1);
-	struct ipc_cq_entry *e =
-		(struct ipc_cq_entry *)(a.stage + si * a.stage_stride);
-	uint32_t len = m->len, client = m->client, res_len = 0, nb = 0;
-	bool noresult = m->flags & IPC_MSG_NORESULT, stopped = false;
+	struct ticket k;
+	uint32_t res_len = 0, nb = 0;
+	enum outcome o = OUT_RESULT;
 	*out_bytes = 0;
-	if (client > a.max_clients || len == 0 || len > a.slot_bytes ||
-	    (client == a.max_clients && !noresult))
+	if (!open_ticket(a, 0, t, &k))
 		return OUT_GARBLED;
 	struct gpuq_kvt table = a.table; // a copy: see run_ticket
-	int rc = kv_warp(&table, payload, len, (uint8_t *)(e + 1),
+	int rc = kv_warp(&table, k.payload, k.len, (uint8_t *)(k.e + 1),
 			 a.result_bytes, &res_len);
-	uint32_t attempts = rc ? a.max_attempts : 1;
-	if (threadIdx.x % 32 == 0) {
-		if (attempts > 1)
-			atomicAdd(retried, attempts - 1);
-		if (rc)
-			stopped = !dead_letter(a, worker, atomicAdd(dlq_next, 1ull),
-					       0, t, m, payload, rc, attempts);
-		if (!stopped && !noresult)
-			stage_completion(e, rc ? GPUQ_EHANDLER : 0,
-					 rc ? 0 : res_len, attempts, worker, 0,
-					 &nb);
-	}
-	stopped = __shfl_sync(FULL_WARP, stopped, 0);
+	if (threadIdx.x % 32 == 0)
+		o = finish_ticket(a, worker, 0, t, k, rc,
+				  rc ? a.max_attempts : 1, res_len, dlq_next,
+				  retried, 0, &nb);
 	*out_bytes = __shfl_sync(FULL_WARP, nb, 0);
-	return stopped ? OUT_STOPPED : rc ? OUT_DEAD : OUT_RESULT;
+	return (enum outcome)__shfl_sync(FULL_WARP, (int)o, 0);
 }
 
 __device__ inline struct ipc_cq_entry *cq_entry(const kargs &a,
