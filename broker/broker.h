@@ -62,6 +62,7 @@ struct bqueue {
 	/* Liveness, kept by bqueue_tick: when the backend last had work and
 	 * made no progress since (0: it is progressing or has nothing). */
 	uint64_t last_completed, stalled_since_ns;
+	uint64_t last_heartbeat_ns; /* what the last tick wrote */
 	/* Timings for stats: how long the start took; when intake closed
 	 * and how long the drain took (0 until drained). */
 	uint64_t start_ns, closed_at_ns, drain_ns;

@@ -381,9 +381,26 @@ static void track_progress(struct bqueue *q, uint64_t now_ns)
 
 static void dlq_drop_internal(struct bqueue *q);
 
+/* The heartbeat has one writer, this tick.  Finding another value than
+ * the last tick wrote means something else wrote the header's line (a
+ * stray store, or a device write-back): say so, since producers would
+ * read the broker as dead. */
+static void beat(struct bqueue *q, uint64_t now_ns)
+{
+	uint64_t seen = ipc_load_relaxed(&q->r.hdr->heartbeat_ns);
+	if (q->last_heartbeat_ns && seen != q->last_heartbeat_ns)
+		blog(0, "queue %s: heartbeat overwritten: found %llu, wrote "
+			"%llu (%.1f ms earlier)",
+		     q->conf.name, (unsigned long long)seen,
+		     (unsigned long long)q->last_heartbeat_ns,
+		     (double)(now_ns - q->last_heartbeat_ns) / 1e6);
+	ipc_store_release(&q->r.hdr->heartbeat_ns, now_ns);
+	q->last_heartbeat_ns = now_ns;
+}
+
 void bqueue_tick(struct bqueue *q, uint64_t now_ns)
 {
-	ipc_store_release(&q->r.hdr->heartbeat_ns, now_ns);
+	beat(q, now_ns);
 	track_progress(q, now_ns);
 	dlq_drop_internal(q);
 	bqueue_tables_sweep(q, now_ns);

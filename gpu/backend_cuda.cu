@@ -98,6 +98,26 @@ static uint32_t window_size(uint32_t capacity, bool tables)
 	return w < capacity ? w : capacity;
 }
 
+// Tickets per window of the kv kernel: one per warp by default, since a
+// warp runs one kv message at a time.  A window of a ticket per thread
+// (512) held every message in flight, so one block of the grid ran them
+// all, about 20 a round of 230 us, while the others waited (H200, gpuq-bench
+// kv).  GPUQ_CUDA_KV_WINDOW (1..threads, a power of two) overrides it.
+static uint32_t kv_window(uint32_t threads)
+{
+	const char *e = getenv("GPUQ_CUDA_KV_WINDOW");
+	uint32_t w = threads >= 32 ? threads / 32 : 1;
+	if (e) {
+		unsigned long v = strtoul(e, NULL, 10);
+		if (v >= 1 && v <= threads && !(v & (v - 1)))
+			w = (uint32_t)v;
+		else
+			blog(0, "GPUQ_CUDA_KV_WINDOW=%s ignored: want a power of "
+				"two in 1..%u", e, threads);
+	}
+	return w;
+}
+
 // The device's view of the queue, for the kernels.
 static void fill_kargs(struct kargs *a, const struct cuda_state *s,
 		       const struct bqueue *q, uint32_t stage_stride)
@@ -277,7 +297,9 @@ static int cuda_launch(struct cuda_state *s, struct bqueue *q,
 	uint32_t blocks = h->ordered ? h->nworkers : h->nworkers + 1;
 	uint32_t threads = h->ordered ? 1 : window_size(h->capacity,
 							has_tables(q));
-	void *args[] = { (void *)a };
+	struct kargs ka = *a;
+	void *args[] = { (void *)&ka };
+	ka.window = kv_kernel(q) ? kv_window(threads) : threads;
 	int rc = q->conf.handler_module[0] ? load_module(s, q, &k) : 0;
 	if (rc)
 		return rc;
@@ -287,8 +309,9 @@ static int cuda_launch(struct cuda_state *s, struct bqueue *q,
 	if (CUDA_CALL(cudaLaunchKernel(k, dim3(blocks), dim3(threads), args, 0,
 				       s->stream)))
 		return GPUQ_ECUDA;
-	blog(1, "queue %s: %u worker block(s) of %u thread(s)%s", q->conf.name,
-	     h->nworkers, threads, h->ordered ? ", ordered" : " + pump");
+	blog(1, "queue %s: %u worker block(s) of %u thread(s)%s, windows of %u "
+		"ticket(s)", q->conf.name, h->nworkers, threads,
+	     h->ordered ? ", ordered" : " + pump", ka.window);
 	return 0;
 }
 

@@ -11,8 +11,10 @@
 // results, completion marks, FREE states and their own worker counters,
 // never with read-modify-write on host memory (not atomic over PCIe).
 //
-// Unordered queues: G worker blocks of W threads take windows of W tickets,
-// striped (block b takes windows b, b+G, ...), plus one pump thread that
+// Unordered queues: G worker blocks take windows of W tickets (W = the
+// block's threads; in the kv kernel W = its warps, so that the messages in
+// flight spread over blocks rather than queue up in one), striped
+// (block b takes windows b, b+G, ...), plus one pump thread that
 // mirrors the host head and stop words into VRAM.  Per round a block
 //   1. reads the state words of its reserved, unfinished tickets (one
 //      coalesced read);
@@ -643,7 +645,9 @@ __device__ inline void consume_windowed(const kargs &a)
 			pump(a);
 		return;
 	}
-	const uint32_t tid = threadIdx.x, W = blockDim.x, worker = blockIdx.x - 1;
+	// W tickets a window: one a thread, or in the kv kernel one a warp
+	// (the threads past W own none).
+	const uint32_t tid = threadIdx.x, W = a.window, worker = blockIdx.x - 1;
 	struct ipc_worker *me = &a.workers[worker];
 	struct counts tot = { 0, 0, 0, 0, 0 }, zero = { 0, 0, 0, 0, 0 };
 	uint64_t cur_shown = 0;
@@ -656,7 +660,7 @@ __device__ inline void consume_windowed(const kargs &a)
 		uint64_t ws = win * W, t = ws + tid;
 		unsigned sleep = 0;
 		uint64_t last_reserved = 0;
-		bool finished = false, end = false;
+		bool finished = tid >= W, end = false;
 		if (tid == 0) {
 			s.c = zero;
 			shown = 0;

@@ -17,7 +17,7 @@
 
 /* Bump on any change to struct kargs, struct gpuq_dctl or the kernels'
  * names and parameters. */
-#define GPUQ_KERNEL_ABI ((IPC_LAYOUT_VERSION << 16) | 2u)
+#define GPUQ_KERNEL_ABI ((IPC_LAYOUT_VERSION << 16) | 3u)
 
 /* Kernel names a handler module must export (extern "C"). */
 #define GPUQ_KERNEL_WINDOWED "gpuq_consume_windowed"
@@ -70,6 +70,8 @@ struct kargs {
 	uint32_t result_bytes, max_clients, slot_bytes, handler;
 	uint32_t max_attempts, dlq_per_worker, dlq_stride;
 	uint32_t nworkers; /* worker blocks; the windowed kernel adds a pump */
+	uint32_t window;   /* tickets per window of the windowed kernels (at
+			      most the threads of a block) */
 	uint32_t fault_ppm, fault_attempts;
 	/* The queue's hash tables in VRAM (design.md §15): handler state
 	 * (gpuq_hmsg.table) and exactly-once records; .slots NULL where the

@@ -372,11 +372,15 @@ static int broker_vouched(struct gpuq_queue *q, uint64_t now, uint64_t hb)
 							  : PING_MIN_WAIT_NS))
 		return 0;
 	c->vouched_ns = ipc_now_ns();
-	if (!c->said_vouched && getenv("GPUQ_DEBUG"))
+	if (!c->said_vouched && getenv("GPUQ_DEBUG")) {
+		uint64_t hb2 = ipc_load_acquire(&q->r.hdr->heartbeat_ns);
 		fprintf(stderr, "gpuq[%d]: heartbeat %.1f ms old, but the broker "
-				"answered in %.3f ms\n",
+				"answered in %.3f ms; after the answer it was "
+				"%.1f ms old\n",
 			(int)getpid(), (double)(now - hb) / 1e6,
-			(double)(c->vouched_ns - t0) / 1e6);
+			(double)(c->vouched_ns - t0) / 1e6,
+			((double)c->vouched_ns - (double)hb2) / 1e6);
+	}
 	c->said_vouched = 1;
 	return 1;
 }
