@@ -142,8 +142,10 @@ done
 # that use them, every broker they start under the sanitizer: GPUQD names
 # a wrapper, and a broker that exits with the sanitizer's status fails the
 # test that stops it.  The tests stop brokers with SIGTERM, which would
-# kill compute-sanitizer itself (status 0xf, no drain, no report), so the
-# wrapper passes it on to gpuqd.  (check_kv's test_single has a second
+# kill compute-sanitizer itself (status 0xf, no drain, no report), and
+# passed on to the sanitizer's child it still left no exit code to report
+# (status 1), so the wrapper asks gpuqd to shut down through its socket,
+# as an operator would.  (check_kv's test_single has a second
 # queue, whose kernel a sanitizer never runs beside the first; the other
 # brokers of both suites have one.)
 # The kv kernel also through gpuq-bench kv, at a bench's load: a sanitizer
@@ -153,9 +155,12 @@ want sanitize && for tool in memcheck racecheck; do
 	w="$tmp/gpuqd-$tool"
 	cat >"$w" <<WRAP
 #!/bin/sh
+sock=
+prev=
+for a in "\$@"; do [ "\$prev" = -s ] && sock=\$a; prev=\$a; done
 GPUQ_CUDA_WINDOW=64 "$cs" --tool $tool --error-exitcode 9 "$bin/gpuqd" "\$@" &
 p=\$!
-trap 'pkill -TERM -P \$p' TERM INT
+trap '"$bin/gpuqctl" -s "\$sock" shutdown >/dev/null 2>&1 &' TERM INT
 while :; do
 	wait \$p
 	rc=\$?
