@@ -63,8 +63,12 @@ if start_broker "$S" "$bin/gpuqd" -b cuda \
 	# the hash table in VRAM: 16M slots at 50 % load, 200M lookups
 	timeout 60 "$bin/gpuq-bench" table --device cuda || fail=1
 	# the KV API on a table in VRAM against Redis MSET/MGET, same run
-	timeout 120 "$bin/gpuq-bench" kv --backend cuda --gpuqd "$bin/gpuqd" \
-		-p 8 -n 100000 -b 1024 -w 8 || fail=1
+	# (14 producers, 32 worker blocks: benchmarking.md §1.2)
+	for kb in 1024 4096; do
+		timeout 120 "$bin/gpuq-bench" kv --backend cuda \
+			--gpuqd "$bin/gpuqd" -p 14 -n 100000 -b $kb -w 32 ||
+			fail=1
+	done
 	# the predecessor's design (a cudaMemcpy per message) in the same run
 	$B -q checksum -p 4 -n 200000 -b 256 --baseline cuda,uds \
 		--baseline-max-s 5 | tail -4
