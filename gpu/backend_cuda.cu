@@ -98,15 +98,20 @@ static uint32_t window_size(uint32_t capacity, bool tables)
 	return w < capacity ? w : capacity;
 }
 
-// Tickets per window of the kv kernel: one per warp by default, since a
+// Threads of the warps that keep a queue's tables, with the pump's warp
+// where they share its block.
+#define MAINT_THREADS 64u
+
+// Tickets per window of the kv kernel (at most max, the window a thread
+// per ticket would have): one per warp by default, since a
 // warp runs one kv message at a time.  A window of a ticket per thread
 // (512) held every message in flight, so one block of the grid ran them
 // all, about 20 a round of 230 us, while the others waited (H200, gpuq-bench
 // kv).  GPUQ_CUDA_KV_WINDOW (1..threads, a power of two) overrides it.
-static uint32_t kv_window(uint32_t threads)
+static uint32_t kv_window(uint32_t threads, uint32_t max)
 {
 	const char *e = getenv("GPUQ_CUDA_KV_WINDOW");
-	uint32_t w = threads >= 32 ? threads / 32 : 1;
+	uint32_t w = threads / 32;
 	if (e) {
 		unsigned long v = strtoul(e, NULL, 10);
 		if (v >= 1 && v <= threads && !(v & (v - 1)))
@@ -115,7 +120,7 @@ static uint32_t kv_window(uint32_t threads)
 			blog(0, "GPUQ_CUDA_KV_WINDOW=%s ignored: want a power of "
 				"two in 1..%u", e, threads);
 	}
-	return w;
+	return w < max ? w : max;
 }
 
 // The device's view of the queue, for the kernels.
@@ -160,6 +165,7 @@ static void fill_kargs(struct kargs *a, const struct cuda_state *s,
 	a->table = q->table;
 	a->once = q->once;
 	a->once_window_ns = q->once_window_ns;
+	a->maint = s->tables.dmaint;
 }
 
 // A persistent kernel's blocks must all be resident at once, next to every
@@ -294,12 +300,23 @@ static int cuda_launch(struct cuda_state *s, struct bqueue *q,
 {
 	const struct ipc_hdr *h = q->r.hdr;
 	const void *k = builtin_kernel(q);
-	uint32_t blocks = h->ordered ? h->nworkers : h->nworkers + 1;
-	uint32_t threads = h->ordered ? 1 : window_size(h->capacity,
-							has_tables(q));
+	bool tables = has_tables(q);
+	uint32_t blocks, threads, window = window_size(h->capacity, tables);
 	struct kargs ka = *a;
 	void *args[] = { (void *)&ka };
-	ka.window = kv_kernel(q) ? kv_window(threads) : threads;
+	// Where there are tables, a warp the kernel has to spare keeps them
+	// (gpu/maint.cuh): block 0's second warp and on in the windowed
+	// kernels, so that block has at least 64 threads; an extra block of
+	// 64 in the ordered ones.
+	if (h->ordered) {
+		blocks = h->nworkers + (tables ? 1 : 0);
+		threads = tables ? MAINT_THREADS : 1;
+	} else {
+		blocks = h->nworkers + 1;
+		threads = tables && window < MAINT_THREADS ? MAINT_THREADS
+							   : window;
+	}
+	ka.window = kv_kernel(q) ? kv_window(threads, window) : window;
 	int rc = q->conf.handler_module[0] ? load_module(s, q, &k) : 0;
 	if (rc)
 		return rc;
@@ -482,8 +499,9 @@ static int cuda_health(struct bqueue *q)
 static void cuda_tick(struct bqueue *q, uint64_t now_ns)
 {
 	struct cuda_state *s = (struct cuda_state *)q->be_state;
+	(void)now_ns;
 	if (s && !s->faulted)
-		cuda_tables_tick(q, &s->tables, now_ns);
+		cuda_tables_tick(q, &s->tables);
 }
 
 extern "C" const struct backend_ops backend_cuda_ops = {

@@ -28,6 +28,8 @@
 //      threads together, then one system fence, then the DONE marks and the
 //      FREE states.
 // Ordered queues: one thread per ring walks it in ticket order.
+// Either kind keeps the queue's tables with threads it has to spare
+// (gpu/maint.cuh).
 #ifndef GPUQ_GPU_CONSUME_CUH
 #define GPUQ_GPU_CONSUME_CUH
 
@@ -36,6 +38,7 @@
 
 #include "gpu/kargs.h"
 #include "gpu/kv_warp.cuh"
+#include "gpu/maint.cuh"
 #include "broker/handlers.h"
 #include "libclient/gpuq.h"
 
@@ -633,16 +636,20 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 }
 
 // Unordered queue: block 0 is the pump (first, so that it is resident
-// before any worker waits on it); block 1 + w is worker w of G, which takes
-// windows w, w + G, w + 2G, ...
+// before any worker waits on it), and keeps the tables; block 1 + w is
+// worker w of G, which takes windows w, w + G, w + 2G, ...
 template <bool TABLES, bool KV = false>
 __device__ inline void consume_windowed(const kargs &a)
 {
 	__shared__ struct wshared s;
 	gpuq_handlers_block_init();
 	if (blockIdx.x == 0) {
+		// Its warps past the pump's keep the tables (at least one:
+		// gpuqd launches 64 threads or more where there are tables).
 		if (threadIdx.x == 0)
 			pump(a);
+		else if (TABLES && a.maint && threadIdx.x >= 32)
+			maint(a, 32, blockDim.x - 32);
 		return;
 	}
 	// W tickets a window: one a thread, or in the kv kernel one a warp
@@ -747,12 +754,22 @@ __device__ inline void consume_ordered(const kargs &a)
 	__shared__ struct counts c;
 	__shared__ unsigned long long dlq;
 	uint32_t ring = blockIdx.x;
+	gpuq_handlers_block_init(); // by every thread: it strides by them
+	// Block nworkers, launched where there are tables, keeps them; a
+	// worker block's thread 0 walks its ring and the others have nothing
+	// to do.
+	if (ring == a.nworkers) {
+		if (TABLES && a.maint)
+			maint(a, 0, blockDim.x);
+		return;
+	}
+	if (threadIdx.x)
+		return;
 	struct ipc_worker *me = &a.workers[ring];
 	struct counts tot = { 0, 0, 0, 0, 0 }, zero = { 0, 0, 0, 0, 0 };
 	unsigned sleep = 0;
 	uint8_t flag;
 	const uint16_t zero16 = 0;
-	gpuq_handlers_block_init();
 	dlq = me->dlq_head;
 	for (uint64_t t = 0;;) {
 		c = zero;

@@ -40,6 +40,17 @@ struct gpuq_dctl {
 	uint64_t pad[14];
 };
 
+/*
+ * What the kernel's table housekeeping (gpu/maint.cuh) reports, in pinned
+ * mapped host memory: the host cannot scan tables in VRAM.  passes is
+ * written last, after a system fence, so a host that sees it change reads
+ * that pass's counts.
+ */
+struct gpuq_maint {
+	uint64_t used[2]; /* slots in use at the last pass: state, dedupe */
+	uint64_t passes;  /* passes finished */
+};
+
 /* Profile counters per worker block (cycles, except the counts). */
 enum gpuq_prof {
 	GPUQ_PROF_IDLE_ROUNDS, GPUQ_PROF_WORK_ROUNDS, GPUQ_PROF_TICKETS,
@@ -79,6 +90,8 @@ struct kargs {
 	 * GPU's %globaltimer. */
 	struct gpuq_kvt table, once;
 	uint64_t once_window_ns;
+	/* Where housekeeping reports (device view); NULL without tables. */
+	struct gpuq_maint *maint;
 };
 
 #endif
