@@ -31,6 +31,11 @@ struct backend_ops {
 	/* Optional, called every tick: housekeeping on the backend's side
 	 * (the CUDA backend sweeps and counts its VRAM tables). */
 	void (*tick)(struct bqueue *q, uint64_t now_ns);
+	/* Optional: tell the consumers to stop, without waiting.  gpuqd halts
+	 * every queue before it stops any: the CUDA backend's frees may wait
+	 * for every kernel of the context, and a kernel not yet told to stop
+	 * never ends. */
+	void (*halt)(struct bqueue *q);
 };
 
 extern const struct backend_ops backend_cpu_ops;
@@ -141,6 +146,8 @@ uint64_t bqueue_tables_sweep(struct bqueue *q, uint64_t now_ns);
 /* queue.c */
 int bqueue_create(struct bqueue *q, const struct queue_config *c,
 		  int default_backend, uint64_t epoch);
+/* Tell the queue's consumers to stop (before bqueue_destroy of any queue). */
+void bqueue_halt(struct bqueue *q);
 void bqueue_destroy(struct bqueue *q);
 int bqueue_attach(struct bqueue *q, struct bconn *c, uint32_t *client);
 int bqueue_attach_internal(struct bqueue *q, uint32_t *client);

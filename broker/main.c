@@ -329,6 +329,8 @@ out:
 	stop_bindings(&b);
 	loop_destroy(b.loop);
 	for (uint32_t i = 0; i < b.nqueues; i++)
+		bqueue_halt(&b.queues[i]);
+	for (uint32_t i = 0; i < b.nqueues; i++)
 		bqueue_destroy(&b.queues[i]);
 	free(b.queues);
 	if (b.listen_fd >= 0) {

@@ -187,6 +187,12 @@ int bqueue_create(struct bqueue *q, const struct queue_config *c,
 	return 0;
 }
 
+void bqueue_halt(struct bqueue *q)
+{
+	if (q->be && q->be_state && q->be->halt)
+		q->be->halt(q);
+}
+
 void bqueue_destroy(struct bqueue *q)
 {
 	if (q->be && q->be_state) {

@@ -12,6 +12,7 @@
 extern "C" {
 #include "config.h"
 #include "broker/broker.h"
+#include "ipc/clock.h"
 #include "libclient/gpuq.h"
 }
 #include "gpu/consume.cuh"
@@ -450,13 +451,29 @@ fail:
 	return rc;
 }
 
+// The kernel ends soon after it reads the stop flag: the blocks' polls and
+// the housekeeping's sleeps are short.
+static void cuda_halt(struct bqueue *q)
+{
+	struct cuda_state *s = (struct cuda_state *)q->be_state;
+	if (s)
+		__atomic_store_n(s->stop, 1u, __ATOMIC_RELEASE);
+}
+
+// A kernel that takes this long to end after its stop flag is logged.
+#define SLOW_END_NS 1000000000ull
+
 static void cuda_stop(struct bqueue *q)
 {
 	struct cuda_state *s = (struct cuda_state *)q->be_state;
+	uint64_t t0 = ipc_now_ns();
 	if (!s)
 		return;
-	__atomic_store_n(s->stop, 1u, __ATOMIC_RELEASE);
+	cuda_halt(q);
 	CUDA_CALL(cudaStreamSynchronize(s->stream));
+	if (ipc_now_ns() - t0 >= SLOW_END_NS)
+		blog(0, "queue %s: its kernel took %.0f ms to end", q->conf.name,
+		     (double)(ipc_now_ns() - t0) / 1e6);
 	if (s->prof)
 		report_prof(s, q);
 	cuda_free_state(s, q);
@@ -506,4 +523,5 @@ static void cuda_tick(struct bqueue *q, uint64_t now_ns)
 
 extern "C" const struct backend_ops backend_cuda_ops = {
 	"cuda", cuda_start, cuda_stop, cuda_ipc_handle, cuda_health, cuda_tick,
+	cuda_halt,
 };
