@@ -58,6 +58,8 @@ extern "C" int backend_cuda_available(void)
 // persistent kernel must be resident at once, or a later queue's kernel
 // never starts.  Only touched from gpuqd's main thread.
 static double sm_used;
+// Queues whose kernel is running (started, not yet stopped).
+static unsigned kernels_running;
 
 static void cuda_free_state(struct cuda_state *s, struct bqueue *q)
 {
@@ -445,8 +447,19 @@ static int cuda_start(struct bqueue *q)
 	if (rc)
 		goto fail;
 	q->be_state = s;
+	kernels_running++;
 	return 0;
 fail:
+	if (kernels_running) {
+		// Freeing device memory waits for every kernel of the context,
+		// and another queue's runs until gpuqd stops it, after this
+		// failed start: leave what this queue took to the process's
+		// exit, which a queue that cannot start leads to.
+		blog(1, "queue %s: its CUDA allocations are left to gpuqd's exit",
+		     q->conf.name);
+		free(s);
+		return rc;
+	}
 	cuda_free_state(s, q);
 	return rc;
 }
@@ -471,6 +484,7 @@ static void cuda_stop(struct bqueue *q)
 		return;
 	cuda_halt(q);
 	CUDA_CALL(cudaStreamSynchronize(s->stream));
+	kernels_running--;
 	if (ipc_now_ns() - t0 >= SLOW_END_NS)
 		blog(0, "queue %s: its kernel took %.0f ms to end", q->conf.name,
 		     (double)(ipc_now_ns() - t0) / 1e6);
