@@ -323,7 +323,7 @@ static void usage(FILE *f)
 		"  -b N          keys per batch: one mput/mget call, one MSET/MGET (256)\n"
 		"  -z N          value bytes, 1-256 (default 32)\n"
 		"  -r N          get rounds over the keys (default 4)\n"
-		"  -w N          gpuqd workers (default 2)\n"
+		"  -w N          gpuqd workers (default 2; 32 with --backend cuda)\n"
 		"  --backend B   gpuqd backend (default cpu)\n"
 		"  --gpuqd PATH  the gpuqd to start ($GPUQD, the build tree's)\n"
 		"  --redis ADDR  an existing redis-server (default: spawn one)\n"
@@ -342,7 +342,7 @@ static int parse(struct kopts *o, int argc, char **argv)
 	};
 	int ch;
 	*o = (struct kopts){ .backend = "cpu", .procs = 4, .keys = 100000,
-			     .batch = 256, .vsize = 32, .rounds = 4, .workers = 2 };
+			     .batch = 256, .vsize = 32, .rounds = 4, .workers = 0 };
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "p:n:b:z:r:w:h", lo, NULL)) != -1) {
 		switch (ch) {
@@ -360,9 +360,13 @@ static int parse(struct kopts *o, int argc, char **argv)
 		default: usage(stderr); return -1;
 		}
 	}
+	/* A CPU worker is a thread, a CUDA one a block of the GPU's 100+
+	 * SMs: the kv kernel's windows spread the load over 32 of them
+	 * (benchmarking.md §1.2). */
+	if (!o->workers)
+		o->workers = strcmp(o->backend, "cuda") ? 2 : 32;
 	if (!o->procs || o->procs > 64 || !o->keys || !o->batch ||
-	    o->batch > 4096 || !o->vsize || o->vsize > 256 || !o->rounds ||
-	    !o->workers) {
+	    o->batch > 4096 || !o->vsize || o->vsize > 256 || !o->rounds) {
 		usage(stderr);
 		return -1;
 	}
