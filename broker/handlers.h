@@ -543,8 +543,8 @@ struct gpuq_once_rec {
 
 #ifdef __CUDACC__
 /* The clock of exactly-once records on the GPU: nanoseconds by its global
- * timer (the consumer kernels stamp records, the maintenance pass expires
- * them; gpu/tables_cuda.cu). */
+ * timer (the consumer kernels stamp records, and expire them in their
+ * housekeeping; gpu/maint.cuh). */
 __device__ inline uint64_t gpuq_once_now_ns(void)
 {
 	uint64_t t;
@@ -575,8 +575,8 @@ GPUQ_HD int gpuq_once_live(const struct gpuq_once_rec *rec, uint64_t now_ns,
  * The key is acquired like any writer's, so a record in use is never
  * pulled out from under a run.  A record with done_ns 0 (a run that left
  * nothing behind) goes too.  Returns 1 if the slot was emptied.  The host
- * sweep (broker/queue_table.c) and the GPU's (gpu/tables_cuda.cu) both
- * call this.
+ * sweep (broker/queue_table.c) and the GPU's (gpu/maint.cuh) both call
+ * this.
  */
 GPUQ_HD int gpuq_once_expire(const struct gpuq_kvt *once, uint64_t i,
 			     uint64_t now_ns, uint64_t window_ns)

@@ -44,8 +44,8 @@ struct cuda_state {
 // backend), so it also sets how kernels load.  Eagerly: with the runtime's
 // default lazy loading, a kernel is loaded at its first launch, and that
 // load may wait for the context to go idle, which it never does while a
-// persistent kernel runs; the first table maintenance pass, or a second
-// queue's kernel, then hung gpuqd (seen on an H200).  Loading everything
+// persistent kernel runs; the first table maintenance pass (then a kernel
+// of its own), or a second queue's kernel, hung gpuqd (seen on an H200).  Loading everything
 // at start costs milliseconds.
 extern "C" int backend_cuda_available(void)
 {
