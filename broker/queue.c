@@ -402,6 +402,8 @@ static void beat(struct bqueue *q, uint64_t now_ns)
 		     (double)(now_ns - q->last_heartbeat_ns) / 1e6);
 	ipc_store_release(&q->r.hdr->heartbeat_ns, now_ns);
 	q->last_heartbeat_ns = now_ns;
+	blog(3, "queue %s: heartbeat %llu", q->conf.name,
+	     (unsigned long long)now_ns);
 }
 
 void bqueue_tick(struct bqueue *q, uint64_t now_ns)

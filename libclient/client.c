@@ -373,13 +373,21 @@ static int broker_vouched(struct gpuq_queue *q, uint64_t now, uint64_t hb)
 		return 0;
 	c->vouched_ns = ipc_now_ns();
 	if (!c->said_vouched && getenv("GPUQ_DEBUG")) {
-		uint64_t hb2 = ipc_load_acquire(&q->r.hdr->heartbeat_ns);
+		/* What this mapping of the header says, to set beside
+		 * gpuqd's log: whose header it is and what it last saw. */
+		const struct ipc_hdr *h = q->r.hdr;
+		uint64_t hb2 = ipc_load_acquire(&h->heartbeat_ns);
 		fprintf(stderr, "gpuq[%d]: heartbeat %.1f ms old, but the broker "
 				"answered in %.3f ms; after the answer it was "
-				"%.1f ms old\n",
+				"%.1f ms old (heartbeat %llu, now %llu, broker pid "
+				"%d, epoch %llx, state %u, clients %llu)\n",
 			(int)getpid(), (double)(now - hb) / 1e6,
 			(double)(c->vouched_ns - t0) / 1e6,
-			((double)c->vouched_ns - (double)hb2) / 1e6);
+			((double)c->vouched_ns - (double)hb2) / 1e6,
+			(unsigned long long)hb2,
+			(unsigned long long)c->vouched_ns, (int)h->broker_pid,
+			(unsigned long long)h->epoch, ipc_load_acquire(&h->state),
+			(unsigned long long)ipc_load_relaxed(&h->clients_attached));
 	}
 	c->said_vouched = 1;
 	return 1;
