@@ -49,10 +49,8 @@ static void start(struct broker_proc *b, const char *spec)
 
 static void finish(struct broker_proc *b)
 {
-	int st = broker_stop(b, SIGTERM, WAIT_MS);
-	ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-		      "gpuqd exit status %#x", st);
-	broker_cleanup(b);
+	char why[256];
+	ck_assert_msg(broker_finish(b, WAIT_MS, why, sizeof(why)) == 0, "%s", why);
 }
 
 static gpuq_queue *attach(const struct broker_proc *b, gpuq_client **c)

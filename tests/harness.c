@@ -174,6 +174,22 @@ long long json_number(const char *json, const char *from, const char *key)
 	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
 }
 
+int broker_finish(struct broker_proc *b, int timeout_ms, char *why, size_t n)
+{
+	int st = broker_stop(b, SIGTERM, timeout_ms);
+	if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		snprintf(why, n, "gpuqd exit status %#x (log %s)", st, b->log);
+		return -1;
+	}
+	if (broker_log_contains(b, "Sanitizer") ||
+	    broker_log_contains(b, "runtime error")) {
+		snprintf(why, n, "gpuqd's log has a sanitizer report: %s", b->log);
+		return -1;
+	}
+	broker_cleanup(b);
+	return 0;
+}
+
 int broker_log_contains(const struct broker_proc *b, const char *needle)
 {
 	char buf[65536];

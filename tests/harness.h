@@ -30,6 +30,11 @@ int broker_restart(struct broker_proc *b, const char *const *argv);
 int broker_stop(struct broker_proc *b, int sig, int timeout_ms);
 /* Stop if still running, remove the directory. */
 void broker_cleanup(struct broker_proc *b);
+/* The end of a test's broker: SIGTERM, wait up to timeout_ms, and 0 (the
+ * directory removed) if gpuqd exited 0 with no sanitizer report in its
+ * log; else -1 with why (the directory kept, so the runner shows the
+ * log). */
+int broker_finish(struct broker_proc *b, int timeout_ms, char *why, size_t n);
 
 /* Run a command with argv, capture up to cap-1 bytes of stdout into out;
  * returns the wait status. */
