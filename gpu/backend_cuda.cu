@@ -45,8 +45,8 @@ struct cuda_state {
 // default lazy loading, a kernel is loaded at its first launch, and that
 // load may wait for the context to go idle, which it never does while a
 // persistent kernel runs; the first table maintenance pass (then a kernel
-// of its own), or a second queue's kernel, hung gpuqd (seen on an H200).  Loading everything
-// at start costs milliseconds.
+// of its own), or a second queue's kernel, hung gpuqd (seen on an H200).
+// Loading everything at start costs milliseconds.
 extern "C" int backend_cuda_available(void)
 {
 	int n = 0;
@@ -106,11 +106,11 @@ static uint32_t window_size(uint32_t capacity, bool tables)
 #define MAINT_THREADS 64u
 
 // Tickets per window of the kv kernel (at most max, the window a thread
-// per ticket would have): one per warp by default, since a
-// warp runs one kv message at a time.  A window of a ticket per thread
-// (512) held every message in flight, so one block of the grid ran them
-// all, about 20 a round of 230 us, while the others waited (H200, gpuq-bench
-// kv).  GPUQ_CUDA_KV_WINDOW (1..threads, a power of two) overrides it.
+// per ticket would have): one per warp by default, since a warp runs one
+// kv message at a time.  A window of a ticket per thread (512) held every
+// message in flight, so one block of the grid ran them all, about 20 a
+// round of 230 us, while the others waited (H200, gpuq-bench kv).
+// GPUQ_CUDA_KV_WINDOW (1..threads, a power of two) overrides it.
 static uint32_t kv_window(uint32_t threads, uint32_t max)
 {
 	const char *e = getenv("GPUQ_CUDA_KV_WINDOW");
