@@ -789,13 +789,21 @@ GPUQ_HD int gpuq_kvt_slot_key(const struct gpuq_kvt *t, uint64_t i,
 	}
 }
 
-/* Slots in use (a scan; for stats, not for the hot path). */
+/* 1 if slot i holds a key (for counts; a stale answer is fine there). */
+GPUQ_HD uint32_t gpuq_kvt_slot_used(const struct gpuq_kvt *t, uint64_t i)
+{
+	return GPUQ_KVT_STATE(gpuq_kvt_load(&gpuq_kvt_slot_at(t, i)->ctrl)) ==
+	       GPUQ_KVT_USED;
+}
+
+/* Slots in use (a scan; for stats, not for the hot path).  The GPU's
+ * housekeeping counts the same way, spread over its threads
+ * (gpu/maint.cuh). */
 GPUQ_HD uint64_t gpuq_kvt_count(const struct gpuq_kvt *t)
 {
 	uint64_t n = 0;
 	for (uint64_t i = 0; i < t->nbuckets * GPUQ_KVT_BUCKET; i++)
-		n += GPUQ_KVT_STATE(gpuq_kvt_load(&gpuq_kvt_slot_at(t, i)->ctrl)) ==
-		     GPUQ_KVT_USED;
+		n += gpuq_kvt_slot_used(t, i);
 	return n;
 }
 

@@ -27,13 +27,6 @@ constexpr uint64_t MAINT_INTERVAL_NS = 100000000ull;
 // flag (__nanosleep sleeps at most about a millisecond).
 constexpr unsigned MAINT_SLEEP_NS = 1000000;
 
-__device__ inline unsigned long long maint_used(const struct gpuq_kvt *t,
-						uint64_t i)
-{
-	return GPUQ_KVT_STATE(gpuq_kvt_load(&gpuq_kvt_slot_at(t, i)->ctrl)) ==
-	       GPUQ_KVT_USED;
-}
-
 // Named barrier 1 over the n housekeeping threads (whole warps): the
 // block's other threads, the pump's warp, never join it.
 __device__ inline void maint_sync(uint32_t n)
@@ -53,13 +46,13 @@ __device__ inline void maint_pass(const kargs &a, uint32_t i, uint32_t n,
 	unsigned long long used[2] = { 0, 0 };
 	if (table.slots)
 		for (uint64_t k = i; k < table.nbuckets * GPUQ_KVT_BUCKET; k += n)
-			used[0] += maint_used(&table, k);
+			used[0] += gpuq_kvt_slot_used(&table, k);
 	if (once.slots)
 		for (uint64_t k = i; k < once.nbuckets * GPUQ_KVT_BUCKET; k += n) {
 			if (a.once_window_ns &&
 			    gpuq_once_expire(&once, k, now, a.once_window_ns))
 				continue;
-			used[1] += maint_used(&once, k);
+			used[1] += gpuq_kvt_slot_used(&once, k);
 		}
 	for (int t = 0; t < 2; t++) {
 		for (int off = 16; off > 0; off /= 2)
