@@ -84,20 +84,29 @@ static void cuda_free_state(struct cuda_state *s, struct bqueue *q)
 	free(s);
 }
 
+// $name as a power of two in lo..hi, else def (an unset name silently, a
+// value out of range with a log line saying what it wants; why: what
+// narrows the range, or "").
+static uint32_t env_pow2(const char *name, uint32_t lo, uint32_t hi,
+			 uint32_t def, const char *why)
+{
+	const char *e = getenv(name);
+	unsigned long v;
+	if (!e)
+		return def;
+	v = strtoul(e, NULL, 10);
+	if (v >= lo && v <= hi && !(v & (v - 1)))
+		return (uint32_t)v;
+	blog(0, "%s=%s ignored: want a power of two in %u..%u%s", name, e, lo,
+	     hi, why);
+	return def;
+}
+
 static uint32_t window_size(uint32_t capacity, bool tables)
 {
-	const char *e = getenv("GPUQ_CUDA_WINDOW");
-	uint32_t w = DEFAULT_WINDOW;
 	uint32_t max = tables ? gpuq_dev::TABLES_MAX_WINDOW : gpuq_dev::MAX_WINDOW;
-	if (e) {
-		unsigned long v = strtoul(e, NULL, 10);
-		if (v >= 32 && v <= max && !(v & (v - 1)))
-			w = (uint32_t)v;
-		else
-			blog(0, "GPUQ_CUDA_WINDOW=%s ignored: want a power of two in "
-				"32..%u%s",
-			     e, max, tables ? " for a queue with tables" : "");
-	}
+	uint32_t w = env_pow2("GPUQ_CUDA_WINDOW", 32, max, DEFAULT_WINDOW,
+			      tables ? " for a queue with tables" : "");
 	return w < capacity ? w : capacity;
 }
 
@@ -113,16 +122,8 @@ static uint32_t window_size(uint32_t capacity, bool tables)
 // GPUQ_CUDA_KV_WINDOW (1..threads, a power of two) overrides it.
 static uint32_t kv_window(uint32_t threads, uint32_t max)
 {
-	const char *e = getenv("GPUQ_CUDA_KV_WINDOW");
-	uint32_t w = threads / 32;
-	if (e) {
-		unsigned long v = strtoul(e, NULL, 10);
-		if (v >= 1 && v <= threads && !(v & (v - 1)))
-			w = (uint32_t)v;
-		else
-			blog(0, "GPUQ_CUDA_KV_WINDOW=%s ignored: want a power of "
-				"two in 1..%u", e, threads);
-	}
+	uint32_t w = env_pow2("GPUQ_CUDA_KV_WINDOW", 1, threads, threads / 32,
+			      "");
 	return w < max ? w : max;
 }
 
