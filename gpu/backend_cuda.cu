@@ -21,7 +21,9 @@ extern "C" {
 
 // Tickets per window = threads per worker block.  512 keeps the copy loops
 // long enough to fill the link and the handler's registers within limits;
-// GPUQ_CUDA_WINDOW (32..1024, a power of two) overrides it for tuning.
+// a ring too small for every worker's window gets smaller ones
+// (fitted_window).  GPUQ_CUDA_WINDOW (32..1024, a power of two) overrides
+// both for tuning.
 #define DEFAULT_WINDOW 512u
 
 struct cuda_state {
@@ -102,10 +104,31 @@ static uint32_t env_pow2(const char *name, uint32_t lo, uint32_t hi,
 	return def;
 }
 
-static uint32_t window_size(uint32_t capacity, bool tables)
+// The default window of a queue whose kernel runs a ticket per thread:
+// DEFAULT_WINDOW, halved (down to 32) until the workers' windows together
+// span no more than the ring.  A ring holds at most capacity tickets in
+// flight, so windows past that wait on tickets that cannot be published
+// yet, and their blocks idle.  With 4 KB slots, capacity 16384 and 64
+// workers, windows of 256 moved 40.5 GB/s on an H200 and windows of 512
+// 29.2 GB/s; 32 workers at 512 (spanning the ring) 30.5, at 256 (half of
+// it) 17.6 (benchmarking.md §8.2).
+static uint32_t fitted_window(uint32_t capacity, uint32_t nworkers)
+{
+	uint32_t w = DEFAULT_WINDOW;
+	while (w > 32 && (uint64_t)w * nworkers > capacity)
+		w /= 2;
+	return w;
+}
+
+// Threads of a worker block, which is the window of a ticket per thread.
+// KV: the kv kernel, whose window is separate (kv_window) and whose
+// threads stay DEFAULT_WINDOW, warps running a message each.
+static uint32_t window_size(uint32_t capacity, uint32_t nworkers, bool tables,
+			    bool kv)
 {
 	uint32_t max = tables ? gpuq_dev::TABLES_MAX_WINDOW : gpuq_dev::MAX_WINDOW;
-	uint32_t w = env_pow2("GPUQ_CUDA_WINDOW", 32, max, DEFAULT_WINDOW,
+	uint32_t def = kv ? DEFAULT_WINDOW : fitted_window(capacity, nworkers);
+	uint32_t w = env_pow2("GPUQ_CUDA_WINDOW", 32, max, def,
 			      tables ? " for a queue with tables" : "");
 	return w < capacity ? w : capacity;
 }
@@ -305,7 +328,9 @@ static int cuda_launch(struct cuda_state *s, struct bqueue *q,
 	const struct ipc_hdr *h = q->r.hdr;
 	const void *k = builtin_kernel(q);
 	bool tables = has_tables(q);
-	uint32_t blocks, threads, window = window_size(h->capacity, tables);
+	uint32_t blocks, threads;
+	uint32_t window = window_size(h->capacity, h->nworkers, tables,
+				      kv_kernel(q));
 	struct kargs ka = *a;
 	void *args[] = { (void *)&ka };
 	// Where there are tables, a warp the kernel has to spare keeps them
