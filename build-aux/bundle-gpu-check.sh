@@ -56,6 +56,8 @@ if start_broker "$S" "$bin/gpuqd" -b cuda \
 	done
 	if want bench; then
 	$B -q checksum -p 14 -n 1000000 -b 1024 -w 8192 | tail -2
+	# the same with every result compared with the reference
+	$B -q checksum -p 14 -n 1000000 -b 1024 -w 8192 --verify | tail -2
 	$B -q echo -p 8 -n 500000 -b 256 -w 4096 | tail -2
 	$B -q big -z 4096 -p 14 -n 60000 -b 64 -w 1024 | tail -2
 	$B -q checksum -p 1 -n 20000 -b 1 -w 1 | tail -2
