@@ -164,9 +164,9 @@ done
 # a small put phase and get phase fit the bench's 30 s calls.
 # A test that gives up on a broker SIGKILLs the wrapper, which cannot pass
 # that on: compute-sanitizer and its gpuqd would run on, a persistent
-# kernel time-slicing the GPU with whatever runs next (a later benchmark
-# on this host measured half its usual figures after such a run).  Stop
-# what is left, politely first.
+# kernel time-slicing the GPU with whatever runs next (without MPS, any
+# other gpuqd's kernels halve a benchmark's figures: benchmarking.md
+# §1.2).  Stop what is left, politely first.
 reap_sanitized() {
 	pgrep -f "$cs" >/dev/null || return 0
 	echo "stopping sanitized brokers left running: $(pgrep -f "$cs" | tr '\n' ' ')"

@@ -327,10 +327,9 @@ static int cuda_launch(struct cuda_state *s, struct bqueue *q,
 {
 	const struct ipc_hdr *h = q->r.hdr;
 	const void *k = builtin_kernel(q);
-	bool tables = has_tables(q);
+	bool tables = has_tables(q), kv = kv_kernel(q);
 	uint32_t blocks, threads;
-	uint32_t window = window_size(h->capacity, h->nworkers, tables,
-				      kv_kernel(q));
+	uint32_t window = window_size(h->capacity, h->nworkers, tables, kv);
 	struct kargs ka = *a;
 	void *args[] = { (void *)&ka };
 	// Where there are tables, a warp the kernel has to spare keeps them
@@ -345,7 +344,7 @@ static int cuda_launch(struct cuda_state *s, struct bqueue *q,
 		threads = tables && window < MAINT_THREADS ? MAINT_THREADS
 							   : window;
 	}
-	ka.window = kv_kernel(q) ? kv_window(threads, window) : window;
+	ka.window = kv ? kv_window(threads, window) : window;
 	int rc = q->conf.handler_module[0] ? load_module(s, q, &k) : 0;
 	if (rc)
 		return rc;
@@ -505,15 +504,16 @@ static void cuda_halt(struct bqueue *q)
 static void cuda_stop(struct bqueue *q)
 {
 	struct cuda_state *s = (struct cuda_state *)q->be_state;
-	uint64_t t0 = ipc_now_ns();
+	uint64_t t0 = ipc_now_ns(), took;
 	if (!s)
 		return;
 	cuda_halt(q);
 	CUDA_CALL(cudaStreamSynchronize(s->stream));
 	kernels_running--;
-	if (ipc_now_ns() - t0 >= SLOW_END_NS)
+	took = ipc_now_ns() - t0;
+	if (took >= SLOW_END_NS)
 		blog(0, "queue %s: its kernel took %.0f ms to end", q->conf.name,
-		     (double)(ipc_now_ns() - t0) / 1e6);
+		     (double)took / 1e6);
 	if (s->prof)
 		report_prof(s, q);
 	cuda_free_state(s, q);
