@@ -29,10 +29,11 @@
 #ifndef GPUQ_IPC_LAYOUT_H
 #define GPUQ_IPC_LAYOUT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define IPC_MAGIC 0x3130515550477167ull /* "gqGPUQ01" little-endian */
-#define IPC_LAYOUT_VERSION 3u
+#define IPC_LAYOUT_VERSION 4u
 /* 128, not 64: x86 prefetches cache lines in adjacent pairs, so counters
  * 64 bytes apart still false-share. */
 #define IPC_LINE 128u
@@ -115,7 +116,8 @@ struct ipc_hdr {
 				  (0 = all of them) */
 	uint32_t dlq_per_worker; /* dead-letter entries per worker, power of 2 */
 	uint32_t dlq_stride;   /* sizeof(ipc_dlq_entry) + slot_bytes, aligned */
-	uint32_t pad2;
+	uint32_t stamped;      /* 1: slots in the stamped format (stamp.h);
+				  slot_stride then has room for it */
 	uint64_t ctl_off, workers_off, clients_off, states_off, slots_off, cq_off;
 	uint64_t dlq_off;
 	char name[IPC_NAME_MAX];
@@ -134,8 +136,11 @@ struct ipc_hdr {
 	uint64_t clients_attached;
 	uint64_t dlq_replayed;      /* dead letters put back into the ring */
 	uint64_t dlq_purged;        /* dead letters dropped by an operator */
+	/* paused and pause_gen form one aligned 64-bit word, so a consumer
+	 * reads both in one load (the GPU's pump does). */
 	uint32_t paused;            /* 1: consumers take no new tickets */
-	uint32_t pad3;
+	uint32_t pause_gen;         /* bumped by each pause; consumers confirm
+				       it in ipc_worker.pause_ack */
 	/* Latency of clients now detached, added in at detach. */
 	uint64_t retired_lat[IPC_LAT_BUCKETS];
 	uint64_t retired_lat_sum_ns, retired_lat_count;
@@ -161,6 +166,10 @@ struct ipc_worker {
 	uint64_t dlq_waits;     /* times the worker waited for dead-letter room */
 	uint64_t garbled;       /* of completed: slot header out of range (a
 				   producer bug); dropped, counted here */
+	/* The hdr.pause_gen this worker last saw paused: from then on it
+	 * takes no ticket until resumed, and every look it began before has
+	 * ended.  The broker waits for it before PAUSE answers. */
+	uint64_t pause_ack;
 	/* Line 2: written only by the broker. */
 	IPC_ALIGN_LINE uint64_t dlq_tail; /* positions below this are freed */
 };
@@ -188,14 +197,17 @@ struct ipc_client {
 /* ipc_msg_hdr.flags */
 #define IPC_MSG_NORESULT 1u /* no completion entry (the broker's replays) */
 
-/* In front of each payload.  Written by the producer before READY. */
+/* In front of each payload.  Written by the producer before READY.  Two
+ * 16-byte chunks, each ending in a stamp (stamp.h): ipc_stamp(ticket) on a
+ * stamped queue, 0 otherwise. */
 struct ipc_msg_hdr {
 	uint64_t id;     /* the client's message id */
 	uint32_t len;    /* payload bytes */
+	uint32_t stamp0;
+	uint64_t key;    /* ordering key (ordered queues), kept for dead letters */
 	uint16_t client; /* index into the clients array */
 	uint16_t flags;  /* IPC_MSG_* */
-	uint64_t pad;
-	uint64_t key;    /* ordering key (ordered queues), kept for dead letters */
+	uint32_t stamp1;
 };
 
 /*
@@ -272,5 +284,9 @@ IPC_STATIC_ASSERT(sizeof(struct ipc_ctl) == IPC_LINE, "ctl is one line");
 IPC_STATIC_ASSERT(sizeof(struct ipc_worker) == 2 * IPC_LINE, "worker: 2 lines");
 IPC_STATIC_ASSERT(sizeof(struct ipc_dlq_entry) == 64, "dlq entry hdr is 64 bytes");
 IPC_STATIC_ASSERT(sizeof(struct ipc_client) == 3 * IPC_LINE, "client: 3 lines");
+IPC_STATIC_ASSERT(offsetof(struct ipc_hdr, paused) % 8 == 0 &&
+		  offsetof(struct ipc_hdr, pause_gen) ==
+			  offsetof(struct ipc_hdr, paused) + 4,
+		  "paused and pause_gen: one aligned 64-bit word");
 
 #endif

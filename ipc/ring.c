@@ -31,7 +31,8 @@ static int check_geometry(const struct ipc_geometry *g)
 	    g->result_bytes > MAX_SLOT_BYTES || g->max_clients == 0 ||
 	    g->max_clients >= UINT16_MAX || g->nworkers == 0 ||
 	    g->nworkers > IPC_MAX_WORKERS || g->ordered > 1 ||
-	    !is_pow2(g->dlq_per_worker) || g->dlq_per_worker > MAX_CAPACITY)
+	    !is_pow2(g->dlq_per_worker) || g->dlq_per_worker > MAX_CAPACITY ||
+	    g->stamped > IPC_HAVE_STAMPS)
 		return GPUQ_ECONFIG;
 	return 0;
 }
@@ -44,8 +45,10 @@ static int layout(const struct ipc_geometry *g, struct offsets *o)
 	o->nrings = g->ordered ? g->nworkers : 1;
 	/* Slots are 128-byte aligned (whole cache-line pairs for the CPU, whole
 	 * 16-byte vectors for GPU copies); completion entries 16-byte aligned. */
-	o->slot_stride = (uint32_t)align_up(IPC_MSG_HDR_BYTES + g->slot_bytes,
-					    IPC_LINE);
+	o->slot_stride = (uint32_t)align_up(
+		IPC_MSG_HDR_BYTES + (g->stamped ? ipc_stamp_bytes(g->slot_bytes)
+						: g->slot_bytes),
+		IPC_LINE);
 	o->cq_stride = (uint32_t)align_up(IPC_CQ_HDR_BYTES + g->result_bytes,
 					  16);
 	o->dlq_stride = (uint32_t)align_up(IPC_DLQ_HDR_BYTES + g->slot_bytes,
@@ -120,6 +123,7 @@ int ipc_ring_init(struct ipc_ring *r, void *base, size_t size,
 	h->ordered = g->ordered;
 	h->dlq_per_worker = g->dlq_per_worker;
 	h->dlq_stride = o.dlq_stride;
+	h->stamped = g->stamped;
 	h->dlq_off = o.dlq;
 	h->ctl_off = o.ctl;
 	h->workers_off = o.workers;
@@ -154,6 +158,7 @@ static int check_hdr(const struct ipc_hdr *h, size_t size)
 	g.nworkers = h->nworkers;
 	g.ordered = h->ordered;
 	g.dlq_per_worker = h->dlq_per_worker;
+	g.stamped = h->stamped;
 	if (layout(&g, &o) || o.total != h->total_bytes || o.total > size ||
 	    o.nrings != h->nrings || o.dlq != h->dlq_off ||
 	    o.dlq_stride != h->dlq_stride ||

@@ -10,9 +10,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ipc/atomics.h"
 #include "ipc/layout.h"
+#include "ipc/stamp.h"
 
 /* The broker's heartbeat period and the age after which clients call it
  * dead.  The dead age bounds how long a client call can wait on a dead
@@ -30,6 +32,7 @@ struct ipc_geometry {
 	uint32_t nworkers;
 	uint32_t ordered;        /* 1: one ring per worker, keyed */
 	uint32_t dlq_per_worker; /* power of two */
+	uint32_t stamped;        /* 1: the stamped slot format (stamp.h) */
 };
 
 /* A mapped queue: pointers into the shared memory, the same in every
@@ -155,20 +158,62 @@ struct ipc_msg_meta {
 	uint16_t flags;
 };
 
+/*
+ * Write a message's payload into the slot for ticket, in the queue's
+ * format: plain bytes, or stamped chunks.  Every producer that copies
+ * (clients, the broker's replays, Track A) goes through here; a loan's
+ * payload is written in place, so loans exist only on plain queues.
+ */
+static inline void ipc_slot_fill(struct ipc_ring *r, uint32_t ring,
+				 uint64_t ticket, const void *data, uint32_t len)
+{
+	struct ipc_msg_hdr *m = ipc_slot(r, ring, ticket);
+#if IPC_HAVE_STAMPS
+	if (r->hdr->stamped) {
+		ipc_stamp_write(m + 1, data, len, ipc_stamp(ticket));
+		return;
+	}
+#endif
+	memcpy(m + 1, data, len);
+}
+
+/* The payload of the published slot m (ticket t): in place on a plain
+ * queue, gathered into buf (slot_bytes) on a stamped one. */
+static inline const uint8_t *ipc_slot_payload(const struct ipc_ring *r,
+					      const struct ipc_msg_hdr *m,
+					      uint32_t len, uint8_t *buf)
+{
+	if (!r->hdr->stamped)
+		return (const uint8_t *)(m + 1);
+	ipc_stamp_read(buf, m + 1, len);
+	return buf;
+}
+
 /* Fill the message header of the slot for ticket, then publish it (phase
  * IPC_READY, or IPC_READY_VRAM when the payload is in the VRAM ring) with a
- * release store.  The payload must be written before this. */
+ * release store.  The payload must be written before this.  On a stamped
+ * queue the header goes as two single 16-byte stores, each chunk whole. */
 static inline void ipc_publish_phase(struct ipc_ring *r, uint32_t ring,
 				     uint64_t ticket,
 				     const struct ipc_msg_meta *mm,
 				     enum ipc_phase phase)
 {
 	struct ipc_msg_hdr *m = ipc_slot(r, ring, ticket);
-	m->id = mm->id;
-	m->len = mm->len;
-	m->client = mm->client;
-	m->flags = mm->flags;
-	m->key = mm->key;
+	struct ipc_msg_hdr h;
+	uint32_t st = r->hdr->stamped ? ipc_stamp(ticket) : 0;
+	h.id = mm->id;
+	h.len = mm->len;
+	h.stamp0 = st;
+	h.key = mm->key;
+	h.client = mm->client;
+	h.flags = mm->flags;
+	h.stamp1 = st;
+#if IPC_HAVE_STAMPS
+	ipc_chunk_store(m, &h);
+	ipc_chunk_store((uint8_t *)m + 16, (uint8_t *)&h + 16);
+#else
+	*m = h;
+#endif
 	ipc_store_release(ipc_state(r, ring, ticket), IPC_STATE(ticket, phase));
 }
 
@@ -206,6 +251,27 @@ static inline void ipc_release_slot(struct ipc_ring *r, uint32_t ring,
 static inline struct ipc_ctl *ipc_ctl(const struct ipc_ring *r, uint32_t ring)
 {
 	return &r->ctl[ring];
+}
+
+/* A consumer that has seen hdr.paused set confirms the pause generation
+ * (the broker waits for it; docs/protocol.md, pause). */
+static inline void ipc_pause_ack(const struct ipc_ring *r,
+				 struct ipc_worker *me)
+{
+	uint64_t g = ipc_load_acquire(&r->hdr->pause_gen);
+	if (ipc_load_relaxed(&me->pause_ack) != g)
+		ipc_store_release(&me->pause_ack, g);
+}
+
+/* 1 once every worker still running has confirmed the current pause. */
+static inline int ipc_pause_confirmed(const struct ipc_ring *r)
+{
+	uint64_t g = ipc_load_acquire(&r->hdr->pause_gen);
+	for (uint32_t w = 0; w < r->hdr->nworkers; w++)
+		if (ipc_load_acquire(&r->workers[w].pause_ack) != g &&
+		    ipc_load_acquire(&r->workers[w].cur) != UINT64_MAX)
+			return 0;
+	return 1;
 }
 
 /* How a message ended, as its completion entry reports it. */

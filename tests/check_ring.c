@@ -151,26 +151,27 @@ START_TEST(test_layout_bad_geometry)
 		const char *what;
 		struct ipc_geometry g;
 	} bad[] = {
-		{ "capacity 0", { 0, 64, 16, 16, 2, 1, 0, 16 } },
-		{ "capacity 3", { 3, 64, 16, 16, 2, 1, 0, 16 } },
-		{ "capacity 12", { 12, 64, 16, 16, 2, 1, 0, 16 } },
-		{ "capacity 2^k+1", { 1025, 64, 16, 16, 2, 1, 0, 16 } },
-		{ "cq_capacity 0", { 8, 64, 16, 0, 2, 1, 0, 16 } },
-		{ "cq_capacity 3", { 8, 64, 16, 3, 2, 1, 0, 16 } },
-		{ "cq_capacity 100", { 8, 64, 16, 100, 2, 1, 0, 16 } },
-		{ "slot_bytes 0", { 8, 0, 16, 16, 2, 1, 0, 16 } },
-		{ "max_clients 0", { 8, 64, 16, 16, 0, 1, 0, 16 } },
-		{ "nworkers 0", { 8, 64, 16, 16, 2, 0, 0, 16 } },
+		{ "capacity 0", { 0, 64, 16, 16, 2, 1, 0, 16, 0 } },
+		{ "capacity 3", { 3, 64, 16, 16, 2, 1, 0, 16, 0 } },
+		{ "capacity 12", { 12, 64, 16, 16, 2, 1, 0, 16, 0 } },
+		{ "capacity 2^k+1", { 1025, 64, 16, 16, 2, 1, 0, 16, 0 } },
+		{ "cq_capacity 0", { 8, 64, 16, 0, 2, 1, 0, 16, 0 } },
+		{ "cq_capacity 3", { 8, 64, 16, 3, 2, 1, 0, 16, 0 } },
+		{ "cq_capacity 100", { 8, 64, 16, 100, 2, 1, 0, 16, 0 } },
+		{ "slot_bytes 0", { 8, 0, 16, 16, 2, 1, 0, 16, 0 } },
+		{ "max_clients 0", { 8, 64, 16, 16, 0, 1, 0, 16, 0 } },
+		{ "nworkers 0", { 8, 64, 16, 16, 2, 0, 0, 16, 0 } },
 		{ "nworkers > max",
-		  { 8, 64, 16, 16, 2, IPC_MAX_WORKERS + 1, 0, 16 } },
-		{ "dlq_per_worker 0", { 8, 64, 16, 16, 2, 1, 0, 0 } },
-		{ "dlq_per_worker 3", { 8, 64, 16, 16, 2, 1, 0, 3 } },
-		{ "dlq_per_worker 12", { 8, 64, 16, 16, 2, 1, 0, 12 } },
-		{ "dlq_per_worker 2^k+1", { 8, 64, 16, 16, 2, 1, 0, 17 } },
-		{ "ordered 2", { 8, 64, 16, 16, 2, 1, 2, 16 } },
-		{ "ordered 2, 4 workers", { 8, 64, 16, 16, 2, 4, 2, 16 } },
-		{ "ordered -1", { 8, 64, 16, 16, 2, 4, 0xffffffffu, 16 } },
-		{ "ordered, nworkers 0", { 8, 64, 16, 16, 2, 0, 1, 16 } },
+		  { 8, 64, 16, 16, 2, IPC_MAX_WORKERS + 1, 0, 16, 0 } },
+		{ "dlq_per_worker 0", { 8, 64, 16, 16, 2, 1, 0, 0, 0 } },
+		{ "dlq_per_worker 3", { 8, 64, 16, 16, 2, 1, 0, 3, 0 } },
+		{ "dlq_per_worker 12", { 8, 64, 16, 16, 2, 1, 0, 12, 0 } },
+		{ "dlq_per_worker 2^k+1", { 8, 64, 16, 16, 2, 1, 0, 17, 0 } },
+		{ "ordered 2", { 8, 64, 16, 16, 2, 1, 2, 16, 0 } },
+		{ "ordered 2, 4 workers", { 8, 64, 16, 16, 2, 4, 2, 16, 0 } },
+		{ "ordered -1", { 8, 64, 16, 16, 2, 4, 0xffffffffu, 16, 0 } },
+		{ "ordered, nworkers 0", { 8, 64, 16, 16, 2, 0, 1, 16, 0 } },
+		{ "stamped 2", { 8, 64, 16, 16, 2, 1, 0, 16, 2 } },
 	};
 	struct ipc_geometry g = small_geom;
 	struct ipc_ring r;
@@ -218,7 +219,7 @@ END_TEST
 
 START_TEST(test_layout_offsets)
 {
-	struct ipc_geometry g = { 64, 100, 40, 32, 5, 3, 0, 16 };
+	struct ipc_geometry g = { 64, 100, 40, 32, 5, 3, 0, 16, 0 };
 	struct ipc_ring r;
 	void *base = ring_new(&r, &g);
 	const struct ipc_hdr *h = r.hdr;
@@ -1409,7 +1410,7 @@ static int memfd_ring(const struct ipc_geometry *g, size_t *size)
 
 START_TEST(test_map_good)
 {
-	struct ipc_geometry g = { 32, 200, 24, 8, 3, 2, 0, 16 };
+	struct ipc_geometry g = { 32, 200, 24, 8, 3, 2, 0, 16, 0 };
 	struct ipc_ring a, b;
 	size_t size;
 	uint64_t t;
@@ -1514,7 +1515,7 @@ static const struct {
 
 START_TEST(test_map_corrupt)
 {
-	struct ipc_geometry g = { 16, 64, 16, 8, 2, 2, 0, 16 };
+	struct ipc_geometry g = { 16, 64, 16, 8, 2, 2, 0, 16, 0 };
 	struct ipc_ring r;
 	struct ipc_hdr *h;
 	size_t size, map_size;
@@ -1762,7 +1763,7 @@ static void *mt_consumer(void *arg)
 
 START_TEST(test_two_threads)
 {
-	struct ipc_geometry g = { 64, MT_SLOT, 16, 64, 1, 1, 0, 16 };
+	struct ipc_geometry g = { 64, MT_SLOT, 16, 64, 1, 1, 0, 16, 0 };
 	struct mt *m = calloc(1, sizeof(*m));
 	pthread_t prod, cons;
 	struct ipc_counts c;
@@ -1798,6 +1799,127 @@ START_TEST(test_two_threads)
 }
 END_TEST
 
+/* ---- the stamped slot format (ipc/stamp.h) ---- */
+
+/* Every length 1..300: the chunks carry the stamp and 12 payload bytes
+ * each, the tail chunk is zero-padded, nothing past ipc_stamp_bytes(len)
+ * is written and nothing past src + len is read (ASan would say), and
+ * reading gives the payload back. */
+START_TEST(test_stamp_roundtrip)
+{
+	static uint8_t buf[512 + 64] __attribute__((aligned(16)));
+	uint8_t back[300];
+
+	for (uint32_t len = 1; len <= 300; len++) {
+		uint8_t *src = malloc(len);
+		uint32_t stamp = 0x9e370000u + len, nb = ipc_stamp_bytes(len);
+
+		ck_assert_ptr_nonnull(src);
+		ref_fill(src, len, len);
+		memset(buf, 0xa5, sizeof(buf));
+		ipc_stamp_write(buf, src, len, stamp);
+		ck_assert_uint_eq(nb, (len + 11) / 12 * 16);
+		ck_assert(ipc_stamp_check(buf, len, stamp));
+		ck_assert(!ipc_stamp_check(buf, len, stamp + 1));
+		for (uint32_t i = nb; i < sizeof(buf); i++)
+			ck_assert_uint_eq(buf[i], 0xa5);
+		for (uint32_t i = len; i < nb / 16 * 12; i++) /* tail padding */
+			ck_assert_uint_eq(buf[i / 12 * 16 + i % 12], 0);
+		memset(back, 0, sizeof(back));
+		ipc_stamp_read(back, buf, len);
+		ck_assert_int_eq(memcmp(back, src, len), 0);
+		free(src);
+	}
+}
+END_TEST
+
+/* One stale chunk anywhere in a message's length fails the check; a
+ * stale chunk past it does not matter. */
+START_TEST(test_stamp_stale_chunk)
+{
+	static uint8_t buf[256] __attribute__((aligned(16)));
+	uint8_t src[100];
+	uint32_t old = ipc_stamp(5), now = ipc_stamp(5 + 64);
+
+	ref_fill(src, sizeof(src), 1);
+	ipc_stamp_write(buf, src, 100, old); /* the previous lap */
+	ck_assert_uint_ne(old, now);
+	ipc_stamp_write(buf, src, 40, now);  /* this lap: a shorter message */
+	ck_assert(ipc_stamp_check(buf, 40, now));
+	ck_assert(!ipc_stamp_check(buf, 49, now)); /* a fifth chunk */
+	for (uint32_t j = 0; j < ipc_stamp_chunks(40); j++) {
+		uint8_t keep[16];
+
+		memcpy(keep, buf + j * 16, 16);
+		memcpy(buf + j * 16 + 12, &old, 4);
+		ck_assert(!ipc_stamp_check(buf, 40, now));
+		memcpy(buf + j * 16, keep, 16);
+	}
+	/* Ticket 0's stamp is not the zeros a new ring starts with. */
+	ck_assert_uint_ne(ipc_stamp(0), 0);
+}
+END_TEST
+
+/* A stamped queue: room for the bigger format, header stamps from
+ * publish, the payload gathered back by ipc_slot_payload; a plain queue
+ * keeps stamps 0 and its payload in place. */
+START_TEST(test_stamped_ring)
+{
+	struct ipc_geometry g = small_geom, plain = small_geom;
+	struct ipc_ring r, p;
+	uint8_t src[96], buf[96];
+	void *base, *pbase;
+
+	g.slot_bytes = plain.slot_bytes = 96;
+	g.stamped = 1;
+	base = ring_new(&r, &g);
+	ck_assert_uint_eq(r.hdr->stamped, 1);
+	ck_assert_uint_ge(r.hdr->slot_stride,
+			  IPC_MSG_HDR_BYTES + ipc_stamp_bytes(96));
+	ref_fill(src, sizeof(src), 7);
+	for (uint64_t t = 0; t < 3 * g.capacity; t++) {
+		struct ipc_msg_meta mm = { t, 9, (uint32_t)(1 + t * 5 % 96), 1, 0 };
+		const struct ipc_msg_hdr *m = ipc_slot(&r, 0, t);
+		uint64_t got;
+
+		ck_assert_int_eq(ipc_reserve(&r, 0, 1, &got), 0);
+		ck_assert_uint_eq(got, t);
+		ipc_slot_fill(&r, 0, t, src, mm.len);
+		ipc_publish(&r, 0, t, &mm);
+		ck_assert_uint_eq(m->stamp0, ipc_stamp(t));
+		ck_assert_uint_eq(m->stamp1, ipc_stamp(t));
+		ck_assert_uint_eq(m->id, t);
+		ck_assert_uint_eq(m->len, mm.len);
+		ck_assert_uint_eq(m->key, 9);
+		ck_assert_uint_eq(m->client, 1);
+		ck_assert(ipc_stamp_check(m + 1, mm.len, ipc_stamp(t)));
+		ck_assert_int_eq(ipc_take(&r, 0, t), IPC_TAKE_READY);
+		memset(buf, 0, sizeof(buf));
+		ck_assert_int_eq(memcmp(ipc_slot_payload(&r, m, mm.len, buf),
+					src, mm.len), 0);
+		ipc_release_slot(&r, 0, t);
+	}
+	pbase = ring_new(&p, &plain);
+	ck_assert_uint_eq(p.hdr->stamped, 0);
+	ck_assert_uint_lt(p.hdr->slot_stride, r.hdr->slot_stride);
+	{
+		struct ipc_msg_meta mm = { 1, 0, 20, 0, 0 };
+		const struct ipc_msg_hdr *m = ipc_slot(&p, 0, 0);
+		uint64_t got;
+
+		ck_assert_int_eq(ipc_reserve(&p, 0, 1, &got), 0);
+		ipc_slot_fill(&p, 0, 0, src, 20);
+		ipc_publish(&p, 0, 0, &mm);
+		ck_assert_uint_eq(m->stamp0, 0);
+		ck_assert_uint_eq(m->stamp1, 0);
+		ck_assert_ptr_eq(ipc_slot_payload(&p, m, 20, buf), m + 1);
+		ck_assert_int_eq(memcmp(m + 1, src, 20), 0);
+	}
+	free(base);
+	free(pbase);
+}
+END_TEST
+
 Suite *suite_ring(void)
 {
 	Suite *s = suite_create("ring");
@@ -1813,6 +1935,9 @@ Suite *suite_ring(void)
 	tcase_add_test(tl, test_layout_sweep);
 	tcase_add_test(tl, test_init_states);
 	tcase_add_test(tl, test_dlq_layout);
+	tcase_add_test(tl, test_stamp_roundtrip);
+	tcase_add_test(tl, test_stamp_stale_chunk);
+	tcase_add_test(tl, test_stamped_ring);
 	suite_add_tcase(s, tl);
 
 	tcase_add_test(tp, test_single_message);
