@@ -43,6 +43,7 @@ struct cpu_state {
 		uint32_t idx;
 		uint64_t dlq_next; /* next dead-letter position (= dlq_head) */
 		uint8_t *scratch;  /* where replays' unwanted results go */
+		uint8_t *payload;  /* a stamped slot's payload, gathered */
 	} *args;
 };
 
@@ -58,8 +59,8 @@ static int stopping(struct cpu_state *s)
  * waiting.
  */
 static int dead_letter(struct cpu_worker *w, uint32_t ring, uint64_t t,
-		       const struct ipc_msg_hdr *m, int status,
-		       uint32_t attempts)
+		       const struct ipc_msg_hdr *m, const uint8_t *payload,
+		       int status, uint32_t attempts)
 {
 	struct ipc_ring *r = &w->s->q->r;
 	struct ipc_worker *me = &r->workers[w->idx];
@@ -76,7 +77,7 @@ static int dead_letter(struct cpu_worker *w, uint32_t ring, uint64_t t,
 	}
 	d = ipc_dlq_entry(r, w->idx, p);
 	ipc_dlq_fill(d, m, t, status, attempts, r->clients[m->client].pid, ring);
-	memcpy(d + 1, m + 1, m->len);
+	memcpy(d + 1, payload, m->len);
 	ipc_store_release(&d->seq, p + 1);
 	w->dlq_next = p + 1;
 	ipc_store_release(&me->dlq_head, p + 1);
@@ -121,7 +122,7 @@ static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
 		ipc_store_relaxed(&me->completed, me->completed + 1);
 		return;
 	}
-	in.data = (const uint8_t *)(m + 1);
+	in.data = ipc_slot_payload(r, m, len, w->payload);
 	in.len = len;
 	in.id = m->id;
 	in.key = m->key;
@@ -154,7 +155,7 @@ static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
 	}
 	if (attempts > 1)
 		ipc_store_relaxed(&me->retried, me->retried + attempts - 1);
-	if (rc && dead_letter(w, ring, t, m, rc, attempts))
+	if (rc && dead_letter(w, ring, t, m, in.data, rc, attempts))
 		return; /* stopped while the dead-letter ring was full */
 	if (e) {
 		struct ipc_outcome o = { rc ? GPUQ_EHANDLER : 0, rc ? 0 : out.len,
@@ -196,8 +197,10 @@ static int step(struct cpu_worker *w, uint32_t ring, uint64_t t,
 				break;
 			if (k == IPC_TAKE_WAIT && past_end(w->s, ring, t))
 				return -1;
-		} else if (stopping(w->s)) {
-			return -1;
+		} else {
+			ipc_pause_ack(r, me);
+			if (stopping(w->s))
+				return -1;
 		}
 		ipc_backoff_wait(b);
 	}
@@ -239,8 +242,10 @@ out:
 
 static void cpu_free(struct cpu_state *s)
 {
-	for (uint32_t i = 0; s->args && i < s->q->r.hdr->nworkers; i++)
+	for (uint32_t i = 0; s->args && i < s->q->r.hdr->nworkers; i++) {
 		free(s->args[i].scratch);
+		free(s->args[i].payload);
+	}
 	free(s->threads);
 	free(s->args);
 	free(s);
@@ -276,7 +281,10 @@ static int cpu_start(struct bqueue *q)
 		s->args[i].s = s;
 		s->args[i].idx = i;
 		s->args[i].scratch = malloc(q->r.hdr->result_bytes + 16);
-		if (!s->args[i].scratch) {
+		/* Slots keep payloads 32-byte aligned; so does this. */
+		s->args[i].payload = aligned_alloc(
+			64, (q->r.hdr->slot_bytes + 63) / 64 * 64);
+		if (!s->args[i].scratch || !s->args[i].payload) {
 			rc = -ENOMEM;
 			break;
 		}

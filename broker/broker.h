@@ -160,6 +160,10 @@ void bqueue_close_intake(struct bqueue *q);
 /* Stop (on = 1) or restart consumers taking new tickets; producers can
  * still enqueue until the ring is full. */
 void bqueue_pause(struct bqueue *q, int on);
+/* Wait until every running worker of a paused q has confirmed the pause
+ * (ipc_worker.pause_ack), so that no message published afterwards is run;
+ * 0, or GPUQ_ETIMEDOUT at deadline_ns (CLOCK_MONOTONIC). */
+int bqueue_pause_wait(const struct bqueue *q, uint64_t deadline_ns);
 /* 1 when every ticket below final_head has been consumed. */
 int bqueue_drained(const struct bqueue *q);
 /* Record (and log) the drain's duration the first time it is over. */

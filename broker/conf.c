@@ -20,6 +20,7 @@
 #include "broker/conf.h"
 #include "broker/handler_table.h"
 #include "broker/handlers.h" /* keysum's record; table limits */
+#include "ipc/stamp.h"
 #include "libclient/gpuq.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -91,6 +92,7 @@ static const struct key_desc queue_keys[] = {
 	     QSIZE(handler_module), 0),
 	QKEY("backend", KT_BACKEND, backend, 0, 0, KF_INHERIT),
 	QKEY("ordered", KT_BOOL, ordered, 0, 1, 0),
+	QKEY("stamped", KT_BOOL, stamped, 0, 1, 0),
 	QKEY("max_attempts", KT_U32, max_attempts, 1, 100, 0),
 	QKEY("fail_ppm", KT_U32, fail_ppm, 0, 1000000, 0),
 	QKEY("fail_attempts", KT_U32, fail_attempts, 0, 100, 0),
@@ -885,6 +887,11 @@ static int check_tables(const struct queue_config *q, char *msg, size_t cap)
 	if (!strcmp(q->handler, "kv") && !q->handler_module[0] &&
 	    !q->table_slots) {
 		seterr(msg, cap, "handler kv needs table_slots");
+		return GPUQ_ECONFIG;
+	}
+	if (q->stamped && !IPC_HAVE_STAMPS) {
+		seterr(msg, cap, "stamped slots need an x86-64 host "
+				 "(single-copy atomic 16-byte stores)");
 		return GPUQ_ECONFIG;
 	}
 	if (!q->exactly_once)

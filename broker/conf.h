@@ -48,6 +48,8 @@ struct queue_config {
 	uint32_t workers;     /* CPU threads / GPU blocks; default 1 */
 	int backend;          /* enum conf_backend; default: broker's */
 	int ordered;          /* 1: per-key order, one ring per worker; 0 */
+	int stamped;          /* 1: stamped slots, for the lowest latency
+				 (ipc/stamp.h); 0 */
 	uint32_t max_attempts;/* handler runs before dead-letter; default 3 */
 	uint32_t fail_ppm;    /* fault injection, messages per million; 0 */
 	uint32_t fail_attempts; /* runs a chosen message fails (0 = all); 0 */

@@ -212,6 +212,27 @@ static int is_operator(const struct bconn *c)
 	return c->uid == geteuid() || c->uid == 0;
 }
 
+/* PAUSE answers once the consumers have confirmed it: from then on no
+ * message published is run (the GPU reads a slot and the pause flag in
+ * the same trip, so only its confirmation orders the two).  Bounded well
+ * under the clients' dead-broker age, since the loop waits here; a worker
+ * busy in a long handler or on a full dead-letter ring confirms late. */
+#define PAUSE_CONFIRM_NS 200000000ull
+
+static void confirm_pause(struct broker *b, int qi)
+{
+	uint64_t deadline = ipc_now_ns() + PAUSE_CONFIRM_NS;
+	for (uint32_t i = 0; i < b->nqueues; i++)
+		if ((qi < 0 || (uint32_t)qi == i) &&
+		    bqueue_pause_wait(&b->queues[i], deadline))
+			blog(0, "pause of %s not confirmed by every worker "
+				"within %llu ms (busy in a handler, or waiting "
+				"for dead-letter room); it holds from their "
+				"next look",
+			     b->queues[i].conf.name,
+			     (unsigned long long)(PAUSE_CONFIRM_NS / 1000000));
+}
+
 static void on_pause(struct broker *b, struct bconn *c,
 		     const struct proto_msg *m, int on)
 {
@@ -228,6 +249,8 @@ static void on_pause(struct broker *b, struct bconn *c,
 	for (uint32_t i = 0; i < b->nqueues; i++)
 		if (qi < 0 || (uint32_t)qi == i)
 			bqueue_pause(&b->queues[i], on);
+	if (on)
+		confirm_pause(b, qi);
 	blog(0, "%s %s", on ? "paused" : "resumed",
 	     req->name[0] ? req->name : "every queue");
 	on_status(b, c, m->hdr.seq);

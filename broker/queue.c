@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
@@ -72,6 +73,7 @@ static void fill_geometry(const struct queue_config *c, uint32_t rbytes,
 	g->nworkers = c->workers;
 	g->ordered = c->ordered ? 1 : 0;
 	g->dlq_per_worker = c->dlq_capacity;
+	g->stamped = c->stamped ? 1 : 0;
 }
 
 static int map_ring(struct bqueue *q, const struct ipc_geometry *g,
@@ -421,8 +423,25 @@ void bqueue_tick(struct bqueue *q, uint64_t now_ns)
 
 void bqueue_pause(struct bqueue *q, int on)
 {
-	/* A closed queue is draining: it cannot be paused again. */
-	ipc_store_release(&q->r.hdr->paused, on && !q->closed ? 1u : 0u);
+	/* A closed queue is draining: it cannot be paused again.  A new
+	 * generation first, so a consumer that sees the flag acks this
+	 * pause and not an earlier one. */
+	on = on && !q->closed;
+	if (on && !q->r.hdr->paused)
+		ipc_store_release(&q->r.hdr->pause_gen, q->r.hdr->pause_gen + 1);
+	ipc_store_release(&q->r.hdr->paused, on ? 1u : 0u);
+}
+
+int bqueue_pause_wait(const struct bqueue *q, uint64_t deadline_ns)
+{
+	struct timespec nap = { 0, 20000 };
+	while (ipc_load_acquire(&q->r.hdr->paused) &&
+	       !ipc_pause_confirmed(&q->r)) {
+		if (ipc_now_ns() >= deadline_ns)
+			return GPUQ_ETIMEDOUT;
+		nanosleep(&nap, NULL);
+	}
+	return 0;
 }
 
 void bqueue_close_intake(struct bqueue *q)
@@ -597,7 +616,7 @@ static int replay_one(struct bqueue *q, const struct ipc_dlq_entry *d)
 	ipc_resv_begin(me);
 	rc = ipc_reserve(r, ring, 1, &t);
 	if (!rc) {
-		memcpy(ipc_slot(r, ring, t) + 1, d + 1, d->len);
+		ipc_slot_fill(r, ring, t, d + 1, d->len);
 		mm.id = me->published;
 		mm.key = d->key;
 		mm.len = d->len;

@@ -381,7 +381,7 @@ static int publish(struct tracka *t, uint64_t seq, const redisReply *p,
 	ipc_resv_begin(t->me);
 	rc = ipc_reserve(t->r, ring, 1, &ticket);
 	if (!rc) {
-		memcpy(ipc_slot(t->r, ring, ticket) + 1, p->str, p->len);
+		ipc_slot_fill(t->r, ring, ticket, p->str, (uint32_t)p->len);
 		ipc_publish(t->r, ring, ticket, &mm);
 		ipc_store_relaxed(&t->me->published, t->me->published + 1);
 	}

@@ -526,8 +526,8 @@ static void publish_copies(struct gpuq_queue *q, uint32_t ring,
 {
 	struct ipc_msg_meta mm = { 0, 0, 0, (uint16_t)q->client, 0 };
 	for (uint32_t i = 0; i < n; i++) {
-		struct ipc_msg_hdr *m = ipc_slot(&q->r, ring, ticket + i);
-		memcpy(m + 1, msgs[i].data, msgs[i].len);
+		ipc_slot_fill(&q->r, ring, ticket + i, msgs[i].data,
+			      (uint32_t)msgs[i].len);
 		mm.id = q->next_id + i;
 		mm.key = msgs[i].key;
 		mm.len = (uint32_t)msgs[i].len;
@@ -627,6 +627,10 @@ GPUQ_API int gpuq_reserve_key(gpuq_queue *q, uint64_t key, uint32_t n,
 		return -EINVAL;
 	if (q->loan_open)
 		return -EBUSY;
+	/* A loan is written in place, but a stamped slot must be written
+	 * whole chunks at a time (ipc/stamp.h). */
+	if (q->r.hdr->stamped)
+		return -EOPNOTSUPP;
 	if ((rc = broker_check(q)))
 		return rc;
 	settle(q);

@@ -226,7 +226,9 @@ typedef struct gpuq_loan {
 } gpuq_loan;
 
 /* Errors as gpuq_enqueue (n == 0 or n > capacity gives -EINVAL; -EBUSY if a
- * loan is already open). */
+ * loan is already open; -EOPNOTSUPP on a queue with stamped slots, whose
+ * payloads only the copying calls can write: docs/api.md, Stamped queues).
+ */
 GPUQ_API int gpuq_reserve(gpuq_queue *q, uint32_t n, gpuq_loan *loan,
 			  int timeout_ms);
 /* gpuq_reserve() for messages that all carry one ordering key. */

@@ -330,7 +330,11 @@ static void expect_echo(gpuq_queue *q, uint64_t id, const void *p, size_t n)
 	ck_assert_msg(rc == 0, "wait id %llu: %s", (unsigned long long)id,
 		      gpuq_err_name(rc));
 	ck_assert_uint_eq(len, n);
-	ck_assert_int_eq(memcmp(res, p, n), 0);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(res[i] == ((const uint8_t *)p)[i],
+			      "id %llu, %zu bytes: byte %zu is %#x, not %#x",
+			      (unsigned long long)id, n, i, res[i],
+			      ((const uint8_t *)p)[i]);
 }
 
 static uint32_t le32(const uint8_t *b)
@@ -1157,6 +1161,71 @@ START_TEST(test_zero_copy)
 }
 END_TEST
 
+/* Stamped slots (ipc/stamp.h): every length through echo and checksum
+ * comes back intact, over many laps of a small ring, singly and in
+ * batches, on the windowed and the ordered kernels, with slots that a
+ * part-warp (a window of 16) and a whole warp (4 chunks a lane) read
+ * ahead on the GPU; loans are refused with a clear error. */
+START_TEST(test_stamped)
+{
+	const char *argv[] = {
+		"-q", "s,handler=echo,capacity=16,slot_bytes=200,stamped=1",
+		"-q", "k,handler=checksum,capacity=16,slot_bytes=100,stamped=1",
+		"-q", "o,handler=echo,capacity=16,slot_bytes=100,stamped=1,"
+		      "ordered=1,workers=2",
+		"-q", "w,handler=echo,capacity=64,slot_bytes=1000,stamped=1,"
+		      "workers=2",
+		NULL
+	};
+	struct broker_proc *b = start(argv);
+	gpuq_client *c = connect_ok(b);
+	gpuq_queue *s = open_ok(c, "s"), *k = open_ok(c, "k");
+	gpuq_queue *o = open_ok(c, "o"), *w = open_ok(c, "w");
+	static uint8_t p[8][1000];
+	gpuq_iov iov[8];
+	uint64_t ids[8];
+	gpuq_loan loan;
+
+	for (uint32_t len = 1; len <= 200; len++) {
+		uint64_t id;
+
+		ref_fill(p[0], len, len);
+		EXPECT_RC(0, gpuq_enqueue(s, p[0], len, &id, WAIT_MS));
+		expect_echo(s, id, p[0], len);
+		if (len <= 100) {
+			EXPECT_RC(0, gpuq_enqueue(k, p[0], len, &id, WAIT_MS));
+			expect_crc(k, id, p[0], len);
+			EXPECT_RC(0, gpuq_enqueue_key(o, len % 3, p[0], len, &id,
+						      WAIT_MS));
+			expect_echo(o, id, p[0], len);
+		}
+	}
+	for (uint32_t len = 1; len <= 1000; len += 37) {
+		uint64_t id;
+
+		ref_fill(p[0], len, len + 7);
+		EXPECT_RC(0, gpuq_enqueue(w, p[0], len, &id, WAIT_MS));
+		expect_echo(w, id, p[0], len);
+	}
+	for (uint32_t round = 0; round < 20; round++) {
+		for (uint32_t i = 0; i < 8; i++) {
+			iov[i].len = payload(p[i], 200, round * 8 + i);
+			iov[i].data = p[i];
+			iov[i].key = 0;
+		}
+		EXPECT_RC(8, gpuq_enqueue_batch(s, iov, 8, ids, WAIT_MS));
+		for (uint32_t i = 0; i < 8; i++)
+			expect_echo(s, ids[i], p[i], iov[i].len);
+	}
+	EXPECT_RC(GPUQ_ETOOBIG, gpuq_enqueue(k, p[0], 101, NULL, 0));
+	EXPECT_RC(-EOPNOTSUPP, gpuq_reserve(s, 1, &loan, 0));
+	EXPECT_RC(-EOPNOTSUPP, gpuq_reserve_key(k, 3, 2, &loan, 0));
+	ck_assert_uint_eq(gpuq_inflight(s), 0);
+	gpuq_disconnect(c);
+	finish(b);
+}
+END_TEST
+
 START_TEST(test_handlers)
 {
 	const char *argv[] = {
@@ -1674,6 +1743,7 @@ Suite *suite_broker(void)
 	tcase_add_unchecked_fixture(tl, NULL, teardown_runner);
 	tcase_set_timeout(tl, TEST_TIMEOUT_S);
 	tcase_add_test(tl, test_zero_copy);
+	tcase_add_test(tl, test_stamped);
 	tcase_add_test(tl, test_handlers);
 	tcase_add_test(tl, test_dead_broker);
 	tcase_add_test(tl, test_second_broker);

@@ -10,9 +10,11 @@
 #include <check.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker/broker.h"
 #include "broker/conf.h"
+#include "ipc/clock.h"
 #include "ipc/ring.h"
 #include "libclient/gpuq.h"
 #include "tests/runner.h"
@@ -99,12 +101,103 @@ START_TEST(test_fail_inflight_skips_unpublished)
 }
 END_TEST
 
+/* ---- pause confirmation ---- */
+
+static void make_queue(struct bqueue *q, uint32_t *client, uint32_t workers)
+{
+	struct queue_config c;
+	config_queue_defaults(&c, "p");
+	strcpy(c.handler, "checksum");
+	c.capacity = 64;
+	c.workers = workers;
+	c.backend = CONF_BACKEND_CPU;
+	ck_assert_int_eq(bqueue_create(q, &c, CONF_BACKEND_CPU, 1), 0);
+	ck_assert_int_eq(bqueue_attach_internal(q, client), 0);
+}
+
+static uint64_t in_ms(uint64_t ms)
+{
+	return ipc_now_ns() + ms * 1000000ull;
+}
+
+static int done(struct bqueue *q, uint32_t client, uint64_t id)
+{
+	return ipc_load_acquire(&ipc_cq_entry(&q->r, client, id)->done) ==
+	       id + 1;
+}
+
+/* PAUSE waits for every worker to confirm the new generation; once it has,
+ * a message published is not run until RESUME.  Pausing a paused queue
+ * starts no new generation. */
+START_TEST(test_pause_confirmed)
+{
+	static struct bqueue q;
+	struct timespec ms20 = { 0, 20000000 };
+	uint32_t client;
+	make_queue(&q, &client, 3);
+	bqueue_pause(&q, 1);
+	ck_assert_uint_eq(q.r.hdr->pause_gen, 1);
+	ck_assert_int_eq(bqueue_pause_wait(&q, in_ms(5000)), 0);
+	for (uint32_t w = 0; w < 3; w++)
+		ck_assert_uint_eq(ipc_load_acquire(&q.r.workers[w].pause_ack), 1);
+	publish(&q, client, 0, 4, 0);
+	nanosleep(&ms20, NULL);
+	for (uint64_t id = 0; id < 4; id++)
+		ck_assert(!done(&q, client, id));
+	bqueue_pause(&q, 1);
+	ck_assert_uint_eq(q.r.hdr->pause_gen, 1);
+	bqueue_pause(&q, 0);
+	ck_assert_int_eq(bqueue_pause_wait(&q, in_ms(0)), 0); /* not paused */
+	for (uint64_t id = 0; id < 4; id++) {
+		uint64_t deadline = in_ms(5000);
+		while (!done(&q, client, id))
+			ck_assert(ipc_now_ns() < deadline);
+	}
+	bqueue_pause(&q, 1);
+	ck_assert_uint_eq(q.r.hdr->pause_gen, 2);
+	ck_assert_int_eq(bqueue_pause_wait(&q, in_ms(5000)), 0);
+	bqueue_destroy(&q);
+}
+END_TEST
+
+/* A worker that cannot look (here: waiting for room in a full dead-letter
+ * ring) cannot confirm: the wait ends at its deadline with an error. */
+START_TEST(test_pause_unconfirmed)
+{
+	static struct bqueue q;
+	struct queue_config c;
+	uint32_t client;
+	config_queue_defaults(&c, "d");
+	strcpy(c.handler, "checksum");
+	c.capacity = 64;
+	c.backend = CONF_BACKEND_CPU;
+	c.max_attempts = 1;
+	c.fail_ppm = 1000000; /* every message fails */
+	c.dlq_capacity = 1;
+	ck_assert_int_eq(bqueue_create(&q, &c, CONF_BACKEND_CPU, 1), 0);
+	ck_assert_int_eq(bqueue_attach_internal(&q, &client), 0);
+	publish(&q, client, 0, 2, 0);
+	{
+		uint64_t deadline = in_ms(5000);
+		while (ipc_load_acquire(&q.r.workers[0].dlq_waits) == 0)
+			ck_assert(ipc_now_ns() < deadline);
+	}
+	bqueue_pause(&q, 1);
+	ck_assert_int_eq(bqueue_pause_wait(&q, in_ms(50)), GPUQ_ETIMEDOUT);
+	bqueue_destroy(&q);
+}
+END_TEST
+
 static Suite *suite_queue(void)
 {
 	Suite *s = suite_create("queue");
 	TCase *tc = tcase_create("device_fault");
 	tcase_add_test(tc, test_fail_inflight);
 	tcase_add_test(tc, test_fail_inflight_skips_unpublished);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("pause");
+	tcase_add_test(tc, test_pause_confirmed);
+	tcase_add_test(tc, test_pause_unconfirmed);
 	suite_add_tcase(s, tc);
 	return s;
 }

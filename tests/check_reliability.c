@@ -261,6 +261,67 @@ START_TEST(test_dlq_commands)
 }
 END_TEST
 
+/* A stamped queue's dead letter holds the payload itself, not its stamped
+ * chunks, and a replay writes it back in the stamped format. */
+START_TEST(test_dlq_stamped)
+{
+	const char *argv[] = { "-q", "v,handler=vector,slot_bytes=64,"
+				     "max_attempts=2,stamped=1", NULL };
+	struct broker_proc b;
+	char out[16384], at[32];
+	const char *p;
+	uint8_t bad[29];
+	float good[4] = { 1, 2, 3, 4 };
+	gpuq_client *c;
+	gpuq_queue *q;
+	uint64_t id;
+	int st;
+
+	for (size_t i = 0; i < sizeof(bad); i++)
+		bad[i] = (uint8_t)(0xa0 + i);
+	start(&b, argv);
+	c = connect_ok(&b);
+	q = open_ok(c, "v");
+	ck_assert_int_eq(gpuq_enqueue_key(q, 7, bad, sizeof(bad), &id, WAIT_MS), 0);
+	ck_assert_int_eq(gpuq_wait(q, id, NULL, 0, NULL, WAIT_MS), GPUQ_EHANDLER);
+	ck_assert_int_eq(gpuq_enqueue(q, good, sizeof(good), &id, WAIT_MS), 0);
+	ck_assert_int_eq(gpuq_wait(q, id, out, sizeof(out), NULL, WAIT_MS), 0);
+	ck_assert_uint_eq(stats_of(q).dlq_pending, 1);
+	st = ctl(&b, out, sizeof(out), "dlq", "ls", "v", NULL);
+	ck_assert_int_eq(json_number(out, "\"key\":7", "len"), (long long)sizeof(bad));
+	p = strstr(out, "\"at\":\"");
+	ck_assert_ptr_nonnull(p);
+	snprintf(at, sizeof(at), "%.*s", (int)strcspn(p + 6, "\""), p + 6);
+	{
+		const char *a[] = { tool_path("GPUQCTL", "broker/gpuqctl"), "-s",
+				    b.socket, "dlq", "show", "v", at, NULL };
+		st = run_capture(a, out, sizeof(out));
+	}
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* bytes 10 to 14 straddle the first chunk's stamp */
+	ck_assert_msg(strstr(out, "aa ab ac ad ae") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "b8 b9 ba bb bc") != NULL, "%s", out);
+	st = ctl(&b, out, sizeof(out), "dlq", "replay", "v", "1");
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	wait_idle(q);
+	ck_assert_uint_eq(stats_of(q).dead_lettered, 2);
+	ck_assert_uint_eq(stats_of(q).dlq_pending, 1);
+	st = ctl(&b, out, sizeof(out), "dlq", "ls", "v", NULL);
+	ck_assert_int_eq(json_number(out, "\"key\":7", "len"), (long long)sizeof(bad));
+	p = strstr(out, "\"at\":\"");
+	ck_assert_ptr_nonnull(p);
+	snprintf(at, sizeof(at), "%.*s", (int)strcspn(p + 6, "\""), p + 6);
+	{
+		const char *a[] = { tool_path("GPUQCTL", "broker/gpuqctl"), "-s",
+				    b.socket, "dlq", "show", "v", at, NULL };
+		st = run_capture(a, out, sizeof(out));
+	}
+	ck_assert_msg(strstr(out, "b8 b9 ba bb bc") != NULL, "%s", out);
+	gpuq_disconnect(c);
+	finish(&b);
+}
+END_TEST
+
 /* ---- per-key order across retries ---- */
 
 #define KEYS 1000
@@ -704,6 +765,7 @@ static Suite *suite_reliability(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_dlq_exact);
 	tcase_add_test(tc, test_dlq_commands);
+	tcase_add_test(tc, test_dlq_stamped);
 	tcase_add_test(tc, test_ordering);
 	tcase_add_test(tc, test_kill_loop);
 	tcase_add_test(tc, test_broker_killed);
