@@ -50,7 +50,9 @@ B="timeout 60 $bin/gpuq-bench -s $S"
 if start_broker "$S" "$bin/gpuqd" -b cuda \
 	-q echo,handler=echo,workers=32,capacity=16384 \
 	-q checksum,handler=checksum,workers=32,capacity=65536 \
-	-q big,handler=checksum,slot_bytes=4096,capacity=16384,workers=64; then
+	-q big,handler=checksum,slot_bytes=4096,capacity=16384,workers=64 \
+	-q secho,handler=echo,workers=32,capacity=16384,stamped=1 \
+	-q schecksum,handler=checksum,workers=32,capacity=65536,stamped=1; then
 	want bench && for p in 1 4 8 14; do
 		$B -q checksum -p $p -n $((4000000 / p)) -b 256 -w 4096 | tail -2
 	done
@@ -62,6 +64,11 @@ if start_broker "$S" "$bin/gpuqd" -b cuda \
 	$B -q big -z 4096 -p 14 -n 60000 -b 64 -w 1024 | tail -2
 	$B -q checksum -p 1 -n 20000 -b 1 -w 1 | tail -2
 	$B -q echo -p 1 -n 20000 -b 1 -w 1 | tail -2
+	# stamped slots (docs/api.md): the same two round trips, and the
+	# 14-producer point verified
+	$B -q schecksum -p 1 -n 20000 -b 1 -w 1 | tail -2
+	$B -q secho -p 1 -n 20000 -b 1 -w 1 | tail -2
+	$B -q schecksum -p 14 -n 1000000 -b 1024 -w 8192 --verify | tail -2
 	# the predecessor's design (a cudaMemcpy per message) in the same run
 	$B -q checksum -p 4 -n 200000 -b 256 --baseline cuda,uds \
 		--baseline-max-s 5 | tail -4
@@ -144,6 +151,11 @@ want sanitize && for tool in memcheck racecheck; do
 	sanitize_one $tool vector,handler=vector,slot_bytes=1024,workers=2 -z 1024 -p 2 -n 1000
 	# the retry and dead-letter paths
 	sanitize_one $tool faulty,handler=checksum,workers=2,fail_ppm=100000,max_attempts=2 -p 2 -n 2000
+	# stamped slots: the read-ahead by a whole warp, and by part of one
+	# (a window of 16), then the in-order kernel's stamped copy
+	sanitize_one $tool stamped,handler=echo,stamped=1,slot_bytes=256,workers=2 -z 256 -p 2 -n 2000 --verify
+	sanitize_one $tool stamped16,handler=checksum,stamped=1,capacity=16,slot_bytes=100,workers=2 -z 100 -p 2 -n 2000 --verify
+	sanitize_one $tool stampedo,handler=echo,stamped=1,ordered=yes,workers=2 -p 2 -n 1000
 	# the in-order kernel, with retries
 	sanitize_one $tool ordered,handler=echo,ordered=yes,workers=2,fail_ppm=200000,fail_attempts=1 -p 2 -n 1000
 	# a loaded handler module (random payloads: some hold a NUL byte,

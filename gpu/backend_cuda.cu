@@ -165,7 +165,7 @@ static void fill_kargs(struct kargs *a, const struct cuda_state *s,
 	a->ctl = (struct ipc_ctl *)(dev + h->ctl_off);
 	a->workers = (struct ipc_worker *)(dev + h->workers_off);
 	a->clients = (struct ipc_client *)(dev + h->clients_off);
-	a->paused = (uint32_t *)(dev + offsetof(struct ipc_hdr, paused));
+	a->pause = (uint64_t *)(dev + offsetof(struct ipc_hdr, paused));
 	a->stop = s->stop;
 	a->dctl = s->dctl;
 	a->vram = s->vram;
@@ -189,6 +189,7 @@ static void fill_kargs(struct kargs *a, const struct cuda_state *s,
 	a->nworkers = h->nworkers;
 	a->fault_ppm = h->fail_ppm;
 	a->fault_attempts = h->fail_attempts;
+	a->stamped = h->stamped;
 	a->table = q->table;
 	a->once = q->once;
 	a->once_window_ns = q->once_window_ns;
@@ -374,8 +375,8 @@ static cudaError_t alloc_prof(struct cuda_state *s, uint32_t nworkers)
 // Where the windowed kernel's time went, summed over its worker blocks.
 static void report_prof(const struct cuda_state *s, const struct bqueue *q)
 {
-	static const char *const names[] = { "look", "paused", "copy_in",
-					     "handler", "copy_out" };
+	static const char *const names[] = { "look", "copy_in", "handler",
+					     "copy_out", "publish" };
 	unsigned long long tot[GPUQ_PROF_N] = { 0 }, *all;
 	uint32_t nw = q->r.hdr->nworkers;
 	int dev = 0, khz = 1;
@@ -401,13 +402,13 @@ static void report_prof(const struct cuda_state *s, const struct bqueue *q)
 						 ? tot[i] * 1000.0 / khz /
 							   tot[GPUQ_PROF_WORK_ROUNDS]
 						 : 0.0);
-	blog(0, "queue %s profile: %llu work rounds (%.1f tickets each), %llu idle "
-		"rounds; us per work round:%s",
+	blog(0, "queue %s profile: %llu work rounds (%.1f tickets each, %llu "
+		"read ahead), %llu idle rounds; us per work round:%s",
 	     q->conf.name, tot[GPUQ_PROF_WORK_ROUNDS],
 	     tot[GPUQ_PROF_WORK_ROUNDS]
 		     ? (double)tot[GPUQ_PROF_TICKETS] / tot[GPUQ_PROF_WORK_ROUNDS]
 		     : 0.0,
-	     tot[GPUQ_PROF_IDLE_ROUNDS], line);
+	     tot[GPUQ_PROF_SPEC_HITS], tot[GPUQ_PROF_IDLE_ROUNDS], line);
 }
 
 // GPU producers' copies and kernels run beside gpuqd's persistent kernels

@@ -39,6 +39,7 @@
 #include "gpu/kargs.h"
 #include "gpu/kv_warp.cuh"
 #include "gpu/maint.cuh"
+#include "ipc/stamp.h"
 #include "broker/handlers.h"
 #include "libclient/gpuq.h"
 
@@ -62,6 +63,14 @@ constexpr unsigned TABLES_MAX_WINDOW = 512;
 // its last message it keeps doing so.
 constexpr unsigned EAGER_AHEAD = 32;
 constexpr unsigned EAGER_ROUNDS = 4096;
+// The pause word (hdr.paused | pause_gen << 32) as the pump mirrors it:
+// bit 0 paused, bit 1 set once the pump has read it at all.
+constexpr uint64_t PAUSE_ON = 1, PAUSE_MIRRORED = 2;
+constexpr unsigned PAUSED_SLEEP_NS = 2048;
+// Stamped queues (ipc/stamp.h): one warp reads a slot ahead, at most
+// SPEC_PER_LANE 16-byte chunks a lane (all loads in flight at once).
+constexpr unsigned SPEC_PER_LANE = 4, SPEC_MAX_CHUNKS = 32 * SPEC_PER_LANE;
+constexpr uint64_t NO_TICKET = ~0ull;
 
 typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_system> sys_u64;
 
@@ -129,8 +138,10 @@ struct counts {
 };
 
 // Per ticket of a round: what step 2 copies (and that a stopped kernel
-// must not release it).
-enum { COPY_NONE = 0, COPY_ALL = 1, COPY_HDR = 2, KEEP_STOPPED = 4 };
+// must not release it).  COPY_HAVE: in the VRAM ring already, read ahead
+// with its stamps (spec_read).
+enum { COPY_NONE = 0, COPY_ALL = 1, COPY_HDR = 2, KEEP_STOPPED = 4,
+       COPY_HAVE = 8 };
 
 // What a ticket's round produced, for step 4.
 enum outcome { OUT_NONE, OUT_RESULT, OUT_DEAD, OUT_GARBLED, OUT_STOPPED };
@@ -291,6 +302,31 @@ __device__ inline struct ipc_cq_entry *cq_entry(const kargs &a,
 						      a.cq_stride);
 }
 
+// 16-byte chunks of a host slot that copy_in reads.
+__device__ inline uint32_t slot_chunks(const kargs &a)
+{
+	return a.stamped ? 2 + ipc_stamp_chunks(a.slot_bytes)
+			 : (IPC_MSG_HDR_BYTES + a.slot_bytes + 15) / 16;
+}
+
+// Put chunk j of a host slot, read as v, into the VRAM slot at dst: as it
+// is for a plain slot and for the header, but a stamped payload chunk
+// gives its 12 payload bytes alone, so the VRAM ring holds the payload
+// contiguous, as handlers expect.
+__device__ inline void put_chunk(const kargs &a, uint8_t *vslot, uint32_t j,
+				 uint4 v)
+{
+	if (!a.stamped || j < 2) {
+		*(uint4 *)(vslot + (size_t)j * 16) = v;
+		return;
+	}
+	uint32_t *d = (uint32_t *)(vslot + IPC_MSG_HDR_BYTES +
+				   (size_t)(j - 2) * IPC_STAMP_DATA);
+	d[0] = v.x;
+	d[1] = v.y;
+	d[2] = v.z;
+}
+
 // Step 2: copy the slots of tickets from + list[i] (i < n) from host
 // memory to the VRAM ring, 16-byte chunks: header and payload where the
 // flag is COPY_ALL, the header alone where it is COPY_HDR (a GPU producer
@@ -304,11 +340,12 @@ __device__ inline void copy_in(const kargs &a, uint32_t ring, uint64_t from,
 			       const uint8_t *flag, uint32_t tid,
 			       uint32_t nthreads)
 {
-	const uint32_t per = (IPC_MSG_HDR_BYTES + a.slot_bytes + 15) / 16;
+	const uint32_t per = slot_chunks(a);
 	const uint32_t total = n * per;
 	for (uint32_t base = tid; base < total; base += nthreads * UNROLL) {
 		uint4 v[UNROLL];
 		size_t off[UNROLL];
+		uint32_t jj[UNROLL];
 		bool ok[UNROLL];
 #pragma unroll
 		for (int u = 0; u < UNROLL; u++) {
@@ -319,15 +356,16 @@ __device__ inline void copy_in(const kargs &a, uint32_t ring, uint64_t from,
 			ok[u] = c < total &&
 				(flag[k] == COPY_ALL ||
 				 (flag[k] == COPY_HDR && j < IPC_MSG_HDR_BYTES / 16));
-			off[u] = slot_index(a, ring, from + k) * a.slot_stride +
-				 (size_t)j * 16;
+			off[u] = slot_index(a, ring, from + k) * a.slot_stride;
+			jj[u] = j;
 			if (ok[u])
-				v[u] = __ldcv((const uint4 *)(a.slots + off[u]));
+				v[u] = __ldcv((const uint4 *)(a.slots + off[u] +
+							     (size_t)j * 16));
 		}
 #pragma unroll
 		for (int u = 0; u < UNROLL; u++)
 			if (ok[u])
-				*(uint4 *)(a.vram + off[u]) = v[u];
+				put_chunk(a, a.vram + off[u], jj[u], v[u]);
 	}
 }
 
@@ -376,7 +414,11 @@ __device__ inline void release_ticket(const kargs &a, uint32_t ring,
 
 // Thread 0 publishes a worker's counters: totals of finished windows plus
 // what the current one has done so far, so stats never wait for a window to
-// fill (one held-back ticket would otherwise freeze them).
+// fill (one held-back ticket would otherwise freeze them).  No fence: they
+// are statistics, read relaxed, and nothing is ordered by them (each dead
+// letter has its own seq word; the frontier, me->cur, is a release store).
+// A fence here held up the block's next look by a PCIe trip: a lone
+// message's round trip was 1 to 1.5 us longer with it.
 __device__ inline void publish_counters(struct ipc_worker *me,
 					const struct counts &tot,
 					const struct counts &now,
@@ -388,7 +430,6 @@ __device__ inline void publish_counters(struct ipc_worker *me,
 	me->retried = (uint64_t)tot.retried + now.retried;
 	me->garbled = (uint64_t)tot.garbled + now.garbled;
 	me->dlq_head = dlq_next;
-	__threadfence_system();
 }
 
 __device__ inline void add_counts(struct counts *tot, const struct counts &c)
@@ -447,11 +488,18 @@ __device__ inline enum look look_ticket(const kargs &a, uint32_t ring,
 __device__ inline void pump(const kargs &a)
 {
 	volatile struct gpuq_dctl *d = a.dctl;
-	uint64_t shown = 0;
+	uint64_t shown = 0, pshown = 0;
 	unsigned sleep = 0;
 	for (;;) {
+		// The pause word first: the head's acquire load would hold it
+		// back a trip.  PAUSE_MIRRORED marks the mirror as read once.
+		uint64_t pw = *(volatile uint64_t *)a.pause | PAUSE_MIRRORED;
 		uint64_t h = load_acq(&a.ctl[0].head);
 		uint32_t stop = host_stop(a);
+		if (pw != pshown) {
+			d->pause = pshown = pw;
+			__threadfence();
+		}
 		if (h != shown) {
 			d->head = shown = h;
 			__threadfence();
@@ -472,7 +520,11 @@ __device__ inline void pump(const kargs &a)
 struct wshared {
 	struct counts c;
 	unsigned long long head, low, dlq;
-	int stop, paused, was_paused, eager;
+	unsigned long long spec_t;    // ticket read ahead, or NO_TICKET
+	unsigned spec_bad, spec_len;  // its first stale chunk; its length
+	int spec_hit;                 // its owner found it READY and whole
+	uint4 spec_buf[SPEC_MAX_CHUNKS]; // its slot as read
+	int stop, paused, eager;
 	unsigned ntake;               // tickets taken this round
 	uint16_t list[MAX_WINDOW];    // their offsets in the window
 	uint8_t flag[MAX_WINDOW];     // COPY_* for step 2, or KEEP_STOPPED
@@ -514,6 +566,75 @@ __device__ inline void kv_round(const kargs &a, struct wshared &s,
 	}
 }
 
+// Lanes of the last warp of a block of nthreads threads, the one that
+// reads ahead: fewer than 32 where the window is not a multiple of 32 (a
+// small ring's), and every chunk must have a lane.
+__device__ inline uint32_t spec_lanes(uint32_t nthreads)
+{
+	return nthreads - (nthreads - 1) / 32 * 32;
+}
+
+// Stamped queues (ipc/stamp.h): the last warp of the block reads the
+// whole slot of ticket s.spec_t (the window's lowest unfinished one, which
+// a lone producer's next message takes) while the block looks at the
+// state words, so a message is in hand one PCIe trip after it was
+// published, not two.  The chunks wait in shared memory: the ticket's
+// VRAM slot may still hold ticket t - capacity, in flight in another
+// block, until the ticket is known published (spec_put).  s.spec_bad gets
+// the first chunk not stamped for the ticket and s.spec_len the header's
+// length.  Whether the read counts is up to spec_hit, once the ticket's
+// state word has been seen READY.
+__device__ inline void spec_read(const kargs &a, struct wshared &s,
+				 uint32_t nthreads)
+{
+	const uint32_t n = slot_chunks(a), lane = threadIdx.x % 32;
+	const uint32_t lanes = spec_lanes(nthreads);
+	const uint64_t st = s.spec_t;
+	if (st == NO_TICKET || threadIdx.x / 32 != (nthreads - 1) / 32)
+		return;
+	const size_t off = slot_index(a, 0, st) * a.slot_stride;
+	const uint32_t stamp = ipc_stamp(st);
+	uint4 v[SPEC_PER_LANE];
+#pragma unroll
+	for (uint32_t u = 0; u < SPEC_PER_LANE; u++)
+		if (lane + lanes * u < n)
+			v[u] = __ldcv((const uint4 *)(a.slots + off) + lane +
+				      lanes * u);
+#pragma unroll
+	for (uint32_t u = 0; u < SPEC_PER_LANE; u++) {
+		uint32_t j = lane + lanes * u;
+		if (j >= n)
+			continue;
+		if (v[u].w != stamp)
+			atomicMin(&s.spec_bad, j);
+		if (j == 0)
+			s.spec_len = v[u].z;
+		s.spec_buf[j] = v[u];
+	}
+}
+
+// A read-ahead that hit goes to its VRAM slot, all threads together.
+__device__ inline void spec_put(const kargs &a, const struct wshared &s,
+				uint32_t tid, uint32_t nthreads)
+{
+	const uint32_t n = slot_chunks(a);
+	uint8_t *vslot = a.vram + slot_index(a, 0, s.spec_t) * a.slot_stride;
+	for (uint32_t j = tid; j < n; j += nthreads)
+		put_chunk(a, vslot, j, s.spec_buf[j]);
+}
+
+// Did the read-ahead get ticket t whole?  Only for the thread whose ticket
+// it is, after its state word said READY: the header and every chunk of
+// its length carry t's stamp, so those bytes are t's whatever order the
+// loads were served in.  A length out of range is left to the copy (and
+// to open_ticket, which calls it garbled).
+__device__ inline bool spec_hit(const kargs &a, const struct wshared &s,
+				uint64_t t)
+{
+	return t == s.spec_t && s.spec_len <= a.slot_bytes &&
+	       s.spec_bad >= 2 + ipc_stamp_chunks(s.spec_len);
+}
+
 // Profiling (GPUQ_CUDA_PROFILE): thread 0 adds the cycles since *c0 to
 // counter i.
 __device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
@@ -538,12 +659,14 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	unsigned long long *prof =
 		a.prof && tid == 0 ? a.prof + (size_t)worker * GPUQ_PROF_N : NULL;
 	long long c0 = prof ? clock64() : 0;
+	// The read-ahead's loads go first: the look's acquire load would hold
+	// back any load after it until it returns.
+	if (!KV)
+		spec_read(a, s, W);
 	enum look l = finished ? LOOK_WAIT
 			       : look_ticket(a, 0, t, s.head, s.stop, s.eager);
 	bool published = l == LOOK_READY || l == LOOK_READY_VRAM;
 	bool ready = published || l == LOOK_SKIP;
-	// The pause flag is read after the slots: a message published after
-	// a pause took effect is never run.
 	bool any = __syncthreads_or(ready);
 	*took = false;
 	if (!any) {
@@ -552,45 +675,27 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 		return l;
 	}
 	prof_lap(prof, GPUQ_PROF_LOOK, &c0);
-	// The pause flag is read after the slots were seen published, so a
-	// message published after a pause took effect is never run.  While
-	// the queue was not paused last time, that read (a PCIe round trip,
-	// tens of microseconds on a busy link) overlaps the copy of the
-	// published slots, which only fills the VRAM ring and is wasted at
-	// worst; once paused, it is read first and nothing is copied.
-	uint32_t pz = 0;
-	if (s.was_paused) {
-		if (tid == 0)
-			s.paused = *(volatile uint32_t *)a.paused && !s.stop;
-		__syncthreads();
-		if (s.paused) {
-			if (tid == 0)
-				s.was_paused = 1;
-			return l;
-		}
-	} else if (tid == 0) {
-		pz = *(volatile uint32_t *)a.paused;
-	}
-	prof_lap(prof, GPUQ_PROF_PAUSED, &c0);
 	// The published tickets, listed, so the copies loop over them alone
 	// rather than over the whole window.
 	s.flag[tid] = l == LOOK_READY ? COPY_ALL
 				      : l == LOOK_READY_VRAM ? COPY_HDR : COPY_NONE;
+	if (l == LOOK_READY && spec_hit(a, s, t)) {
+		s.flag[tid] = COPY_HAVE;
+		s.spec_hit = 1;
+	}
 	s.bytes[tid] = 0;
 	if (ready)
 		s.list[atomicAdd(&s.ntake, 1u)] = (uint16_t)tid;
 	__syncthreads();
 	const uint32_t ntake = s.ntake;
-	copy_in<4>(a, 0, ws, s.list, ntake, s.flag, tid, W);
-	if (tid == 0) {
-		if (!s.was_paused)
-			s.paused = pz && !s.stop;
-		s.was_paused = s.paused;
+	if (s.spec_hit) {
+		spec_put(a, s, tid, W);
+		if (prof)
+			prof[GPUQ_PROF_SPEC_HITS]++;
 	}
+	copy_in<4>(a, 0, ws, s.list, ntake, s.flag, tid, W);
 	__syncthreads();
 	prof_lap(prof, GPUQ_PROF_COPY_IN, &c0);
-	if (s.paused)
-		return l;
 	// Every published or skipped ticket is taken this round.
 	if (KV) {
 		if (ready && !published)
@@ -635,6 +740,37 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	return l;
 }
 
+// Is the queue paused for this block's next round?  From the pump's
+// mirror, in VRAM.  A block that sees a new pause confirms it to the
+// broker (ipc_worker.pause_ack): every look of its earlier rounds has
+// returned by then, and it takes nothing until resumed, so once every
+// block has confirmed, no message published later runs.  Until the pump
+// has mirrored the word once, a block waits (and confirms nothing).
+__device__ inline int paused_now(const kargs &a, struct ipc_worker *me,
+				 uint64_t pw, int stop, uint64_t *acked)
+{
+	if (stop)
+		return 0; // stopping: drain whatever is published
+	if (!(pw & PAUSE_MIRRORED))
+		return 1;
+	if (!(pw & PAUSE_ON))
+		return 0;
+	if (pw >> 32 != *acked) {
+		*acked = pw >> 32;
+		*(volatile uint64_t *)&me->pause_ack = *acked;
+	}
+	return 1;
+}
+
+// Read ticket t's slot ahead this round?  When a producer holds it
+// (below the head), or, while eager, when it is the head's next.
+__device__ inline bool read_ahead(uint64_t t, uint64_t h, int eager)
+{
+	uint64_t hn = h & ~IPC_HEAD_CLOSED;
+	return t != ~0ull && (t < hn || (eager && !(h & IPC_HEAD_CLOSED) &&
+				      t - hn < EAGER_AHEAD));
+}
+
 // Unordered queue: block 0 is the pump (first, so that it is resident
 // before any worker waits on it), and keeps the tables; block 1 + w is
 // worker w of G, which takes windows w, w + G, w + 2G, ...
@@ -657,30 +793,54 @@ __device__ inline void consume_windowed(const kargs &a)
 	const uint32_t tid = threadIdx.x, W = a.window, worker = blockIdx.x - 1;
 	struct ipc_worker *me = &a.workers[worker];
 	struct counts tot = { 0, 0, 0, 0, 0 }, zero = { 0, 0, 0, 0, 0 };
-	uint64_t cur_shown = 0;
+	uint64_t cur_shown = 0, acked = me->pause_ack;
 	unsigned shown = 0, quiet = EAGER_ROUNDS;
-	if (tid == 0) {
+	// Read ahead only what one warp can: stamped slots of up to
+	// SPEC_PER_LANE chunks a lane of it, and not in the kv kernel (big
+	// messages).
+	const bool spec = a.stamped && !KV &&
+			  slot_chunks(a) <= SPEC_PER_LANE * spec_lanes(blockDim.x);
+	if (tid == 0)
 		s.dlq = me->dlq_head;
-		s.was_paused = 1; // read the flag first until seen clear
-	}
 	for (uint64_t win = worker;; win += a.nworkers) {
 		uint64_t ws = win * W, t = ws + tid;
 		unsigned sleep = 0;
 		uint64_t last_reserved = 0;
 		bool finished = tid >= W, end = false;
+		uint64_t next = ws; // lowest unfinished ticket of the window
 		if (tid == 0) {
 			s.c = zero;
 			shown = 0;
 		}
 		for (;;) {
 			if (tid == 0) {
-				s.head = ((volatile struct gpuq_dctl *)a.dctl)->head;
-				s.stop = ((volatile struct gpuq_dctl *)a.dctl)->stop;
+				volatile struct gpuq_dctl *d = a.dctl;
+				s.head = d->head;
+				s.stop = d->stop;
+				s.paused = paused_now(a, me, d->pause, s.stop,
+						      &acked);
 				s.low = ~0ull;
 				s.ntake = 0;
 				s.eager = quiet < EAGER_ROUNDS;
+				s.spec_t = spec && read_ahead(next, s.head, s.eager)
+						   ? next : NO_TICKET;
+				s.spec_bad = ~0u;
+				s.spec_len = 0;
+				s.spec_hit = 0;
 			}
 			__syncthreads();
+			// The round's head, for the wait below: thread 0
+			// rewrites s.head at the top of the next round while
+			// other warps may still be at the bottom of this one.
+			const uint64_t head = s.head;
+			if (s.paused) {
+				// Everyone has read s.paused before thread 0
+				// may write the next round's.
+				if (tid == 0)
+					__nanosleep(PAUSED_SLEEP_NS);
+				__syncthreads();
+				continue;
+			}
 			bool took;
 			enum look l = window_round<TABLES, KV>(a, s, worker, ws, t, finished,
 						   &took, &end);
@@ -692,6 +852,7 @@ __device__ inline void consume_windowed(const kargs &a)
 			bool all = __syncthreads_and(finished);
 			bool progressed = __syncthreads_or(took);
 			if (tid == 0) {
+				long long c0 = a.prof ? clock64() : 0;
 				// Publish what changed: counters so far, and the
 				// lowest ticket this block has not finished (the
 				// broker's consumed frontier).
@@ -704,6 +865,10 @@ __device__ inline void consume_windowed(const kargs &a)
 					store_rel(&me->cur, s.low);
 					cur_shown = s.low;
 				}
+				next = s.low;
+				if (a.prof && progressed)
+					prof_lap(a.prof + (size_t)worker * GPUQ_PROF_N,
+						 GPUQ_PROF_PUBLISH, &c0);
 			}
 			if (all)
 				break;
@@ -714,7 +879,7 @@ __device__ inline void consume_windowed(const kargs &a)
 			// reach this window (they are published within a
 			// microsecond or two), back off on the rest, and poll
 			// device memory alone while nothing here is reserved.
-			uint64_t hn = s.head & ~IPC_HEAD_CLOSED;
+			uint64_t hn = head & ~IPC_HEAD_CLOSED;
 			uint64_t reserved = hn < ws ? 0 : min(hn - ws, (uint64_t)W);
 			if (tid == 0)
 				quiet = progressed ? 0 : min(quiet + 1, EAGER_ROUNDS);
@@ -768,6 +933,7 @@ __device__ inline void consume_ordered(const kargs &a)
 	struct ipc_worker *me = &a.workers[ring];
 	struct counts tot = { 0, 0, 0, 0, 0 }, zero = { 0, 0, 0, 0, 0 };
 	unsigned sleep = 0;
+	uint64_t acked = me->pause_ack;
 	uint8_t flag;
 	const uint16_t zero16 = 0;
 	dlq = me->dlq_head;
@@ -779,7 +945,18 @@ __device__ inline void consume_ordered(const kargs &a)
 					  stop, false);
 		if (l == LOOK_END)
 			break;
-		if (l == LOOK_WAIT || (*(volatile uint32_t *)a.paused && !stop)) {
+		// The pause word is read after the look (the acquire load
+		// orders them): a message published once this worker has
+		// confirmed a pause is never run.
+		uint64_t pw = *(volatile uint64_t *)a.pause;
+		if ((pw & PAUSE_ON) && !stop) {
+			if (acked != pw >> 32)
+				*(volatile uint64_t *)&me->pause_ack = acked =
+					pw >> 32;
+			__nanosleep(sleep = backoff(sleep, NEAR_SLEEP_NS));
+			continue;
+		}
+		if (l == LOOK_WAIT) {
 			__nanosleep(sleep = backoff(sleep, NEAR_SLEEP_NS));
 			continue;
 		}

@@ -17,7 +17,7 @@
 
 /* Bump on any change to struct kargs, struct gpuq_dctl or the kernels'
  * names and parameters. */
-#define GPUQ_KERNEL_ABI ((IPC_LAYOUT_VERSION << 16) | 3u)
+#define GPUQ_KERNEL_ABI ((IPC_LAYOUT_VERSION << 16) | 4u)
 
 /* Kernel names a handler module must export (extern "C"). */
 #define GPUQ_KERNEL_WINDOWED "gpuq_consume_windowed"
@@ -37,7 +37,8 @@ struct gpuq_dctl {
 	uint64_t head;     /* mirror of ctl[0].head (with IPC_HEAD_CLOSED) */
 	uint32_t stop;     /* mirror of the host stop flag */
 	uint32_t exited;   /* worker blocks that have returned */
-	uint64_t pad[14];
+	uint64_t pause;    /* mirror of hdr.paused | hdr.pause_gen << 32 */
+	uint64_t pad[13];
 };
 
 /*
@@ -54,8 +55,11 @@ struct gpuq_maint {
 /* Profile counters per worker block (cycles, except the counts). */
 enum gpuq_prof {
 	GPUQ_PROF_IDLE_ROUNDS, GPUQ_PROF_WORK_ROUNDS, GPUQ_PROF_TICKETS,
-	GPUQ_PROF_LOOK, GPUQ_PROF_PAUSED, GPUQ_PROF_COPY_IN,
-	GPUQ_PROF_HANDLER, GPUQ_PROF_COPY_OUT, GPUQ_PROF_N
+	GPUQ_PROF_SPEC_HITS, /* rounds whose read-ahead was used */
+	GPUQ_PROF_LOOK, GPUQ_PROF_COPY_IN, GPUQ_PROF_HANDLER,
+	GPUQ_PROF_COPY_OUT,
+	GPUQ_PROF_PUBLISH, /* counters and frontier after a working round */
+	GPUQ_PROF_N
 };
 
 struct kargs {
@@ -67,7 +71,8 @@ struct kargs {
 	struct ipc_ctl *ctl;
 	struct ipc_worker *workers;
 	struct ipc_client *clients;
-	uint32_t *paused;
+	/* hdr.paused, read with hdr.pause_gen as one 64-bit word */
+	uint64_t *pause;
 	uint32_t *stop; /* pinned host word set by gpuqd to stop the kernel */
 	/* Device memory. */
 	struct gpuq_dctl *dctl;
@@ -84,6 +89,7 @@ struct kargs {
 	uint32_t window;   /* tickets per window of the windowed kernels (at
 			      most the threads of a block) */
 	uint32_t fault_ppm, fault_attempts;
+	uint32_t stamped; /* 1: host slots in the stamped format */
 	/* The queue's hash tables in VRAM (design.md §15): handler state
 	 * (gpuq_hmsg.table) and exactly-once records; .slots NULL where the
 	 * queue has none.  Records live once_window_ns (0: forever) by the
