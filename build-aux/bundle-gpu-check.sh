@@ -47,6 +47,8 @@ echo "== benchmark (gpuq-bench, CUDA backend)"
 S="$tmp/bench.sock"
 # Workers and windows as tuned on an H100 (docs/benchmarking.md).
 B="timeout 60 $bin/gpuq-bench -s $S"
+# a closed-loop round trip: its percentiles, then the totals
+lat() { grep -E "^(system|gpuq |aggregate|attach)"; }
 if start_broker "$S" "$bin/gpuqd" -b cuda \
 	-q echo,handler=echo,workers=32,capacity=16384 \
 	-q checksum,handler=checksum,workers=32,capacity=65536 \
@@ -60,8 +62,8 @@ if start_broker "$S" "$bin/gpuqd" -b cuda \
 	$B -q checksum -p 14 -n 1000000 -b 1024 -w 8192 --verify | tail -2
 	$B -q echo -p 8 -n 500000 -b 256 -w 4096 | tail -2
 	$B -q big -z 4096 -p 14 -n 60000 -b 64 -w 1024 | tail -2
-	$B -q checksum -p 1 -n 20000 -b 1 -w 1 | tail -2
-	$B -q echo -p 1 -n 20000 -b 1 -w 1 | tail -2
+	$B -q checksum -p 1 -n 50000 -b 1 -w 1 | lat
+	$B -q echo -p 1 -n 50000 -b 1 -w 1 | lat
 	# the predecessor's design (a cudaMemcpy per message) in the same run
 	$B -q checksum -p 4 -n 200000 -b 256 --baseline cuda,uds \
 		--baseline-max-s 5 | tail -4
@@ -84,8 +86,8 @@ fi
 if want bench && start_broker "$S" "$bin/gpuqd" -b cuda \
 	-q secho,handler=echo,workers=32,capacity=16384,stamped=1 \
 	-q schecksum,handler=checksum,workers=32,capacity=65536,stamped=1; then
-	$B -q schecksum -p 1 -n 20000 -b 1 -w 1 | tail -2
-	$B -q secho -p 1 -n 20000 -b 1 -w 1 | tail -2
+	$B -q schecksum -p 1 -n 50000 -b 1 -w 1 | lat
+	$B -q secho -p 1 -n 50000 -b 1 -w 1 | lat
 	$B -q schecksum -p 14 -n 1000000 -b 1024 -w 8192 --verify | tail -2
 	stop_broker "$S" || fail=1
 fi
