@@ -117,6 +117,7 @@ static const struct key_desc queue_keys[] = {
 	QKEY("redis_dlq_stream", KT_PATH, redis.dlq_stream, 0,
 	     QSIZE(redis.dlq_stream), 0),
 	QKEY("redis_batch", KT_U32, redis.batch, 1, 65536, 0),
+	QKEY("redis_result_batch", KT_U32, redis.result_batch, 1, 1024, 0),
 	QKEY("redis_block_ms", KT_U32, redis.block_ms, 0, 60000, 0),
 	QKEY("redis_max_deliveries", KT_U32, redis.max_deliveries, 1, 1000000,
 	     0),
@@ -483,6 +484,7 @@ void config_queue_defaults(struct queue_config *q, const char *name)
 	q->dedupe_window_ms = 600000;
 	q->redis.port = 6379;
 	q->redis.batch = 256;
+	q->redis.result_batch = 1;
 	q->redis.block_ms = 100;
 	q->redis.max_deliveries = 5;
 	q->redis.claim_idle_ms = 30000;

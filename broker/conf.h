@@ -28,6 +28,7 @@ struct tracka_config {
 	char result_stream[128];/* "" = <stream>:results */
 	char dlq_stream[128];   /* "" = <stream>:dlq */
 	uint32_t batch;         /* XREADGROUP COUNT; default 256 */
+	uint32_t result_batch;  /* results per result-stream entry; 1 */
 	uint32_t block_ms;      /* XREADGROUP BLOCK when idle; default 100 */
 	uint32_t max_deliveries;/* deliveries before the DLQ stream; 5 */
 	uint32_t claim_idle_ms; /* XAUTOCLAIM min-idle; default 30000 */

@@ -53,6 +53,9 @@
 #define WAIT_RING_US 50u
 #define WAIT_IDLE_US 5000u
 #define XACK_MAX_IDS 1024u
+/* A result-stream entry holding several results (redis_result_batch) is
+ * closed at this many result bytes, however many results it holds. */
+#define RESULT_GROUP_BYTES (1u << 20)
 #define STATS_LOG_NS (10000 * MS)
 #define DELIV_SKIP UINT32_MAX
 #define READ_BYTES_MAX (64u << 20)
@@ -72,8 +75,9 @@ enum tag_kind {
 
 struct tag {
 	uint32_t kind;
-	uint32_t n;       /* T_XACK: ids acknowledged; T_CHECK: item index */
-	uint64_t seq;     /* T_RESULT, T_DLQ, T_FETCH */
+	uint32_t n;       /* T_XACK: ids acknowledged; T_RESULT: results in
+			     the entry; T_CHECK: item index */
+	uint64_t seq;     /* T_DLQ, T_FETCH */
 	struct batch *b;  /* T_CHECK */
 };
 
@@ -86,6 +90,13 @@ struct batch {
 	uint32_t checks;      /* T_CHECK replies still to come */
 	int redelivered, claimed;
 	struct batch *nextb;
+};
+
+/* A result waiting for its XADD. */
+struct rpend {
+	uint64_t seq;
+	const void *res; /* in its completion entry */
+	uint32_t len;
 };
 
 /* A growable argv for one command. */
@@ -110,7 +121,7 @@ struct tracka {
 	char host[64], password[128], stream[128], group[64];
 	char consumer[96], result[160], dlq[160];
 	uint16_t port;
-	uint32_t batch, block_ms, max_deliv, claim_idle_ms;
+	uint32_t batch, block_ms, max_deliv, claim_idle_ms, result_batch;
 
 	struct ta_window w;
 	uint64_t scan;    /* no E_RING entry below this sequence number */
@@ -121,6 +132,14 @@ struct tracka {
 	uint64_t *ackq; /* sequence numbers: [ahead, asent) in an XACK sent,
 			   [asent, atail) confirmed written, XACK not sent */
 	uint64_t ahead, asent, atail;
+	/* Successful results, by position: [rtail, rsent) in XADDs sent and
+	 * not yet confirmed, [rsent, rhead) harvested, XADD not sent (their
+	 * bytes are still in the completion entries).  Replies come in the
+	 * order of the commands, so positions are confirmed in order. */
+	struct rpend *rq;
+	uint64_t rtail, rsent, rhead;
+	char (*rfield)[3][24]; /* "src.<i>", "result.<i>", "attempts.<i>" */
+	char (*rnum)[2][SID_STR_MAX]; /* the id and attempts of result i */
 	struct args a;
 	char (*ids)[SID_STR_MAX];
 
@@ -300,31 +319,88 @@ static int send_dead_letter(struct tracka *t, uint64_t seq, const char *reason,
 	return rc;
 }
 
-/* XADD <result> * src <id> result <bytes> attempts <n> consumer <name> */
-static int send_result(struct tracka *t, uint64_t seq, const void *res,
-		       uint32_t len)
+/* Results sent in the next XADD: up to result_batch, and past the first
+ * no more than RESULT_GROUP_BYTES of result bytes. */
+static uint32_t result_group(const struct tracka *t)
 {
-	struct ta_ent *e = win_ent(&t->w, seq);
-	struct tag tg = { T_RESULT, 0, seq, NULL };
-	char id[SID_STR_MAX];
-	int rc = args_reserve(&t->a, 11);
+	uint64_t bytes = 0;
+	uint32_t n = 0;
+	while (t->rsent + n < t->rhead && n < t->result_batch) {
+		bytes += t->rq[(t->rsent + n) & t->w.mask].len;
+		if (n && bytes > RESULT_GROUP_BYTES)
+			break;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * One result-stream entry (docs/tracka.md):
+ *   redis_result_batch = 1:
+ *     XADD <result> * src <id> result <bytes> attempts <n> consumer <name>
+ *   otherwise, k results of one group:
+ *     XADD <result> * n <k> consumer <name>
+ *          src.0 <id> result.0 <bytes> attempts.0 <n> ... src.<k-1> ...
+ * One XADD costs Redis about as much as a group's, which is what grouping
+ * is for (docs/benchmarking.md §8.1.1).
+ */
+static int send_result_group(struct tracka *t, uint32_t n)
+{
+	struct tag tg = { T_RESULT, n, 0, NULL };
+	int rc = args_reserve(&t->a, 7 + 6 * (int)n);
 	if (rc)
 		return rc;
 	args_reset(&t->a);
-	sid_format(&e->id, id);
 	arg_str(&t->a, "XADD");
 	arg_str(&t->a, t->result);
 	arg_str(&t->a, "*");
-	arg_str(&t->a, "src");
-	arg_str(&t->a, id);
-	arg_str(&t->a, "result");
-	arg_buf(&t->a, len ? res : "", len);
-	arg_str(&t->a, "attempts");
-	arg_u64(&t->a, e->attempts);
-	arg_str(&t->a, "consumer");
-	arg_str(&t->a, t->consumer);
-	e->state = E_WRITING;
-	return send_cmd(t, &tg);
+	if (t->result_batch > 1) {
+		arg_str(&t->a, "n");
+		arg_u64(&t->a, n);
+		arg_str(&t->a, "consumer");
+		arg_str(&t->a, t->consumer);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct rpend *p = &t->rq[(t->rsent + i) & t->w.mask];
+		struct ta_ent *e = win_ent(&t->w, p->seq);
+		char *id = t->rnum[i][0], *att = t->rnum[i][1];
+		int one = t->result_batch == 1;
+		sid_format(&e->id, id);
+		snprintf(att, sizeof(t->rnum[i][1]), "%" PRIu32, e->attempts);
+		arg_str(&t->a, one ? "src" : t->rfield[i][0]);
+		arg_str(&t->a, id);
+		arg_str(&t->a, one ? "result" : t->rfield[i][1]);
+		arg_buf(&t->a, p->len ? p->res : "", p->len);
+		arg_str(&t->a, one ? "attempts" : t->rfield[i][2]);
+		arg_str(&t->a, att);
+	}
+	if (t->result_batch == 1) {
+		arg_str(&t->a, "consumer");
+		arg_str(&t->a, t->consumer);
+	}
+	if ((rc = send_cmd(t, &tg)))
+		return rc;
+	t->rsent += n;
+	return 0;
+}
+
+/* Send every harvested result, in groups. */
+static int send_results(struct tracka *t)
+{
+	int rc;
+	while (t->rsent < t->rhead)
+		if ((rc = send_result_group(t, result_group(t))))
+			return rc;
+	return 0;
+}
+
+/* A successful result, to go out with the next group. */
+static int add_result(struct tracka *t, uint64_t seq, const void *res,
+		      uint32_t len)
+{
+	t->rq[t->rhead++ & t->w.mask] = (struct rpend){ seq, res, len };
+	win_ent(&t->w, seq)->state = E_WRITING;
+	return t->rhead - t->rsent >= t->result_batch ? send_results(t) : 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -602,7 +678,7 @@ static int harvest_one(struct tracka *t, uint64_t seq,
 	e->attempts = c->attempts;
 	t->in_ring--;
 	if (c->status == 0)
-		return send_result(t, seq, c + 1, c->len);
+		return add_result(t, seq, c + 1, c->len);
 	/* A GPU fault, not the entry's fault: gpuqd is about to exit, so
 	 * leave the entry pending, unacknowledged, for the restarted gpuqd
 	 * (or another consumer) to deliver again. */
@@ -648,6 +724,10 @@ static int harvest(struct tracka *t)
 		if (s == t->scan)
 			t->scan++;
 	}
+	/* Before the completion entries are given back: the results' bytes
+	 * are read from them. */
+	if ((rc = send_results(t)))
+		return rc;
 	/* Everything below scan has been read: say so, as a client does
 	 * (gpuqctl clients shows the difference as in flight). */
 	ipc_store_release(&t->me->cq_released, t->scan);
@@ -815,22 +895,29 @@ static int on_fetch(struct tracka *t, const struct tag *tg, redisReply *r)
 	return rc;
 }
 
+/* The reply to a result group's or a dead letter's XADD: confirmed
+ * entries queue for their XACK. */
 static void on_written(struct tracka *t, const struct tag *tg, redisReply *r)
 {
+	int dlq = tg->kind == T_DLQ;
+	uint32_t n = dlq ? 1 : tg->n;
 	if (r->type == REDIS_REPLY_ERROR) {
-		/* Not written, so not acknowledged: the entry stays pending
-		 * and is claimed again once idle for claim_idle_ms. */
+		/* Not written, so not acknowledged: the entries stay pending
+		 * and are claimed again once idle for claim_idle_ms. */
 		STAT_ADD(t, write_errors, 1);
 		if (t->st.write_errors < 10 || !(t->st.write_errors % 1000))
-			log_error(t, tg->kind == T_DLQ ? "XADD dead letter"
-						       : "XADD result", r);
-		win_release(&t->w, tg->seq);
+			log_error(t, dlq ? "XADD dead letter" : "XADD result", r);
+	} else if (dlq) {
+		STAT_ADD(t, dead_lettered, 1);
 	} else {
-		if (tg->kind == T_DLQ)
-			STAT_ADD(t, dead_lettered, 1);
+		STAT_ADD(t, results, n);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t seq = dlq ? tg->seq : t->rq[t->rtail++ & t->w.mask].seq;
+		if (r->type == REDIS_REPLY_ERROR)
+			win_release(&t->w, seq);
 		else
-			STAT_ADD(t, results, 1);
-		t->ackq[t->atail++ & t->w.mask] = tg->seq;
+			t->ackq[t->atail++ & t->w.mask] = seq;
 	}
 	freeReplyObject(r);
 }
@@ -1035,6 +1122,7 @@ static void connection_lost(struct tracka *t, int err)
 			win_release(&t->w, s);
 	}
 	t->ahead = t->asent = t->atail = 0;
+	t->rtail = t->rsent = t->rhead = 0;
 	rconn_close(t->rc);
 	t->next_connect_ns = ipc_now_ns() +
 			     (t->group_ready ? BACKOFF_MIN_NS : t->backoff_ns);
@@ -1227,6 +1315,7 @@ static void resolve_config(struct tracka *t, const struct tracka_config *c,
 	t->block_ms = c->block_ms;
 	t->max_deliv = c->max_deliveries ? c->max_deliveries : 1;
 	t->claim_idle_ms = c->claim_idle_ms ? c->claim_idle_ms : 30000;
+	t->result_batch = c->result_batch ? c->result_batch : 1;
 }
 
 static void tracka_free(struct tracka *t)
@@ -1241,6 +1330,9 @@ static void tracka_free(struct tracka *t)
 	win_fini(&t->w);
 	free(t->tags);
 	free(t->ackq);
+	free(t->rq);
+	free(t->rfield);
+	free(t->rnum);
 	free(t->ids);
 	free(t->a.v);
 	free(t->a.l);
@@ -1267,8 +1359,16 @@ int tracka_start(struct bqueue *q, int force_epoll, struct tracka **out)
 	rc = -ENOMEM;
 	t->ackq = calloc(t->w.cap, sizeof(*t->ackq));
 	t->ids = calloc(XACK_MAX_IDS, sizeof(*t->ids));
-	if (!t->ackq || !t->ids)
+	t->rq = calloc(t->w.cap, sizeof(*t->rq));
+	t->rfield = calloc(t->result_batch, sizeof(*t->rfield));
+	t->rnum = calloc(t->result_batch, sizeof(*t->rnum));
+	if (!t->ackq || !t->ids || !t->rq || !t->rfield || !t->rnum)
 		goto fail;
+	for (uint32_t i = 0; i < t->result_batch; i++) {
+		snprintf(t->rfield[i][0], sizeof(t->rfield[i][0]), "src.%u", i);
+		snprintf(t->rfield[i][1], sizeof(t->rfield[i][1]), "result.%u", i);
+		snprintf(t->rfield[i][2], sizeof(t->rfield[i][2]), "attempts.%u", i);
+	}
 	if ((rc = rconn_new(&t->rc, force_epoll)))
 		goto fail;
 	if ((rc = bqueue_attach_internal(q, &t->client)))

@@ -693,6 +693,7 @@ START_TEST(test_redis_keys)
 		"r,redis_batch=65537", "r,redis_claim_idle_ms=9",
 		"r,redis_block_ms=60001", "r,redis_max_deliveries=0",
 		"r,redis_stream=a#b", "r,redis_host=",
+		"r,redis_result_batch=0", "r,redis_result_batch=1025",
 	};
 	struct gpuqd_config a;
 	const struct tracka_config *t;
@@ -704,6 +705,7 @@ START_TEST(test_redis_keys)
 	ck_assert_str_eq(t->stream, ""); /* not bound */
 	ck_assert_uint_eq(t->port, 6379);
 	ck_assert_uint_eq(t->batch, 256);
+	ck_assert_uint_eq(t->result_batch, 1);
 	ck_assert_uint_eq(t->block_ms, 100);
 	ck_assert_uint_eq(t->max_deliveries, 5);
 	ck_assert_uint_eq(t->claim_idle_ms, 30000);
@@ -711,7 +713,8 @@ START_TEST(test_redis_keys)
 		"bound,redis_host=10.0.0.5,redis_port=7000,redis_password=s3cr:t,"
 		"redis_stream=jobs,redis_group=g1,redis_consumer=host-1,"
 		"redis_result_stream=out,redis_dlq_stream=dead,redis_batch=64,"
-		"redis_block_ms=0,redis_max_deliveries=9,redis_claim_idle_ms=1500",
+		"redis_block_ms=0,redis_max_deliveries=9,redis_claim_idle_ms=1500,"
+		"redis_result_batch=128",
 		err, sizeof(err)), 0);
 	t = &a.queues[1].redis;
 	ck_assert_str_eq(t->host, "10.0.0.5");
@@ -723,6 +726,7 @@ START_TEST(test_redis_keys)
 	ck_assert_str_eq(t->result_stream, "out");
 	ck_assert_str_eq(t->dlq_stream, "dead");
 	ck_assert_uint_eq(t->batch, 64);
+	ck_assert_uint_eq(t->result_batch, 128);
 	ck_assert_uint_eq(t->block_ms, 0);
 	ck_assert_uint_eq(t->max_deliveries, 9);
 	ck_assert_uint_eq(t->claim_idle_ms, 1500);

@@ -303,13 +303,46 @@ static const redisReply *fieldv(const redisReply *fields, const char *name)
 	return NULL;
 }
 
+/* A test of redis_result_batch > 1 sets this to the batch: result
+ * entries then hold up to that many results each (docs/tracka.md). */
+static long long grouped;
+
+/* Results in the result stream.  With groups, the entries' n fields are
+ * added up, reading on from where the last call stopped. */
+static long long results_in(redisContext *c)
+{
+	static char from[64] = "-";
+	static long long total;
+	if (!grouped)
+		return cmd_int(c, "XLEN %s", RESULTS);
+	for (;;) {
+		redisReply *rep = redisCommand(c, "XRANGE %s %s + COUNT 10000",
+					       RESULTS, from);
+		size_t k;
+		ck_assert(rep && rep->type == REDIS_REPLY_ARRAY);
+		k = rep->elements;
+		for (size_t i = 0; i < k; i++) {
+			const redisReply *n =
+				fieldv(rep->element[i]->element[1], "n");
+			ck_assert(n);
+			total += atoll(n->str);
+		}
+		if (k)
+			snprintf(from, sizeof(from), "(%s",
+				 rep->element[k - 1]->element[0]->str);
+		freeReplyObject(rep);
+		if (!k)
+			return total;
+	}
+}
+
 /* Wait until `want` results are in and nothing is pending (or fail). */
 static void wait_done(redisContext *c, long long want, int timeout_s)
 {
 	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
 	long long got = 0, pend = 0;
 	while (now_ms() < end) {
-		got = cmd_int(c, "XLEN %s", RESULTS) + cmd_int(c, "XLEN %s", DLQ);
+		got = results_in(c) + cmd_int(c, "XLEN %s", DLQ);
 		pend = pending(c, NULL);
 		if (got >= want && pend == 0)
 			return;
@@ -323,7 +356,7 @@ static void wait_results(redisContext *c, long long want, int timeout_s)
 {
 	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
 	while (now_ms() < end) {
-		if (cmd_int(c, "XLEN %s", RESULTS) >= want)
+		if (results_in(c) >= want)
 			return;
 		sleep_ms(5);
 	}
@@ -355,6 +388,7 @@ static void each_result(redisContext *c,
 
 struct tally {
 	size_t results, dups;
+	size_t entries; /* of the result stream */
 	size_t by_consumer[2];
 };
 
@@ -365,15 +399,16 @@ struct result_check {
 	struct tally *t;
 };
 
-static void check_one(void *arg, const redisReply *f)
+/* One result: src names a loaded entry, res is its CRC32C. */
+static void check_result(struct result_check *k, const redisReply *src,
+			 const redisReply *res, const redisReply *attempts,
+			 const redisReply *who)
 {
-	struct result_check *k = arg;
-	const redisReply *src = fieldv(f, "src"), *res = fieldv(f, "result"),
-			 *who = fieldv(f, "consumer");
 	uint8_t p[PAYLOAD];
 	uint32_t crc, want;
 	long long idx;
-	ck_assert(src && res && who);
+	ck_assert(src && res && attempts && who);
+	ck_assert_int_ge(atoll(attempts->str), 1);
 	idx = index_of(k->l, src->str);
 	ck_assert_msg(idx >= 0, "result for unknown entry %s", src->str);
 	ck_assert_uint_eq(res->len, 4);
@@ -388,6 +423,36 @@ static void check_one(void *arg, const redisReply *f)
 	for (int j = 0; k->consumers && j < 2; j++)
 		if (k->consumers[j] && !strcmp(who->str, k->consumers[j]))
 			k->t->by_consumer[j]++;
+}
+
+/* A result entry: one result (src, result, attempts, consumer), or with
+ * groups n results (n, consumer, then src.<i>, result.<i>, attempts.<i>),
+ * and no other field. */
+static void check_one(void *arg, const redisReply *f)
+{
+	struct result_check *k = arg;
+	const redisReply *n = fieldv(f, "n"), *who = fieldv(f, "consumer");
+	long long m;
+	k->t->entries++;
+	if (!grouped) {
+		ck_assert_ptr_null(n);
+		ck_assert_uint_eq(f->elements, 8);
+		check_result(k, fieldv(f, "src"), fieldv(f, "result"),
+			     fieldv(f, "attempts"), who);
+		return;
+	}
+	ck_assert(n);
+	m = atoll(n->str);
+	ck_assert_msg(m >= 1 && m <= grouped, "a group of %lld", m);
+	ck_assert_uint_eq(f->elements, (size_t)(2 * (2 + 3 * m)));
+	for (long long i = 0; i < m; i++) {
+		char fs[32], fr[32], fa[32];
+		snprintf(fs, sizeof(fs), "src.%lld", i);
+		snprintf(fr, sizeof(fr), "result.%lld", i);
+		snprintf(fa, sizeof(fa), "attempts.%lld", i);
+		check_result(k, fieldv(f, fs), fieldv(f, fr), fieldv(f, fa),
+			     who);
+	}
 }
 
 /*
@@ -567,6 +632,40 @@ START_TEST(test_million)
 }
 END_TEST
 
+/* redis_result_batch: results written in groups of up to 64 per entry.
+ * Every entry still gets exactly one correct result, all are acked, and
+ * the stream holds fewer entries than results.  The entries are loaded
+ * before gpuqd starts, so harvests find many results done at once. */
+START_TEST(test_result_groups)
+{
+	struct redis_proc r = { 0 };
+	struct broker_proc b;
+	struct load l = { 0 };
+	struct tally t;
+	const size_t n = 50000;
+	redisContext *c;
+	grouped = 64;
+	redis_start(&r);
+	c = rc_ok(&r);
+	load_more(c, &l, n);
+	start_gpuqd(&b, &r, "c1", "capacity=8192,redis_batch=512,"
+				  "redis_result_batch=64", 0, 0);
+	wait_done(c, (long long)n, 300);
+	stop_gpuqd(&b);
+	check_results(c, &l, 0, NULL, &t);
+	ck_assert_uint_eq(t.results, n);
+	ck_assert_uint_eq(t.dups, 0);
+	ck_assert_uint_lt(t.entries, n / 2);
+	ck_assert_int_eq(cmd_int(c, "XLEN %s", RESULTS), (long long)t.entries);
+	ck_assert_int_eq(stopped_counter(&b, "results"), (long long)n);
+	ck_assert_int_eq(stopped_counter(&b, "acked"), (long long)n);
+	redisFree(c);
+	free(l.ids);
+	broker_cleanup(&b);
+	redis_cleanup(&r);
+}
+END_TEST
+
 /* Both I/O paths: a plain run (loop index 0: io_uring, 1: epoll). */
 START_TEST(test_paths)
 {
@@ -654,7 +753,9 @@ static redisContext *across_restart(struct redis_proc *r,
 }
 
 /* redis-server restarts mid-stream (appendonly): gpuqd reconnects and
- * nothing is lost.  Loop index 0: io_uring, 1: epoll. */
+ * nothing is lost.  Loop index 0: io_uring, 1: epoll, 2: io_uring with
+ * results in groups of 16 (what was harvested but not confirmed when the
+ * connection went is written again, not lost). */
 START_TEST(test_redis_restart)
 {
 	struct redis_proc r = { 0 };
@@ -662,7 +763,11 @@ START_TEST(test_redis_restart)
 	struct load l = { 0 };
 	struct tally t;
 	const size_t n = 60000;
-	redisContext *c = across_restart(&r, &b, &l, n, NULL, _i);
+	redisContext *c;
+	if (_i == 2)
+		grouped = 16;
+	c = across_restart(&r, &b, &l, n,
+			   _i == 2 ? "redis_result_batch=16" : NULL, _i == 1);
 	check_results(c, &l, 0, NULL, &t);
 	ck_assert_int_ge(stopped_counter(&b, "reconnects"), 1);
 	ck_assert_int_le((long long)t.dups, stopped_counter(&b, "redelivered"));
@@ -1193,7 +1298,8 @@ static Suite *suite_tracka(void)
 	tcase_add_test(tc, test_claim_dead_consumer);
 	tcase_add_test(tc, test_deleted_pending);
 	tcase_add_test(tc, test_kill9);
-	tcase_add_loop_test(tc, test_redis_restart, 0, 2);
+	tcase_add_loop_test(tc, test_redis_restart, 0, 3);
+	tcase_add_test(tc, test_result_groups);
 	tcase_add_test(tc, test_exactly_once_restart);
 	tcase_add_test(tc, test_two_brokers);
 	tcase_add_test(tc, test_million);
