@@ -56,6 +56,8 @@ struct topts {
 	uint32_t handler_id;
 	uint64_t n;
 	uint32_t size, batch, workers, capacity;
+	uint32_t result_batch; /* gpuqd's redis_result_batch, and the same-work
+				  client's results per XADD */
 	int json, skip_ceiling, force_epoll, repeat;
 };
 
@@ -159,28 +161,70 @@ struct ceil {
 	uint32_t res_cap;
 };
 
-/* Append, for every entry of ents, an XADD of its result exactly as Track
- * A writes it (same fields, the handler's real result).  Returns how many
- * commands were appended. */
-static size_t append_results(struct ceil *cl, const redisReply *ents)
+/* Append an XADD of the results of ents[from .. from + n) exactly as
+ * Track A writes them (docs/tracka.md: one result per entry, or with
+ * result_batch > 1 the grouped fields), running the handler for each. */
+static int append_group(struct ceil *cl, const redisReply *ents, size_t from,
+			size_t n)
 {
-	for (size_t i = 0; i < ents->elements; i++) {
-		const redisReply *e = ents->element[i];
+	int one = cl->o->result_batch <= 1, argc = 0;
+	const char **av = malloc((7 + 6 * n) * sizeof(*av));
+	size_t *al = malloc((7 + 6 * n) * sizeof(*al));
+	char (*names)[3][24] = malloc(n * sizeof(*names)), count[24];
+	uint8_t *res = malloc(n * cl->res_cap);
+	if (!av || !al || !names || !res) {
+		free(av), free(al), free(names), free(res);
+		return -1;
+	}
+#define ARG(p, l) (av[argc] = (p), al[argc++] = (l))
+	ARG("XADD", 4);
+	ARG(cl->results, strlen(cl->results));
+	ARG("*", 1);
+	if (!one) {
+		snprintf(count, sizeof(count), "%zu", n);
+		ARG("n", 1);
+		ARG(count, strlen(count));
+		ARG("consumer", 8);
+		ARG("bench", 5);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *e = ents->element[from + i];
 		const redisReply *p = e->element[1]->element[1];
-		const char *av[11] = { "XADD", cl->results, "*", "src",
-				       e->element[0]->str, "result",
-				       (const char *)cl->res, "attempts", "1",
-				       "consumer", "bench" };
-		size_t al[11];
+		uint8_t *r = res + i * cl->res_cap;
 		uint32_t len = 0;
 		payload_handle(cl->o->handler_id, p->str, (uint32_t)p->len, 0,
-			       cl->res, cl->res_cap, &len);
-		for (int k = 0; k < 11; k++)
-			al[k] = strlen(av[k]);
-		al[6] = len;
-		redisAppendCommandArgv(cl->c, 11, av, al);
+			       r, cl->res_cap, &len);
+		snprintf(names[i][0], 24, one ? "src" : "src.%zu", i);
+		snprintf(names[i][1], 24, one ? "result" : "result.%zu", i);
+		snprintf(names[i][2], 24, one ? "attempts" : "attempts.%zu", i);
+		ARG(names[i][0], strlen(names[i][0]));
+		ARG(e->element[0]->str, e->element[0]->len);
+		ARG(names[i][1], strlen(names[i][1]));
+		ARG((const char *)r, len);
+		ARG(names[i][2], strlen(names[i][2]));
+		ARG("1", 1);
 	}
-	return ents->elements;
+	if (one) {
+		ARG("consumer", 8);
+		ARG("bench", 5);
+	}
+#undef ARG
+	redisAppendCommandArgv(cl->c, argc, av, al);
+	free(av), free(al), free(names), free(res);
+	return 0;
+}
+
+/* Append the XADDs of the results of every entry of ents.  Returns how
+ * many commands were appended. */
+static size_t append_results(struct ceil *cl, const redisReply *ents)
+{
+	size_t per = cl->o->result_batch > 1 ? cl->o->result_batch : 1, cmds = 0;
+	for (size_t i = 0; i < ents->elements; i += per, cmds++) {
+		size_t n = ents->elements - i < per ? ents->elements - i : per;
+		if (append_group(cl, ents, i, n))
+			break;
+	}
+	return cmds;
 }
 
 static void append_xack(struct ceil *cl, const redisReply *e)
@@ -313,7 +357,7 @@ static int run_ceiling(const struct topts *o, int with_results, double *rate)
 	t1 = procs_now_ns();
 	if (!rc && int_reply(c, "XPENDING %s g", cl.stream) != 0)
 		rc = -EIO;
-	if (!rc && with_results &&
+	if (!rc && with_results && o->result_batch <= 1 &&
 	    int_reply(c, "XLEN %s", cl.results) != (long long)o->n)
 		rc = -EIO;
 	ok_reply(c, "DEL %s %s", cl.stream, cl.results);
@@ -411,9 +455,10 @@ static void shard_spec(const struct topts *o, int i, const char *stream,
 	snprintf(spec, cap,
 		 "ta%d,handler=%s,slot_bytes=%u,workers=%u,capacity=%u,"
 		 "redis_host=%.*s,redis_port=%s,redis_stream=%s,"
-		 "redis_consumer=bench,redis_batch=%u",
+		 "redis_consumer=bench,redis_batch=%u,redis_result_batch=%u",
 		 i, o->handler, o->size, o->workers, o->capacity,
-		 (int)(colon - a), a, colon + 1, stream, o->batch);
+		 (int)(colon - a), a, colon + 1, stream, o->batch,
+		 o->result_batch);
 }
 
 static pid_t start_gpuqd(const struct topts *o, const char *dir,
@@ -523,24 +568,47 @@ static long long find_id(const struct verify *v, const struct sid *id)
 	return -1;
 }
 
-/* A result: fields src, result, ... (docs/tracka.md). */
-static int check_one(void *arg, const redisReply *e)
+/* One result: it names a loaded entry, once, and is right for it. */
+static void check_result(struct verify *v, const redisReply *src,
+			 const redisReply *res)
 {
-	struct verify *v = arg;
-	const redisReply *f = e->element[1], *src = NULL, *res = NULL;
 	struct sid id;
 	long long i;
-	for (size_t k = 0; k + 1 < f->elements; k += 2) {
-		if (!strcmp(f->element[k]->str, "src"))
-			src = f->element[k + 1];
-		else if (!strcmp(f->element[k]->str, "result"))
-			res = f->element[k + 1];
-	}
 	v->results++;
 	if (!src || !res || sid_of(src->str, &id) || (i = find_id(v, &id)) < 0 ||
 	    v->seen[i]++ ||
 	    !payload_check(&v->pl, (uint64_t)i, 0, res->str, res->len))
 		v->bad++;
+}
+
+/* The value of field name in the fields f, or NULL. */
+static const redisReply *field_of(const redisReply *f, const char *name)
+{
+	for (size_t k = 0; k + 1 < f->elements; k += 2)
+		if (!strcmp(f->element[k]->str, name))
+			return f->element[k + 1];
+	return NULL;
+}
+
+/* A result entry (docs/tracka.md): src, result, ...; or with groups n,
+ * then src.<i>, result.<i>, ... for i < n. */
+static int check_one(void *arg, const redisReply *e)
+{
+	struct verify *v = arg;
+	const redisReply *f = e->element[1], *n = field_of(f, "n");
+	long long m = n ? atoll(n->str) : 0;
+	if (!n) {
+		check_result(v, field_of(f, "src"), field_of(f, "result"));
+		return 0;
+	}
+	if (m < 1 || m > 1024)
+		v->bad++;
+	for (long long i = 0; i < m && i < 1024; i++) {
+		char fs[32], fr[32];
+		snprintf(fs, sizeof(fs), "src.%lld", i);
+		snprintf(fr, sizeof(fr), "result.%lld", i);
+		check_result(v, field_of(f, fs), field_of(f, fr));
+	}
 	return 0;
 }
 
@@ -566,14 +634,36 @@ out:
 	return rc;
 }
 
+/* Entries the group has been handed (XINFO GROUPS' entries-read), or -1. */
+static long long entries_read(redisContext *c, const char *stream)
+{
+	redisReply *r = redisCommand(c, "XINFO GROUPS %s", stream);
+	long long n = -1;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+		const redisReply *g = r->element[0];
+		for (size_t k = 0; k + 1 < g->elements; k += 2)
+			if (g->element[k]->type == REDIS_REPLY_STRING &&
+			    !strcmp(g->element[k]->str, "entries-read") &&
+			    g->element[k + 1]->type == REDIS_REPLY_INTEGER)
+				n = g->element[k + 1]->integer;
+	}
+	freeReplyObject(r);
+	return n;
+}
+
 /* Is every shard's stream fully processed: all results in, nothing
- * pending? */
+ * pending?  With grouped results the result stream's length says nothing
+ * about the count, so then: every entry handed out and none pending (an
+ * entry is acknowledged only after its result is written). */
 static int all_done(redisContext **c, const struct topts *o,
 		    const char *stream, const char *results)
 {
 	for (int i = 0; i < o->shards; i++) {
 		struct topts t = shard_of(o, i);
-		if (int_reply(c[i], "XLEN %s", results) < (long long)t.n ||
+		long long in = o->result_batch > 1
+				       ? entries_read(c[i], stream)
+				       : int_reply(c[i], "XLEN %s", results);
+		if (in < (long long)t.n ||
 		    int_reply(c[i], "XPENDING %s gpuq", stream) != 0)
 			return 0;
 	}
@@ -655,6 +745,8 @@ static void usage(FILE *f)
 	      "  -z, --size BYTES   payload bytes (default 64)\n"
 	      "      --handler H    echo | checksum | vector (default checksum)\n"
 	      "      --batch N      XREADGROUP COUNT of both consumers (default 512)\n"
+	      "      --result-batch N  results per result-stream entry, gpuqd's\n"
+	      "                     redis_result_batch (default 1)\n"
 	      "      --workers N    gpuqd's backend workers (default 1)\n"
 	      "      --capacity N   gpuqd's ring slots (default 8192)\n"
 	      "      --backend B    auto | cpu | cuda (default auto)\n"
@@ -693,6 +785,7 @@ static int parse(struct topts *o, int argc, char **argv)
 		{ "size", required_argument, NULL, 'z' },
 		{ "handler", required_argument, NULL, 'H' },
 		{ "batch", required_argument, NULL, 'B' },
+		{ "result-batch", required_argument, NULL, 'T' },
 		{ "workers", required_argument, NULL, 'W' },
 		{ "capacity", required_argument, NULL, 'C' },
 		{ "backend", required_argument, NULL, 'K' },
@@ -713,6 +806,7 @@ static int parse(struct topts *o, int argc, char **argv)
 	o->handler = "checksum";
 	o->backend = "auto";
 	o->batch = 512;
+	o->result_batch = 1;
 	o->workers = 1;
 	o->capacity = 8192;
 	o->repeat = 1;
@@ -724,6 +818,7 @@ static int parse(struct topts *o, int argc, char **argv)
 		case 'z': o->size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'H': o->handler = optarg; break;
 		case 'B': o->batch = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'T': o->result_batch = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'W': o->workers = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'C': o->capacity = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'K': o->backend = optarg; break;
@@ -740,6 +835,7 @@ static int parse(struct topts *o, int argc, char **argv)
 	}
 	o->handler_id = payload_handler_id(o->handler);
 	if (!o->handler_id || !o->n || !o->size || !o->batch || !o->workers ||
+	    !o->result_batch || o->result_batch > 1024 ||
 	    o->repeat < 1 || o->repeat > BENCH_MAX_REPEAT || o->shards < 1 ||
 	    o->shards > SHARDS_MAX || o->n < (uint64_t)o->shards ||
 	    split_addrs(o)) {
@@ -791,7 +887,7 @@ static void report(const struct topts *o, const struct rates *r)
 	if (o->json) {
 		printf("{\"mode\":\"tracka\",\"shards\":%d,\"messages\":%llu,\"size\":%u,"
 		       "\"handler\":\"%s\",\"backend\":\"%s\",\"batch\":%u,"
-		       "\"io\":\"%s\",\"runs\":%d,"
+		       "\"result_batch\":%u,\"io\":\"%s\",\"runs\":%d,"
 		       "\"redis_ceiling_msgs\":%.0f,"
 		       "\"same_work_client_msgs\":%.0f,"
 		       "\"tracka_msgs\":%.0f,"
@@ -799,7 +895,8 @@ static void report(const struct topts *o, const struct rates *r)
 		       "\"ratio_to_same_work_client\":%.3f,"
 		       "\"vs_predecessor\":%.2f,\"bad_results\":%llu",
 		       o->shards, (unsigned long long)o->n, o->size, o->handler,
-		       o->backend, o->batch, o->force_epoll ? "epoll" : "io_uring", r->n,
+		       o->backend, o->batch, o->result_batch,
+		       o->force_epoll ? "epoll" : "io_uring", r->n,
 		       ceiling, same, tracka, ratio, ratio_same,
 		       tracka / PREDECESSOR_TRACKA, (unsigned long long)r->bad);
 		list("ceiling_runs", r->ceiling, o->skip_ceiling ? 0 : r->n, 1);
@@ -810,8 +907,9 @@ static void report(const struct topts *o, const struct rates *r)
 		return;
 	}
 	printf("Track A: %llu entries of %u B, handler %s, backend %s, batch %u, "
-	       "%d shard%s, %s%s\n",
+	       "results per entry %u, %d shard%s, %s%s\n",
 	       (unsigned long long)o->n, o->size, o->handler, o->backend, o->batch,
+	       o->result_batch,
 	       o->shards, o->shards > 1 ? "s (streams on as many redis-servers)" : "",
 	       o->force_epoll ? "epoll" : "io_uring",
 	       r->n > 1 ? ", medians of interleaved runs" : "");

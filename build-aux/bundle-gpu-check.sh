@@ -111,16 +111,22 @@ fi
 # Track A on this host: Redis's own ceiling and Track A end to end, same
 # run, with the bundled redis-server, on the CPU and the CUDA backend.
 if want tracka; then
+	# One result per entry (the default), then results grouped 64 to an
+	# entry (redis_result_batch, docs/tracka.md).
+	for rb in 1 64; do
 	for be in cpu cuda; do
-		echo "== Track A (gpuq-bench tracka, $be backend)"
+		echo "== Track A (gpuq-bench tracka, $be backend, --result-batch $rb)"
 		timeout 300 "$bin/gpuq-bench" tracka --gpuqd "$bin/gpuqd" \
-			--backend $be --repeat 3 | tail -12 || fail=1
+			--backend $be --repeat 3 --result-batch $rb | tail -12 ||
+			fail=1
 	done
 	# Past one Redis: 8 streams on 8 redis-servers, one gpuqd
 	# (docs/tracka.md, shards); the 5x the predecessor is here.
-	echo "== Track A, 8 shards (gpuq-bench tracka --shards 8, cuda backend)"
+	echo "== Track A, 8 shards (gpuq-bench tracka --shards 8, cuda backend, --result-batch $rb)"
 	timeout 300 "$bin/gpuq-bench" tracka --gpuqd "$bin/gpuqd" \
-		--backend cuda --shards 8 -n 4000000 | tail -8 || fail=1
+		--backend cuda --shards 8 -n 4000000 --result-batch $rb |
+		tail -8 || fail=1
+	done
 fi
 
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
