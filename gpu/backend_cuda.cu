@@ -376,7 +376,8 @@ static cudaError_t alloc_prof(struct cuda_state *s, uint32_t nworkers)
 static void report_prof(const struct cuda_state *s, const struct bqueue *q)
 {
 	static const char *const names[] = { "look", "copy_in", "handler",
-					     "copy_out", "publish" };
+					     "copy_out", "fence", "release",
+					     "publish" };
 	unsigned long long tot[GPUQ_PROF_N] = { 0 }, *all;
 	uint32_t nw = q->r.hdr->nworkers;
 	int dev = 0, khz = 1;

@@ -713,12 +713,14 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	prof_lap(prof, GPUQ_PROF_HANDLER, &c0);
 	copy_out(a, 0, ws, s.list, ntake, s.bytes, tid, W);
 	__syncthreads();
+	prof_lap(prof, GPUQ_PROF_COPY_OUT, &c0);
 	// One warp fences (a system fence per warp of the block cost ~10 us a
 	// round) and then releases every ticket: the fence orders the whole
 	// block's entry writes, which the barrier put before it, ahead of the
 	// DONE marks.
 	if (tid < 32) {
 		__threadfence_system();
+		prof_lap(prof, GPUQ_PROF_FENCE, &c0); // thread 0 only
 		if (tid == 0)
 			atomicAdd(&s.c.done, ntake); // counted before release
 		__syncwarp();
@@ -733,7 +735,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	if (ready)
 		*took = true;
 	if (prof) {
-		prof_lap(prof, GPUQ_PROF_COPY_OUT, &c0);
+		prof_lap(prof, GPUQ_PROF_RELEASE, &c0);
 		prof[GPUQ_PROF_WORK_ROUNDS]++;
 		prof[GPUQ_PROF_TICKETS] += ntake;
 	}

@@ -57,7 +57,9 @@ enum gpuq_prof {
 	GPUQ_PROF_IDLE_ROUNDS, GPUQ_PROF_WORK_ROUNDS, GPUQ_PROF_TICKETS,
 	GPUQ_PROF_SPEC_HITS, /* rounds whose read-ahead was used */
 	GPUQ_PROF_LOOK, GPUQ_PROF_COPY_IN, GPUQ_PROF_HANDLER,
-	GPUQ_PROF_COPY_OUT,
+	GPUQ_PROF_COPY_OUT, /* entries to the completion areas, to the barrier */
+	GPUQ_PROF_FENCE,    /* the system fence before the DONE marks */
+	GPUQ_PROF_RELEASE,  /* DONE marks and FREE states issued */
 	GPUQ_PROF_PUBLISH, /* counters and frontier after a working round */
 	GPUQ_PROF_N
 };
