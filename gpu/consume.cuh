@@ -636,14 +636,17 @@ __device__ inline bool spec_hit(const kargs &a, const struct wshared &s,
 }
 
 // Profiling (GPUQ_CUDA_PROFILE): thread 0 adds the cycles since *c0 to
-// counter i.
+// counter i.  The next lap starts only after the counter's update: the
+// update reads VRAM (a few hundred ns), and charged to the next step it
+// made every step look that much slower than it is.  Instructions issue in
+// order, so the clock read after the store waits for the load it needs.
 __device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
 {
 	if (!prof)
 		return;
 	long long c = clock64();
 	prof[i] += (unsigned long long)(c - *c0);
-	*c0 = c;
+	*c0 = clock64();
 }
 
 // One round of a window: steps 1-4 for every thread's ticket.  Returns this
@@ -688,11 +691,8 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 		s.list[atomicAdd(&s.ntake, 1u)] = (uint16_t)tid;
 	__syncthreads();
 	const uint32_t ntake = s.ntake;
-	if (s.spec_hit) {
+	if (s.spec_hit)
 		spec_put(a, s, tid, W);
-		if (prof)
-			prof[GPUQ_PROF_SPEC_HITS]++;
-	}
 	copy_in<4>(a, 0, ws, s.list, ntake, s.flag, tid, W);
 	__syncthreads();
 	prof_lap(prof, GPUQ_PROF_COPY_IN, &c0);
@@ -735,9 +735,11 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	if (ready)
 		*took = true;
 	if (prof) {
+		// Counted after the last lap: each is a VRAM read and write.
 		prof_lap(prof, GPUQ_PROF_RELEASE, &c0);
 		prof[GPUQ_PROF_WORK_ROUNDS]++;
 		prof[GPUQ_PROF_TICKETS] += ntake;
+		prof[GPUQ_PROF_SPEC_HITS] += s.spec_hit;
 	}
 	return l;
 }
