@@ -187,18 +187,34 @@ static int ctl(const struct broker_proc *b, char *out, size_t cap,
 	return run_capture(argv, out, cap);
 }
 
+/* gpuqctl dlq show (human form: a hex dump of the payload) of queue q's
+ * first dead letter, whose position is taken from the dlq ls JSON in out;
+ * the dump replaces it. */
+static void show_first_dead_letter(const struct broker_proc *b, const char *q,
+				   char *out, size_t cap)
+{
+	const char *p = strstr(out, "\"at\":\"");
+	char at[32];
+	int st;
+	ck_assert_ptr_nonnull(p);
+	snprintf(at, sizeof(at), "%.*s", (int)strcspn(p + 6, "\""), p + 6);
+	const char *argv[] = { tool_path("GPUQCTL", "broker/gpuqctl"), "-s",
+			       b->socket, "dlq", "show", q, at, NULL };
+	st = run_capture(argv, out, cap);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 START_TEST(test_dlq_commands)
 {
 	const char *argv[] = { "-q", "v,handler=vector,slot_bytes=64,max_attempts=2",
 			       NULL };
 	struct broker_proc b;
-	char out[16384], at[32];
+	char out[16384];
 	float good[4] = { 1, 2, 3, 4 };
 	uint8_t bad[7] = { 1, 2, 3, 4, 5, 6, 7 };
 	gpuq_client *c;
 	gpuq_queue *q;
 	uint64_t id;
-	const char *p;
 	int st;
 
 	start(&b, argv);
@@ -223,15 +239,7 @@ START_TEST(test_dlq_commands)
 	ck_assert_int_eq(json_number(out, "\"key\":102", "pid"), (long long)getpid());
 
 	/* show: the first one, payload included (human form: hex dump). */
-	p = strstr(out, "\"at\":\"");
-	ck_assert_ptr_nonnull(p);
-	snprintf(at, sizeof(at), "%.*s", (int)strcspn(p + 6, "\""), p + 6);
-	{
-		const char *a[] = { tool_path("GPUQCTL", "broker/gpuqctl"), "-s",
-				    b.socket, "dlq", "show", "v", at, NULL };
-		st = run_capture(a, out, sizeof(out));
-	}
-	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	show_first_dead_letter(&b, "v", out, sizeof(out));
 	ck_assert_msg(strstr(out, "01 02 03 04 05") != NULL, "%s", out);
 	st = ctl(&b, out, sizeof(out), "dlq", "show", "v", "0:999");
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
@@ -268,8 +276,7 @@ START_TEST(test_dlq_stamped)
 	const char *argv[] = { "-q", "v,handler=vector,slot_bytes=64,"
 				     "max_attempts=2,stamped=1", NULL };
 	struct broker_proc b;
-	char out[16384], at[32];
-	const char *p;
+	char out[16384];
 	uint8_t bad[29];
 	float good[4] = { 1, 2, 3, 4 };
 	gpuq_client *c;
@@ -289,15 +296,7 @@ START_TEST(test_dlq_stamped)
 	ck_assert_uint_eq(stats_of(q).dlq_pending, 1);
 	st = ctl(&b, out, sizeof(out), "dlq", "ls", "v", NULL);
 	ck_assert_int_eq(json_number(out, "\"key\":7", "len"), (long long)sizeof(bad));
-	p = strstr(out, "\"at\":\"");
-	ck_assert_ptr_nonnull(p);
-	snprintf(at, sizeof(at), "%.*s", (int)strcspn(p + 6, "\""), p + 6);
-	{
-		const char *a[] = { tool_path("GPUQCTL", "broker/gpuqctl"), "-s",
-				    b.socket, "dlq", "show", "v", at, NULL };
-		st = run_capture(a, out, sizeof(out));
-	}
-	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	show_first_dead_letter(&b, "v", out, sizeof(out));
 	/* bytes 10 to 14 straddle the first chunk's stamp */
 	ck_assert_msg(strstr(out, "aa ab ac ad ae") != NULL, "%s", out);
 	ck_assert_msg(strstr(out, "b8 b9 ba bb bc") != NULL, "%s", out);
@@ -308,14 +307,7 @@ START_TEST(test_dlq_stamped)
 	ck_assert_uint_eq(stats_of(q).dlq_pending, 1);
 	st = ctl(&b, out, sizeof(out), "dlq", "ls", "v", NULL);
 	ck_assert_int_eq(json_number(out, "\"key\":7", "len"), (long long)sizeof(bad));
-	p = strstr(out, "\"at\":\"");
-	ck_assert_ptr_nonnull(p);
-	snprintf(at, sizeof(at), "%.*s", (int)strcspn(p + 6, "\""), p + 6);
-	{
-		const char *a[] = { tool_path("GPUQCTL", "broker/gpuqctl"), "-s",
-				    b.socket, "dlq", "show", "v", at, NULL };
-		st = run_capture(a, out, sizeof(out));
-	}
+	show_first_dead_letter(&b, "v", out, sizeof(out));
 	ck_assert_msg(strstr(out, "b8 b9 ba bb bc") != NULL, "%s", out);
 	gpuq_disconnect(c);
 	finish(&b);
