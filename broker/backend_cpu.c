@@ -43,7 +43,8 @@ struct cpu_state {
 		uint32_t idx;
 		uint64_t dlq_next; /* next dead-letter position (= dlq_head) */
 		uint8_t *scratch;  /* where replays' unwanted results go */
-		uint8_t *payload;  /* a stamped slot's payload, gathered */
+		uint8_t *payload;  /* a stamped slot's payload, gathered;
+				      NULL on a plain queue */
 	} *args;
 };
 
@@ -281,10 +282,13 @@ static int cpu_start(struct bqueue *q)
 		s->args[i].s = s;
 		s->args[i].idx = i;
 		s->args[i].scratch = malloc(q->r.hdr->result_bytes + 16);
-		/* Slots keep payloads 32-byte aligned; so does this. */
-		s->args[i].payload = aligned_alloc(
-			64, (q->r.hdr->slot_bytes + 63) / 64 * 64);
-		if (!s->args[i].scratch || !s->args[i].payload) {
+		/* Only a stamped queue's payloads are gathered (a plain one's
+		 * are read in place), into a buffer as aligned as a slot's. */
+		if (q->r.hdr->stamped)
+			s->args[i].payload = aligned_alloc(
+				64, (q->r.hdr->slot_bytes + 63) / 64 * 64);
+		if (!s->args[i].scratch ||
+		    (q->r.hdr->stamped && !s->args[i].payload)) {
 			rc = -ENOMEM;
 			break;
 		}
