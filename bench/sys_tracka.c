@@ -150,7 +150,8 @@ static int reap(pid_t pid)
 /* ---- Redis's ceiling ---- */
 
 /* The ceiling client's state: its connection, and for the "with results"
- * variant a scratch area for the handler's result. */
+ * variant a scratch area for the handler's results, room for one XADD's
+ * (result_batch of them, res_cap bytes apart, 16-byte aligned). */
 struct ceil {
 	const struct topts *o;
 	redisContext *c;
@@ -171,9 +172,8 @@ static int append_group(struct ceil *cl, const redisReply *ents, size_t from,
 	const char **av = malloc((7 + 6 * n) * sizeof(*av));
 	size_t *al = malloc((7 + 6 * n) * sizeof(*al));
 	char (*names)[3][24] = malloc(n * sizeof(*names)), count[24];
-	uint8_t *res = malloc(n * cl->res_cap);
-	if (!av || !al || !names || !res) {
-		free(av), free(al), free(names), free(res);
+	if (!av || !al || !names) {
+		free(av), free(al), free(names);
 		return -1;
 	}
 #define ARG(p, l) (av[argc] = (p), al[argc++] = (l))
@@ -190,7 +190,7 @@ static int append_group(struct ceil *cl, const redisReply *ents, size_t from,
 	for (size_t i = 0; i < n; i++) {
 		const redisReply *e = ents->element[from + i];
 		const redisReply *p = e->element[1]->element[1];
-		uint8_t *r = res + i * cl->res_cap;
+		uint8_t *r = cl->res + i * cl->res_cap;
 		uint32_t len = 0;
 		payload_handle(cl->o->handler_id, p->str, (uint32_t)p->len, 0,
 			       r, cl->res_cap, &len);
@@ -210,7 +210,7 @@ static int append_group(struct ceil *cl, const redisReply *ents, size_t from,
 	}
 #undef ARG
 	redisAppendCommandArgv(cl->c, argc, av, al);
-	free(av), free(al), free(names), free(res);
+	free(av), free(al), free(names);
 	return 0;
 }
 
@@ -313,8 +313,9 @@ static int ceiling_consume(struct ceil *cl)
 	redisReply *ents = NULL;
 	uint64_t got = 0;
 	cl->c = bench_redis_connect(cl->o->addr);
-	cl->res_cap = payload_result_bytes(cl->o->handler_id, cl->o->size) + 16;
-	cl->res = aligned_alloc(16, (cl->res_cap + 15) & ~15u);
+	cl->res_cap = (payload_result_bytes(cl->o->handler_id, cl->o->size) +
+		       16 + 15) & ~15u;
+	cl->res = aligned_alloc(16, (size_t)cl->res_cap * cl->o->result_batch);
 	if (!cl->c || !cl->res)
 		return 1;
 	while (got < cl->o->n || ents) {
