@@ -462,14 +462,19 @@ __device__ inline struct counts read_counts(struct counts *c)
 // it early is safe; it costs one small read a round, for a short while.
 enum look { LOOK_WAIT, LOOK_READY, LOOK_READY_VRAM, LOOK_SKIP, LOOK_END };
 
+// Does a look at head word h read ticket t's state word?
+__device__ inline bool looks_at(uint64_t t, uint64_t h, bool eager)
+{
+	uint64_t hn = h & ~IPC_HEAD_CLOSED;
+	return t < hn || (eager && !(h & IPC_HEAD_CLOSED) &&
+			  t - hn < EAGER_AHEAD);
+}
+
 __device__ inline enum look look_ticket(const kargs &a, uint32_t ring,
 					uint64_t t, uint64_t h, bool stop,
 					bool eager)
 {
-	uint64_t hn = h & ~IPC_HEAD_CLOSED;
-	bool near = eager && !(h & IPC_HEAD_CLOSED) && t >= hn &&
-		    t - hn < EAGER_AHEAD;
-	if (t < hn || near) {
+	if (looks_at(t, h, eager)) {
 		uint64_t s = load_acq(&a.states[slot_index(a, ring, t)]);
 		if (s == IPC_STATE(t, IPC_READY))
 			return LOOK_READY;
@@ -744,6 +749,16 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	return l;
 }
 
+// Confirm pause generation gen to the broker (ipc_worker.pause_ack), once.
+__device__ inline void ack_pause(struct ipc_worker *me, uint64_t gen,
+				 uint64_t *acked)
+{
+	if (gen != *acked) {
+		*acked = gen;
+		*(volatile uint64_t *)&me->pause_ack = gen;
+	}
+}
+
 // Is the queue paused for this block's next round?  From the pump's
 // mirror, in VRAM.  A block that sees a new pause confirms it to the
 // broker (ipc_worker.pause_ack): every look of its earlier rounds has
@@ -759,20 +774,8 @@ __device__ inline int paused_now(const kargs &a, struct ipc_worker *me,
 		return 1;
 	if (!(pw & PAUSE_ON))
 		return 0;
-	if (pw >> 32 != *acked) {
-		*acked = pw >> 32;
-		*(volatile uint64_t *)&me->pause_ack = *acked;
-	}
+	ack_pause(me, pw >> 32, acked);
 	return 1;
-}
-
-// Read ticket t's slot ahead this round?  When a producer holds it
-// (below the head), or, while eager, when it is the head's next.
-__device__ inline bool read_ahead(uint64_t t, uint64_t h, int eager)
-{
-	uint64_t hn = h & ~IPC_HEAD_CLOSED;
-	return t != ~0ull && (t < hn || (eager && !(h & IPC_HEAD_CLOSED) &&
-				      t - hn < EAGER_AHEAD));
 }
 
 // Unordered queue: block 0 is the pump (first, so that it is resident
@@ -826,7 +829,8 @@ __device__ inline void consume_windowed(const kargs &a)
 				s.low = ~0ull;
 				s.ntake = 0;
 				s.eager = quiet < EAGER_ROUNDS;
-				s.spec_t = spec && read_ahead(next, s.head, s.eager)
+				// Read ahead the slot this round's look reads.
+				s.spec_t = spec && looks_at(next, s.head, s.eager)
 						   ? next : NO_TICKET;
 				s.spec_bad = ~0u;
 				s.spec_len = 0;
@@ -954,9 +958,7 @@ __device__ inline void consume_ordered(const kargs &a)
 		// confirmed a pause is never run.
 		uint64_t pw = *(volatile uint64_t *)a.pause;
 		if ((pw & PAUSE_ON) && !stop) {
-			if (acked != pw >> 32)
-				*(volatile uint64_t *)&me->pause_ack = acked =
-					pw >> 32;
+			ack_pause(me, pw >> 32, &acked);
 			__nanosleep(sleep = backoff(sleep, NEAR_SLEEP_NS));
 			continue;
 		}
