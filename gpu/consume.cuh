@@ -588,7 +588,10 @@ __device__ inline uint32_t spec_lanes(uint32_t nthreads)
 // block, until the ticket is known published (spec_put).  s.spec_bad gets
 // the first chunk not stamped for the ticket and s.spec_len the header's
 // length.  Whether the read counts is up to spec_hit, once the ticket's
-// state word has been seen READY.
+// state word has been seen READY.  One read a round: probing the ticket
+// more often (several reads in flight) made the round trip 1-2 us longer,
+// likely because each read snoops the lines the producer is writing
+// (design.md §10, "Tried and not kept").
 __device__ inline void spec_read(const kargs &a, struct wshared &s,
 				 uint32_t nthreads)
 {
@@ -869,6 +872,9 @@ __device__ inline void consume_windowed(const kargs &a)
 					publish_counters(me, tot, now, s.dlq);
 					shown = now.done;
 				}
+				// Here, not beside the next look: the release
+				// store's fence held up other warps' reads too
+				// (design.md §10, "Tried and not kept").
 				if (!all && s.low != cur_shown) {
 					store_rel(&me->cur, s.low);
 					cur_shown = s.low;
