@@ -160,22 +160,23 @@ struct ceil {
 	int with_results;
 	uint8_t *res;
 	uint32_t res_cap;
+	/* One XADD's argv, kept for every group: room for result_batch
+	 * results, with the field names of result i formatted once. */
+	const char **av;
+	size_t *al;
+	char (*names)[3][24];
 };
 
 /* Append an XADD of the results of ents[from .. from + n) exactly as
  * Track A writes them (docs/tracka.md: one result per entry, or with
  * result_batch > 1 the grouped fields), running the handler for each. */
-static int append_group(struct ceil *cl, const redisReply *ents, size_t from,
-			size_t n)
+static void append_group(struct ceil *cl, const redisReply *ents,
+			 size_t from, size_t n)
 {
 	int one = cl->o->result_batch <= 1, argc = 0;
-	const char **av = malloc((7 + 6 * n) * sizeof(*av));
-	size_t *al = malloc((7 + 6 * n) * sizeof(*al));
-	char (*names)[3][24] = malloc(n * sizeof(*names)), count[24];
-	if (!av || !al || !names) {
-		free(av), free(al), free(names);
-		return -1;
-	}
+	const char **av = cl->av;
+	size_t *al = cl->al;
+	char (*names)[3][24] = cl->names, count[24];
 #define ARG(p, l) (av[argc] = (p), al[argc++] = (l))
 	ARG("XADD", 4);
 	ARG(cl->results, strlen(cl->results));
@@ -194,9 +195,6 @@ static int append_group(struct ceil *cl, const redisReply *ents, size_t from,
 		uint32_t len = 0;
 		payload_handle(cl->o->handler_id, p->str, (uint32_t)p->len, 0,
 			       r, cl->res_cap, &len);
-		snprintf(names[i][0], 24, one ? "src" : "src.%zu", i);
-		snprintf(names[i][1], 24, one ? "result" : "result.%zu", i);
-		snprintf(names[i][2], 24, one ? "attempts" : "attempts.%zu", i);
 		ARG(names[i][0], strlen(names[i][0]));
 		ARG(e->element[0]->str, e->element[0]->len);
 		ARG(names[i][1], strlen(names[i][1]));
@@ -210,8 +208,6 @@ static int append_group(struct ceil *cl, const redisReply *ents, size_t from,
 	}
 #undef ARG
 	redisAppendCommandArgv(cl->c, argc, av, al);
-	free(av), free(al), free(names);
-	return 0;
 }
 
 /* Append the XADDs of the results of every entry of ents.  Returns how
@@ -219,11 +215,9 @@ static int append_group(struct ceil *cl, const redisReply *ents, size_t from,
 static size_t append_results(struct ceil *cl, const redisReply *ents)
 {
 	size_t per = cl->o->result_batch > 1 ? cl->o->result_batch : 1, cmds = 0;
-	for (size_t i = 0; i < ents->elements; i += per, cmds++) {
-		size_t n = ents->elements - i < per ? ents->elements - i : per;
-		if (append_group(cl, ents, i, n))
-			break;
-	}
+	for (size_t i = 0; i < ents->elements; i += per, cmds++)
+		append_group(cl, ents, i,
+			     ents->elements - i < per ? ents->elements - i : per);
 	return cmds;
 }
 
@@ -308,15 +302,32 @@ static long long ceiling_round(struct ceil *cl, redisReply **ents, int last)
 	return n;
 }
 
+/* The scratch of append_group, for groups of up to result_batch. */
+static int ceiling_scratch(struct ceil *cl)
+{
+	uint32_t per = cl->o->result_batch, one = per <= 1;
+	cl->res_cap = (payload_result_bytes(cl->o->handler_id, cl->o->size) +
+		       16 + 15) & ~15u;
+	cl->res = aligned_alloc(16, (size_t)cl->res_cap * per);
+	cl->av = malloc((7 + 6 * (size_t)per) * sizeof(*cl->av));
+	cl->al = malloc((7 + 6 * (size_t)per) * sizeof(*cl->al));
+	cl->names = malloc(per * sizeof(*cl->names));
+	if (!cl->res || !cl->av || !cl->al || !cl->names)
+		return -1;
+	for (uint32_t i = 0; i < per; i++) {
+		snprintf(cl->names[i][0], 24, one ? "src" : "src.%u", i);
+		snprintf(cl->names[i][1], 24, one ? "result" : "result.%u", i);
+		snprintf(cl->names[i][2], 24, one ? "attempts" : "attempts.%u", i);
+	}
+	return 0;
+}
+
 static int ceiling_consume(struct ceil *cl)
 {
 	redisReply *ents = NULL;
 	uint64_t got = 0;
 	cl->c = bench_redis_connect(cl->o->addr);
-	cl->res_cap = (payload_result_bytes(cl->o->handler_id, cl->o->size) +
-		       16 + 15) & ~15u;
-	cl->res = aligned_alloc(16, (size_t)cl->res_cap * cl->o->result_batch);
-	if (!cl->c || !cl->res)
+	if (!cl->c || ceiling_scratch(cl))
 		return 1;
 	while (got < cl->o->n || ents) {
 		long long n = ceiling_round(cl, &ents, got >= cl->o->n);
@@ -326,6 +337,9 @@ static int ceiling_consume(struct ceil *cl)
 	}
 	redisFree(cl->c);
 	free(cl->res);
+	free(cl->av);
+	free(cl->al);
+	free(cl->names);
 	return 0;
 }
 
