@@ -21,6 +21,7 @@
 #include "broker/broker.h"
 #include "broker/handlers.h"
 #include "ipc/clock.h"
+#include "ipc/cq.h"
 #include "libclient/gpuq.h"
 
 /* Big enough to amortise the claim, small enough that one slow ticket
@@ -42,7 +43,9 @@ struct cpu_state {
 		struct cpu_state *s;
 		uint32_t idx;
 		uint64_t dlq_next; /* next dead-letter position (= dlq_head) */
-		uint8_t *scratch;  /* where replays' unwanted results go */
+		uint8_t *scratch;  /* where results are built when not in
+				      place: replays' (unwanted) and every
+				      result of a stamped-result queue */
 		uint8_t *payload;  /* a stamped slot's payload, gathered;
 				      NULL on a plain queue */
 	} *args;
@@ -92,7 +95,7 @@ static void finish(struct cpu_worker *w, struct ipc_cq_entry *e, uint64_t id,
 	struct ipc_worker *me = &w->s->q->r.workers[w->idx];
 	if (e) {
 		struct ipc_outcome o = { status, 0, 0, w->idx, me->completed };
-		ipc_cq_publish(e, id, &o);
+		ipc_cq_publish(&w->s->q->r, e, id, &o, NULL);
 	}
 	ipc_store_relaxed(&me->completed, me->completed + 1);
 }
@@ -128,16 +131,13 @@ static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
 	in.id = m->id;
 	in.key = m->key;
 	in.table = q->table.slots ? &q->table : NULL;
-	if (!noresult) {
+	/* A plain entry's result is written in place.  A stamped entry's is
+	 * built aside and stamped as it is copied in; a replay's goes nowhere,
+	 * but the handler still needs somewhere to write it. */
+	if (!noresult)
 		e = ipc_cq_entry(r, client, m->id);
-		out.data = (uint8_t *)(e + 1);
-		out.cap = r->hdr->result_bytes;
-	} else {
-		/* A replay's result goes nowhere, but the handler still needs
-		 * somewhere to write it. */
-		out.data = w->scratch;
-		out.cap = r->hdr->result_bytes;
-	}
+	out.data = e && !r->hdr->cq_stamped ? (uint8_t *)(e + 1) : w->scratch;
+	out.cap = r->hdr->result_bytes;
 	if (q->once.slots) {
 		int refused, replayed;
 		rc = gpuq_handle_once(q->handler_id, &in, &out, &f,
@@ -161,7 +161,7 @@ static void consume(struct cpu_worker *w, uint32_t ring, uint64_t t)
 	if (e) {
 		struct ipc_outcome o = { rc ? GPUQ_EHANDLER : 0, rc ? 0 : out.len,
 					 attempts, w->idx, me->completed };
-		ipc_cq_publish(e, m->id, &o);
+		ipc_cq_publish(r, e, m->id, &o, out.data);
 	}
 	if (rc)
 		ipc_store_relaxed(&me->dead_lettered, me->dead_lettered + 1);

@@ -93,6 +93,7 @@ static const struct key_desc queue_keys[] = {
 	QKEY("backend", KT_BACKEND, backend, 0, 0, KF_INHERIT),
 	QKEY("ordered", KT_BOOL, ordered, 0, 1, 0),
 	QKEY("stamped", KT_BOOL, stamped, 0, 1, 0),
+	QKEY("stamped_results", KT_BOOL, stamped_results, 0, 1, 0),
 	QKEY("max_attempts", KT_U32, max_attempts, 1, 100, 0),
 	QKEY("fail_ppm", KT_U32, fail_ppm, 0, 1000000, 0),
 	QKEY("fail_attempts", KT_U32, fail_attempts, 0, 100, 0),
@@ -891,9 +892,10 @@ static int check_tables(const struct queue_config *q, char *msg, size_t cap)
 		seterr(msg, cap, "handler kv needs table_slots");
 		return GPUQ_ECONFIG;
 	}
-	if (q->stamped && !IPC_HAVE_STAMPS) {
-		seterr(msg, cap, "stamped slots need an x86-64 host "
-				 "(single-copy atomic 16-byte stores)");
+	if ((q->stamped || q->stamped_results) && !IPC_HAVE_STAMPS) {
+		seterr(msg, cap, "%s need an x86-64 host (single-copy atomic "
+				 "16-byte stores)",
+		       q->stamped ? "stamped slots" : "stamped results");
 		return GPUQ_ECONFIG;
 	}
 	if (!q->exactly_once)

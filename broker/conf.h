@@ -51,6 +51,8 @@ struct queue_config {
 	int ordered;          /* 1: per-key order, one ring per worker; 0 */
 	int stamped;          /* 1: stamped slots, for the lowest latency
 				 (ipc/stamp.h); 0 */
+	int stamped_results;  /* 1: stamped completion entries, no fence
+				 before a result shows (ipc/cq.h); 0 */
 	uint32_t max_attempts;/* handler runs before dead-letter; default 3 */
 	uint32_t fail_ppm;    /* fault injection, messages per million; 0 */
 	uint32_t fail_attempts; /* runs a chosen message fails (0 = all); 0 */

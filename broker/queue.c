@@ -18,6 +18,7 @@
 #include "broker/handler_table.h"
 #include "broker/handlers.h"
 #include "ipc/clock.h"
+#include "ipc/cq.h"
 #include "libclient/gpuq.h"
 
 static int pick_backend(int want, const struct backend_ops **out,
@@ -74,6 +75,7 @@ static void fill_geometry(const struct queue_config *c, uint32_t rbytes,
 	g->ordered = c->ordered ? 1 : 0;
 	g->dlq_per_worker = c->dlq_capacity;
 	g->stamped = c->stamped ? 1 : 0;
+	g->cq_stamped = c->stamped_results ? 1 : 0;
 }
 
 static int map_ring(struct bqueue *q, const struct ipc_geometry *g,
@@ -367,9 +369,14 @@ static void reclaim_step(struct bqueue *q, uint32_t i)
 	 * the old client could own: until then a late result could land in
 	 * the new client's completion area. */
 	if (!s->reclaim_pending && consumed_past(q, s->detach_heads)) {
+		uint64_t t0 = ipc_now_ns();
 		for (uint64_t id = 0; id < q->r.hdr->cq_capacity; id++)
-			ipc_cq_entry(&q->r, i, id)->done = 0;
+			ipc_cq_scrub(&q->r, ipc_cq_entry(&q->r, i, id));
 		ipc_store_release(&cl->state, IPC_CLIENT_FREE);
+		/* It holds up the broker's loop (attaches wait): say how long. */
+		blog(1, "queue %s: client %u's completion area cleared in %llu us",
+		     q->conf.name, i,
+		     (unsigned long long)((ipc_now_ns() - t0) / 1000));
 	}
 }
 
@@ -473,15 +480,14 @@ static int fail_ticket(struct bqueue *q, uint32_t ring, uint64_t t)
 	if ((s != IPC_STATE(t, IPC_READY) && s != IPC_STATE(t, IPC_READY_VRAM)) ||
 	    m->client >= q->r.hdr->max_clients || (m->flags & IPC_MSG_NORESULT))
 		return 0;
+	struct ipc_outcome o = { GPUQ_EDEVICE, 0, 0, UINT32_MAX, 0 };
 	e = ipc_cq_entry(&q->r, m->client, id);
-	if (ipc_load_acquire(&e->done) == id + 1)
+	/* A stamped entry the consumer left half-written (its context died
+	 * with writes in flight) is not complete, and is failed like one it
+	 * never began. */
+	if (ipc_cq_done(&q->r, e, id))
 		return 0;
-	e->status = GPUQ_EDEVICE;
-	e->len = 0;
-	e->attempts = 0;
-	e->worker = UINT32_MAX;
-	e->seq = 0;
-	ipc_store_release(&e->done, id + 1);
+	ipc_cq_publish(&q->r, e, id, &o, NULL);
 	return 1;
 }
 

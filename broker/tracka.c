@@ -36,6 +36,7 @@
 #include "broker/tracka.h"
 #include "broker/tracka_window.h"
 #include "ipc/clock.h"
+#include "ipc/cq.h"
 #include "libclient/gpuq.h"
 
 #define MS 1000000ull
@@ -138,6 +139,10 @@ struct tracka {
 	 * order of the commands, so positions are confirmed in order. */
 	struct rpend *rq;
 	uint64_t rtail, rsent, rhead;
+	/* A stamped-result queue's results, gathered out of their entries
+	 * (ipc/cq.h) by window position; NULL on a plain queue, whose
+	 * results are sent from the entries themselves. */
+	uint8_t *rbuf;
 	char (*rfield)[3][24]; /* "src.<i>", "result.<i>", "attempts.<i>" */
 	char (*rnum)[2][SID_STR_MAX]; /* the id and attempts of result i */
 	struct args a;
@@ -672,13 +677,13 @@ static int fetch_for_dlq(struct tracka *t, uint64_t seq)
 }
 
 static int harvest_one(struct tracka *t, uint64_t seq,
-		       const struct ipc_cq_entry *c)
+		       const struct ipc_outcome *c, const uint8_t *res)
 {
 	struct ta_ent *e = win_ent(&t->w, seq);
 	e->attempts = c->attempts;
 	t->in_ring--;
 	if (c->status == 0)
-		return add_result(t, seq, c + 1, c->len);
+		return add_result(t, seq, res, c->len);
 	/* A GPU fault, not the entry's fault: gpuqd is about to exit, so
 	 * leave the entry pending, unacknowledged, for the restarted gpuqd
 	 * (or another consumer) to deliver again. */
@@ -705,21 +710,25 @@ static int harvest(struct tracka *t)
 	int rc;
 	for (s = t->scan; s < t->w.head && gap < SCAN_GAP_LIMIT; s++) {
 		struct ta_ent *e = win_ent(&t->w, s);
-		const struct ipc_cq_entry *c;
+		struct ipc_outcome c;
+		const uint8_t *res;
+		uint8_t *buf = t->rbuf ? t->rbuf + (s & t->w.mask) *
+							   t->r->hdr->result_bytes
+				       : NULL;
 		uint64_t bit = 1ull << (e->ring % 64);
 		if (e->state != E_RING) {
 			if (s == t->scan)
 				t->scan++;
 			continue;
 		}
-		c = ipc_cq_entry(t->r, t->client, s);
 		if ((ordered && (waiting[e->ring / 64] & bit)) ||
-		    ipc_load_acquire(&c->done) != s + 1) {
+		    !ipc_cq_read(t->r, ipc_cq_entry(t->r, t->client, s), s, &c,
+				 &res, buf)) {
 			waiting[e->ring / 64] |= bit;
 			gap++;
 			continue;
 		}
-		if ((rc = harvest_one(t, s, c)))
+		if ((rc = harvest_one(t, s, &c, res)))
 			return rc;
 		if (s == t->scan)
 			t->scan++;
@@ -1331,6 +1340,7 @@ static void tracka_free(struct tracka *t)
 	free(t->tags);
 	free(t->ackq);
 	free(t->rq);
+	free(t->rbuf);
 	free(t->rfield);
 	free(t->rnum);
 	free(t->ids);
@@ -1362,7 +1372,10 @@ int tracka_start(struct bqueue *q, int force_epoll, struct tracka **out)
 	t->rq = calloc(t->w.cap, sizeof(*t->rq));
 	t->rfield = calloc(t->result_batch, sizeof(*t->rfield));
 	t->rnum = calloc(t->result_batch, sizeof(*t->rnum));
-	if (!t->ackq || !t->ids || !t->rq || !t->rfield || !t->rnum)
+	if (q->r.hdr->cq_stamped)
+		t->rbuf = malloc((size_t)t->w.cap * q->r.hdr->result_bytes + 1);
+	if (!t->ackq || !t->ids || !t->rq || !t->rfield || !t->rnum ||
+	    (q->r.hdr->cq_stamped && !t->rbuf))
 		goto fail;
 	for (uint32_t i = 0; i < t->result_batch; i++) {
 		snprintf(t->rfield[i][0], sizeof(t->rfield[i][0]), "src.%u", i);

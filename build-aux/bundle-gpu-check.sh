@@ -164,10 +164,12 @@ want sanitize && for tool in memcheck racecheck; do
 	# the retry and dead-letter paths
 	sanitize_one $tool faulty,handler=checksum,workers=2,fail_ppm=100000,max_attempts=2 -p 2 -n 2000
 	# stamped slots: the read-ahead by a whole warp, and by part of one
-	# (a window of 16), then the in-order kernel's stamped copy
-	sanitize_one $tool stamped,handler=echo,stamped=1,slot_bytes=256,workers=2 -z 256 -p 2 -n 2000 --verify
+	# (a window of 16), then the in-order kernel's stamped copy; the
+	# first and the last with stamped results too (no fence, entries
+	# restamped on the way out)
+	sanitize_one $tool stamped,handler=echo,stamped=1,stamped_results=1,slot_bytes=256,workers=2 -z 256 -p 2 -n 2000 --verify
 	sanitize_one $tool stamped16,handler=checksum,stamped=1,capacity=16,slot_bytes=100,workers=2 -z 100 -p 2 -n 2000 --verify
-	sanitize_one $tool stampedo,handler=echo,stamped=1,ordered=yes,workers=2 -p 2 -n 1000
+	sanitize_one $tool stampedo,handler=echo,stamped=1,stamped_results=1,ordered=yes,workers=2 -p 2 -n 1000
 	# the in-order kernel, with retries
 	sanitize_one $tool ordered,handler=echo,ordered=yes,workers=2,fail_ppm=200000,fail_attempts=1 -p 2 -n 1000
 	# a loaded handler module (random payloads: some hold a NUL byte,

@@ -190,6 +190,7 @@ static void fill_kargs(struct kargs *a, const struct cuda_state *s,
 	a->fault_ppm = h->fail_ppm;
 	a->fault_attempts = h->fail_attempts;
 	a->stamped = h->stamped;
+	a->cq_stamped = h->cq_stamped;
 	a->table = q->table;
 	a->once = q->once;
 	a->once_window_ns = q->once_window_ns;
@@ -440,7 +441,12 @@ static int cuda_start(struct bqueue *q)
 	struct cuda_state *s = (struct cuda_state *)calloc(1, sizeof(*s));
 	struct ipc_ring *r = &q->r;
 	size_t nslots = (size_t)r->hdr->nrings * r->hdr->capacity;
-	uint32_t stage_stride = IPC_CQ_HDR_BYTES + ((r->hdr->result_bytes + 15) & ~15u);
+	/* A stamped entry's result is copied out 12 bytes a chunk, and the
+	 * last chunk's 12 are read whole: room for them in every staged one. */
+	uint32_t rb = r->hdr->cq_stamped
+			      ? ipc_stamp_chunks(r->hdr->result_bytes) * IPC_STAMP_DATA
+			      : r->hdr->result_bytes;
+	uint32_t stage_stride = IPC_CQ_HDR_BYTES + ((rb + 15) & ~15u);
 	struct kargs a;
 	int rc = GPUQ_ECUDA;
 	if (!s)

@@ -157,9 +157,10 @@ __device__ inline void stage_completion(struct ipc_cq_entry *e, int status,
 {
 	e->status = status;
 	e->len = len;
-	e->attempts = attempts;
-	e->worker = worker;
+	e->attempts = (uint16_t)attempts;
+	e->worker = (uint16_t)worker;
 	e->seq = seq;
+	e->stamp = 0; // copy_out stamps it on a stamped-result queue
 	*out_bytes = IPC_CQ_HDR_BYTES + len;
 }
 
@@ -369,27 +370,61 @@ __device__ inline void copy_in(const kargs &a, uint32_t ring, uint64_t from,
 	}
 }
 
+// Chunk j of message id's completion entry in the stamped format (ipc/cq.h),
+// from its staged entry src: done in chunk 0, the stamp in chunk 1, then
+// 12 result bytes and the stamp a chunk.
+__device__ inline uint4 stamped_cq_chunk(const uint4 *src, uint32_t j,
+					 uint64_t id)
+{
+	if (j == 0) {
+		uint4 v = src[0];
+		v.x = (uint32_t)(id + 1);
+		v.y = (uint32_t)((id + 1) >> 32);
+		return v;
+	}
+	if (j == 1) {
+		uint4 v = src[1];
+		v.w = ipc_stamp(id);
+		return v;
+	}
+	const uint32_t *w = (const uint32_t *)(src + 2) + 3 * (j - 2);
+	return make_uint4(w[0], w[1], w[2], ipc_stamp(id));
+}
+
+// Chunks of a completion entry of bytes staged bytes (header and result)
+// in the producer's area.
+__device__ inline uint32_t cq_chunks(const kargs &a, uint32_t bytes)
+{
+	return a.cq_stamped ? 2 + ipc_stamp_chunks(bytes - IPC_CQ_HDR_BYTES)
+			    : (bytes + 15) / 16;
+}
+
 // Step 4: copy the completion entries built in step 3 (bytes[k] of ticket
 // from + k, for k = list[i], i < n; 0 for none) to the producers'
-// completion areas.  The first chunk skips the DONE word, which is written
-// last, after the fence.
+// completion areas.  A plain entry's first chunk skips the DONE word,
+// which is written last, after the fence; a stamped entry is written whole
+// here, DONE and all, and needs no fence.
 __device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
 				const uint16_t *list, uint32_t n,
 				const uint32_t *bytes, uint32_t tid,
 				uint32_t nthreads)
 {
-	const uint32_t per = a.stage_stride / 16;
+	const uint32_t per = a.cq_stamped
+				     ? 2 + ipc_stamp_chunks(a.result_bytes)
+				     : a.stage_stride / 16;
 	const uint32_t total = n * per;
 	for (uint32_t c = tid; c < total; c += nthreads) {
 		uint32_t i = c / per, j = c - i * per, k = list[i];
-		if (j * 16 >= bytes[k])
+		if (!bytes[k] || j >= cq_chunks(a, bytes[k]))
 			continue;
 		size_t si = slot_index(a, ring, from + k);
 		const struct ipc_msg_hdr *m = (const struct ipc_msg_hdr *)(
 			a.vram + si * a.slot_stride);
 		const uint4 *src = (const uint4 *)(a.stage + si * a.stage_stride);
 		uint4 *dst = (uint4 *)cq_entry(a, m);
-		if (j == 0) {
+		if (a.cq_stamped) {
+			dst[j] = stamped_cq_chunk(src, j, m->id);
+		} else if (j == 0) {
 			uint4 v = src[0];
 			((uint2 *)dst)[1] = make_uint2(v.z, v.w);
 		} else {
@@ -399,12 +434,13 @@ __device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
 }
 
 // The last step for ticket from + k once its entry is visible: the DONE
-// mark (if a completion is wanted), then the slot back to its producer.
+// mark (if a completion is wanted and the entry is plain), then the slot
+// back to its producer.
 __device__ inline void release_ticket(const kargs &a, uint32_t ring,
 				      uint64_t t, uint32_t bytes)
 {
 	size_t si = slot_index(a, ring, t);
-	if (bytes) {
+	if (bytes && !a.cq_stamped) {
 		const struct ipc_msg_hdr *m =
 			(const struct ipc_msg_hdr *)(a.vram + si * a.slot_stride);
 		*(volatile uint64_t *)&cq_entry(a, m)->done = m->id + 1;
@@ -725,9 +761,10 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	// One warp fences (a system fence per warp of the block cost ~10 us a
 	// round) and then releases every ticket: the fence orders the whole
 	// block's entry writes, which the barrier put before it, ahead of the
-	// DONE marks.
+	// DONE marks.  Stamped entries prove themselves and skip it.
 	if (tid < 32) {
-		__threadfence_system();
+		if (!a.cq_stamped)
+			__threadfence_system();
 		prof_lap(prof, GPUQ_PROF_FENCE, &c0); // thread 0 only
 		if (tid == 0)
 			atomicAdd(&s.c.done, ntake); // counted before release
@@ -984,7 +1021,8 @@ __device__ inline void consume_ordered(const kargs &a)
 			c.dead += o == OUT_DEAD;
 			c.garbled += o == OUT_GARBLED;
 			copy_out(a, ring, t, &zero16, 1, &nb, 0, 1);
-			__threadfence_system();
+			if (!a.cq_stamped)
+				__threadfence_system();
 			c.done = 1;
 			release_ticket(a, ring, t, nb);
 		} else {

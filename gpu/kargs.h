@@ -92,6 +92,8 @@ struct kargs {
 			      most the threads of a block) */
 	uint32_t fault_ppm, fault_attempts;
 	uint32_t stamped; /* 1: host slots in the stamped format */
+	uint32_t cq_stamped; /* 1: completion entries in the stamped format
+				(ipc/cq.h): written with no fence */
 	/* The queue's hash tables in VRAM (design.md §15): handler state
 	 * (gpuq_hmsg.table) and exactly-once records; .slots NULL where the
 	 * queue has none.  Records live once_window_ns (0: forever) by the

@@ -1,5 +1,5 @@
 /*
- * layout.h - the shared-memory layout of one gpuq queue (layout version 3).
+ * layout.h - the shared-memory layout of one gpuq queue (layout version 5).
  *
  * One memfd per queue, created by gpuqd and passed to clients over the
  * control socket.  docs/protocol.md is the prose version of this file.
@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 #define IPC_MAGIC 0x3130515550477167ull /* "gqGPUQ01" little-endian */
-#define IPC_LAYOUT_VERSION 4u
+#define IPC_LAYOUT_VERSION 5u
 /* 128, not 64: x86 prefetches cache lines in adjacent pairs, so counters
  * 64 bytes apart still false-share. */
 #define IPC_LINE 128u
@@ -118,6 +118,9 @@ struct ipc_hdr {
 	uint32_t dlq_stride;   /* sizeof(ipc_dlq_entry) + slot_bytes, aligned */
 	uint32_t stamped;      /* 1: slots in the stamped format (stamp.h);
 				  slot_stride then has room for it */
+	uint32_t cq_stamped;   /* 1: completion entries in the stamped format
+				  (ipc/cq.h); cq_stride has room for it */
+	uint32_t pad2;
 	uint64_t ctl_off, workers_off, clients_off, states_off, slots_off, cq_off;
 	uint64_t dlq_off;
 	char name[IPC_NAME_MAX];
@@ -234,22 +237,31 @@ struct ipc_dlq_entry {
 };
 
 /*
- * One completion entry.  The consumer writes status, len and the result,
- * then stores done = id + 1 with release semantics (on the GPU: after
- * __threadfence_system()).  The client owns the entry again once it has
- * read it; it never has more than cq_capacity messages unread, so the
- * consumer never overwrites an unread entry and never has to wait.
+ * One completion entry, two 16-byte chunks of header and then the result.
+ * How the consumer makes it visible depends on hdr.cq_stamped (ipc/cq.h):
+ *   plain    status, len, the rest and the result first; then done = id + 1
+ *            with release semantics (on the GPU: after a system fence).
+ *   stamped  every 16-byte chunk proves itself, in any order, with no fence:
+ *            chunk 0 by done == id + 1, chunk 1 by stamp == ipc_stamp(id),
+ *            and the result's chunks (12 bytes and the stamp each, as a
+ *            stamped slot's) by their stamps.
+ * The client owns the entry again once it has read it; it never has more
+ * than cq_capacity messages unread, so the consumer never overwrites an
+ * unread entry and never has to wait.
  */
 struct ipc_cq_entry {
 	uint64_t done;
 	int32_t status;
 	uint32_t len;
-	uint32_t attempts; /* handler runs it took */
-	uint32_t worker;   /* the worker that ran it */
 	uint64_t seq;      /* that worker's completions before this one: the
 			      order in which one worker finished messages */
+	uint16_t attempts; /* handler runs it took (max_attempts <= 100) */
+	uint16_t worker;   /* the worker that ran it; IPC_CQ_NO_WORKER when
+			      the broker failed it (no worker ran it) */
+	uint32_t stamp;    /* ipc_stamp(id) when stamped, else 0 */
 	/* result bytes follow, 16-byte aligned */
 };
+#define IPC_CQ_NO_WORKER 0xffffu
 
 /* Both backends fill a dead letter's header the same way (the CPU worker
  * and the GPU kernel); seq is published separately, last. */
@@ -280,6 +292,9 @@ IPC_HD void ipc_dlq_fill(struct ipc_dlq_entry *d, const struct ipc_msg_hdr *m,
 
 IPC_STATIC_ASSERT(sizeof(struct ipc_msg_hdr) == 32, "msg hdr is 32 bytes");
 IPC_STATIC_ASSERT(sizeof(struct ipc_cq_entry) == 32, "cq entry hdr is 32 bytes");
+IPC_STATIC_ASSERT(offsetof(struct ipc_cq_entry, stamp) == 28,
+		  "a cq entry's stamp ends its second chunk");
+IPC_STATIC_ASSERT(IPC_MAX_WORKERS < IPC_CQ_NO_WORKER, "worker fits 16 bits");
 IPC_STATIC_ASSERT(sizeof(struct ipc_ctl) == IPC_LINE, "ctl is one line");
 IPC_STATIC_ASSERT(sizeof(struct ipc_worker) == 2 * IPC_LINE, "worker: 2 lines");
 IPC_STATIC_ASSERT(sizeof(struct ipc_dlq_entry) == 64, "dlq entry hdr is 64 bytes");

@@ -32,7 +32,7 @@ static int check_geometry(const struct ipc_geometry *g)
 	    g->max_clients >= UINT16_MAX || g->nworkers == 0 ||
 	    g->nworkers > IPC_MAX_WORKERS || g->ordered > 1 ||
 	    !is_pow2(g->dlq_per_worker) || g->dlq_per_worker > MAX_CAPACITY ||
-	    g->stamped > IPC_HAVE_STAMPS)
+	    g->stamped > IPC_HAVE_STAMPS || g->cq_stamped > IPC_HAVE_STAMPS)
 		return GPUQ_ECONFIG;
 	return 0;
 }
@@ -49,8 +49,10 @@ static int layout(const struct ipc_geometry *g, struct offsets *o)
 		IPC_MSG_HDR_BYTES + (g->stamped ? ipc_stamp_bytes(g->slot_bytes)
 						: g->slot_bytes),
 		IPC_LINE);
-	o->cq_stride = (uint32_t)align_up(IPC_CQ_HDR_BYTES + g->result_bytes,
-					  16);
+	o->cq_stride = (uint32_t)align_up(
+		IPC_CQ_HDR_BYTES + (g->cq_stamped ? ipc_stamp_bytes(g->result_bytes)
+						  : g->result_bytes),
+		16);
 	o->dlq_stride = (uint32_t)align_up(IPC_DLQ_HDR_BYTES + g->slot_bytes,
 					   IPC_LINE);
 	o->ctl = align_up(sizeof(struct ipc_hdr), PAGE);
@@ -124,6 +126,7 @@ int ipc_ring_init(struct ipc_ring *r, void *base, size_t size,
 	h->dlq_per_worker = g->dlq_per_worker;
 	h->dlq_stride = o.dlq_stride;
 	h->stamped = g->stamped;
+	h->cq_stamped = g->cq_stamped;
 	h->dlq_off = o.dlq;
 	h->ctl_off = o.ctl;
 	h->workers_off = o.workers;
@@ -159,6 +162,7 @@ static int check_hdr(const struct ipc_hdr *h, size_t size)
 	g.ordered = h->ordered;
 	g.dlq_per_worker = h->dlq_per_worker;
 	g.stamped = h->stamped;
+	g.cq_stamped = h->cq_stamped;
 	if (layout(&g, &o) || o.total != h->total_bytes || o.total > size ||
 	    o.nrings != h->nrings || o.dlq != h->dlq_off ||
 	    o.dlq_stride != h->dlq_stride ||

@@ -33,6 +33,7 @@ struct ipc_geometry {
 	uint32_t ordered;        /* 1: one ring per worker, keyed */
 	uint32_t dlq_per_worker; /* power of two */
 	uint32_t stamped;        /* 1: the stamped slot format (stamp.h) */
+	uint32_t cq_stamped;     /* 1: stamped completion entries (cq.h) */
 };
 
 /* A mapped queue: pointers into the shared memory, the same in every
@@ -272,27 +273,6 @@ static inline int ipc_pause_confirmed(const struct ipc_ring *r)
 		    ipc_load_acquire(&r->workers[w].cur) != UINT64_MAX)
 			return 0;
 	return 1;
-}
-
-/* How a message ended, as its completion entry reports it. */
-struct ipc_outcome {
-	int32_t status;
-	uint32_t len;
-	uint32_t attempts;
-	uint32_t worker;
-	uint64_t seq;
-};
-
-/* Publish a result: header fields, then done = id + 1 (release). */
-static inline void ipc_cq_publish(struct ipc_cq_entry *e, uint64_t id,
-				  const struct ipc_outcome *o)
-{
-	e->status = o->status;
-	e->len = o->len;
-	e->attempts = o->attempts;
-	e->worker = o->worker;
-	e->seq = o->seq;
-	ipc_store_release(&e->done, id + 1);
 }
 
 /* ---- broker side ---- */

@@ -71,6 +71,42 @@ static inline void ipc_chunk_store(void *dst, const void *src16)
 	_mm_store_si128((__m128i *)dst, _mm_loadu_si128((const __m128i *)src16));
 }
 
+/* One 16-byte chunk, read with a single SSE load.  The empty asm pins the
+ * value in a register, so the compiler cannot read src a second time for
+ * any part of it: a chunk is checked and used from the one load. */
+static inline void ipc_chunk_load(void *dst16, const void *src)
+{
+	__m128i v = _mm_load_si128((const __m128i *)src);
+	__asm__ volatile("" : "+x"(v));
+	_mm_storeu_si128((__m128i *)dst16, v);
+}
+
+/*
+ * For a reader racing the writer (a client reading a stamped completion
+ * entry): gather the len payload bytes of the stamped chunks at src into
+ * dst, each chunk checked and copied from one load.  1 if every chunk
+ * carried stamp; 0 if some chunk is not stamp's yet (dst is then partly
+ * written and means nothing).
+ */
+static inline int ipc_stamp_gather(void *dst, const void *src, uint32_t len,
+				   uint32_t stamp)
+{
+	const uint8_t *s = (const uint8_t *)src;
+	uint8_t *d = (uint8_t *)dst;
+	for (uint32_t off = 0; off < len; off += IPC_STAMP_DATA,
+		      s += IPC_STAMP_CHUNK) {
+		uint8_t c[IPC_STAMP_CHUNK];
+		uint32_t v;
+		ipc_chunk_load(c, s);
+		memcpy(&v, c + IPC_STAMP_DATA, 4);
+		if (v != stamp)
+			return 0;
+		memcpy(d + off, c,
+		       len - off < IPC_STAMP_DATA ? len - off : IPC_STAMP_DATA);
+	}
+	return 1;
+}
+
 /*
  * Write len bytes of src to dst (16-byte aligned) as stamped chunks.  Full
  * chunks take an unaligned 16-byte load of src and the stamp blended over

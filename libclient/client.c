@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ipc/clock.h"
+#include "ipc/cq.h"
 #include "ipc/proto.h"
 #include "ipc/ring.h"
 #include "libclient/gpuq.h"
@@ -47,6 +48,11 @@ struct gpuq_queue {
 	uint64_t reported; /* ids below this are settled on the next call */
 	uint8_t *taken;    /* per cq entry: result already handed to the user */
 	uint64_t *sent_ns; /* per cq entry: when its message was published */
+	/* A stamped-result queue's results, gathered out of their entries
+	 * (ipc/cq.h): room for res_n of them, result_bytes apart.  Valid
+	 * until the next call, as in-place results are. */
+	uint8_t *res;
+	size_t res_n;
 	int loan_open;
 	uint64_t sock_checked_ns; /* last hang-up poll of the socket */
 	uint64_t dead_ns;         /* heartbeat age that means "broker dead" */
@@ -258,6 +264,7 @@ fail:
 	ipc_ring_unmap(&q->r);
 	free(q->taken);
 	free(q->sent_ns);
+	free(q->res);
 	free(q);
 	return rc;
 }
@@ -276,6 +283,7 @@ GPUQ_API void gpuq_close(gpuq_queue *q)
 	ipc_ring_unmap(&q->r);
 	free(q->taken);
 	free(q->sent_ns);
+	free(q->res);
 	free(q);
 }
 
@@ -753,11 +761,28 @@ GPUQ_API int gpuq_commit_device(gpuq_queue *q, gpuq_loan *loan,
 
 /* ---- results ---- */
 
-static const struct ipc_cq_entry *done_entry(const struct gpuq_queue *q,
-					     uint64_t id)
+/* Room for n gathered results (a stamped-result queue's); 0 or -ENOMEM. */
+static int res_room(struct gpuq_queue *q, size_t n)
+{
+	uint8_t *p;
+	if (!q->r.hdr->cq_stamped || n <= q->res_n)
+		return 0;
+	p = realloc(q->res, n * q->r.hdr->result_bytes + 1);
+	if (!p)
+		return -ENOMEM;
+	q->res = p;
+	q->res_n = n;
+	return 0;
+}
+
+/* 1 if id is complete: *o its outcome, *res its result (in place, or
+ * gathered into result room i). */
+static int done_entry(const struct gpuq_queue *q, uint64_t id, size_t i,
+		      struct ipc_outcome *o, const uint8_t **res)
 {
 	const struct ipc_cq_entry *e = ipc_cq_entry(&q->r, q->client, id);
-	return ipc_load_acquire(&e->done) == id + 1 ? e : NULL;
+	uint8_t *buf = q->res ? q->res + i * q->r.hdr->result_bytes : NULL;
+	return ipc_cq_read(&q->r, e, id, o, res, buf);
 }
 
 /* Count one end-to-end latency (publish to result read) in the client's
@@ -792,24 +817,27 @@ GPUQ_API int gpuq_poll(gpuq_queue *q, gpuq_completion *out, size_t max)
 	if (!q || (!out && max))
 		return -EINVAL;
 	settle(q);
+	if (res_room(q, max < q->r.hdr->cq_capacity ? max
+						    : q->r.hdr->cq_capacity))
+		return -ENOMEM;
 	for (uint64_t id = q->released; id < q->next_id && n < max; id++) {
-		const struct ipc_cq_entry *e;
+		struct ipc_outcome o;
+		const uint8_t *res;
 		if (q->taken[id & q->r.cq_mask])
 			continue;
-		e = done_entry(q, id);
-		if (!e) {
+		if (!done_entry(q, id, n, &o, &res)) {
 			if (++gap >= POLL_GAP_LIMIT)
 				break;
 			continue;
 		}
 		gap = 0;
 		out[n].id = id;
-		out[n].status = e->status;
-		out[n].len = e->len;
-		out[n].result = e + 1;
-		out[n].attempts = e->attempts;
-		out[n].worker = e->worker;
-		out[n].seq = e->seq;
+		out[n].status = o.status;
+		out[n].len = o.len;
+		out[n].result = res;
+		out[n].attempts = o.attempts;
+		out[n].worker = o.worker;
+		out[n].seq = o.seq;
 		take(q, id, now);
 		n++;
 	}
@@ -824,26 +852,28 @@ GPUQ_API int gpuq_poll(gpuq_queue *q, gpuq_completion *out, size_t max)
 GPUQ_API int gpuq_result(gpuq_queue *q, uint64_t id, void *buf, size_t cap,
 			 size_t *len)
 {
-	const struct ipc_cq_entry *e;
+	struct ipc_outcome o;
+	const uint8_t *res;
 	if (!q || (!buf && cap))
 		return -EINVAL;
 	settle(q);
 	if (id < q->released || id >= q->next_id || q->taken[id & q->r.cq_mask])
 		return GPUQ_ENOTFOUND;
-	e = done_entry(q, id);
-	if (!e) {
+	if (res_room(q, 1))
+		return -ENOMEM;
+	if (!done_entry(q, id, 0, &o, &res)) {
 		int rc = broker_check(q);
 		return rc ? rc : GPUQ_EAGAIN;
 	}
 	if (len)
-		*len = e->len;
-	if (e->len > cap)
+		*len = o.len;
+	if (o.len > cap)
 		return -EMSGSIZE;
-	if (e->len) /* buf may be NULL when the result is empty */
-		memcpy(buf, e + 1, e->len);
+	if (o.len) /* buf may be NULL when the result is empty */
+		memcpy(buf, res, o.len);
 	take(q, id, ipc_now_ns());
 	settle(q);
-	return e->status;
+	return o.status;
 }
 
 GPUQ_API int gpuq_wait(gpuq_queue *q, uint64_t id, void *buf, size_t cap,

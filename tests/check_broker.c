@@ -1161,26 +1161,32 @@ START_TEST(test_zero_copy)
 }
 END_TEST
 
-/* Stamped slots (ipc/stamp.h): every length through echo and checksum
- * comes back intact, over many laps of a small ring, singly and in
- * batches, on the windowed and the ordered kernels, with slots that a
+/* Stamped slots (ipc/stamp.h) and stamped results (ipc/cq.h), alone and
+ * together: every length through echo and checksum comes back intact,
+ * over many laps of a small ring and of its completion area, singly and
+ * in batches, on the windowed and the ordered kernels, with slots that a
  * part-warp (a window of 16) and a whole warp (4 chunks a lane) read
- * ahead on the GPU; loans are refused with a clear error. */
+ * ahead on the GPU; loans are refused with a clear error on stamped
+ * slots. */
 START_TEST(test_stamped)
 {
 	const char *argv[] = {
-		"-q", "s,handler=echo,capacity=16,slot_bytes=200,stamped=1",
+		"-q", "s,handler=echo,capacity=16,slot_bytes=200,stamped=1,"
+		      "stamped_results=1",
 		"-q", "k,handler=checksum,capacity=16,slot_bytes=100,stamped=1",
 		"-q", "o,handler=echo,capacity=16,slot_bytes=100,stamped=1,"
-		      "ordered=1,workers=2",
+		      "ordered=1,workers=2,stamped_results=1",
 		"-q", "w,handler=echo,capacity=64,slot_bytes=1000,stamped=1,"
 		      "workers=2",
+		"-q", "r,handler=echo,capacity=16,slot_bytes=300,workers=2,"
+		      "stamped_results=1",
 		NULL
 	};
 	struct broker_proc *b = start(argv);
 	gpuq_client *c = connect_ok(b);
 	gpuq_queue *s = open_ok(c, "s"), *k = open_ok(c, "k");
 	gpuq_queue *o = open_ok(c, "o"), *w = open_ok(c, "w");
+	gpuq_queue *rq = open_ok(c, "r");
 	static uint8_t p[8][1000];
 	gpuq_iov iov[8];
 	uint64_t ids[8];
@@ -1207,6 +1213,48 @@ START_TEST(test_stamped)
 		EXPECT_RC(0, gpuq_enqueue(w, p[0], len, &id, WAIT_MS));
 		expect_echo(w, id, p[0], len);
 	}
+	/* Plain slots, stamped results: by gpuq_wait, then in batches
+	 * through gpuq_poll, whose results are gathered out of the entries. */
+	for (uint32_t len = 1; len <= 300; len++) {
+		uint64_t id;
+
+		ref_fill(p[0], len, len + 11);
+		EXPECT_RC(0, gpuq_enqueue(rq, p[0], len, &id, WAIT_MS));
+		expect_echo(rq, id, p[0], len);
+	}
+	for (uint32_t round = 0; round < 20; round++) {
+		gpuq_completion comp[8];
+		uint32_t got = 0;
+
+		for (uint32_t i = 0; i < 8; i++) {
+			iov[i].len = 1 + (round * 8 + i) * 37 % 300;
+			ref_fill(p[i], iov[i].len, round * 8 + i);
+			iov[i].data = p[i];
+			iov[i].key = 0;
+		}
+		EXPECT_RC(8, gpuq_enqueue_batch(rq, iov, 8, ids, WAIT_MS));
+		for (int spins = 0; got < 8 && spins < 100000; spins++) {
+			int n = gpuq_poll(rq, comp, 8);
+
+			ck_assert_int_ge(n, 0);
+			for (int i = 0; i < n; i++) {
+				uint32_t j = (uint32_t)(comp[i].id - ids[0]);
+
+				ck_assert_uint_lt(j, 8);
+				ck_assert_int_eq(comp[i].status, 0);
+				ck_assert_uint_eq(comp[i].len, iov[j].len);
+				ck_assert_int_eq(memcmp(comp[i].result, p[j],
+							iov[j].len), 0);
+				got++;
+			}
+			if (!n)
+				usleep(100);
+		}
+		ck_assert_uint_eq(got, 8);
+	}
+	EXPECT_RC(GPUQ_ETOOBIG, gpuq_enqueue(rq, p[0], 301, NULL, 0));
+	EXPECT_RC(0, gpuq_poll(rq, NULL, 0)); /* settles the last batch */
+	ck_assert_uint_eq(gpuq_inflight(rq), 0);
 	for (uint32_t round = 0; round < 20; round++) {
 		for (uint32_t i = 0; i < 8; i++) {
 			iov[i].len = payload(p[i], 200, round * 8 + i);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bench/reference.h"
+#include "ipc/cq.h"
 #include "ipc/layout.h"
 #include "ipc/ring.h"
 #include "libclient/gpuq.h"
@@ -124,7 +125,7 @@ static void consume(struct ipc_ring *r, uint64_t t, uint64_t id, uint32_t len)
 		struct ipc_outcome o = { .status = 0, .len = 4, .attempts = 1,
 					 .worker = 0,
 					 .seq = r->workers[0].completed };
-		ipc_cq_publish(e, m->id, &o);
+		ipc_cq_publish(r, e, m->id, &o, e + 1);
 	}
 	ipc_release_slot(r, 0, t);
 	ipc_store_release(&r->workers[0].cur, t + 1);
@@ -151,27 +152,28 @@ START_TEST(test_layout_bad_geometry)
 		const char *what;
 		struct ipc_geometry g;
 	} bad[] = {
-		{ "capacity 0", { 0, 64, 16, 16, 2, 1, 0, 16, 0 } },
-		{ "capacity 3", { 3, 64, 16, 16, 2, 1, 0, 16, 0 } },
-		{ "capacity 12", { 12, 64, 16, 16, 2, 1, 0, 16, 0 } },
-		{ "capacity 2^k+1", { 1025, 64, 16, 16, 2, 1, 0, 16, 0 } },
-		{ "cq_capacity 0", { 8, 64, 16, 0, 2, 1, 0, 16, 0 } },
-		{ "cq_capacity 3", { 8, 64, 16, 3, 2, 1, 0, 16, 0 } },
-		{ "cq_capacity 100", { 8, 64, 16, 100, 2, 1, 0, 16, 0 } },
-		{ "slot_bytes 0", { 8, 0, 16, 16, 2, 1, 0, 16, 0 } },
-		{ "max_clients 0", { 8, 64, 16, 16, 0, 1, 0, 16, 0 } },
-		{ "nworkers 0", { 8, 64, 16, 16, 2, 0, 0, 16, 0 } },
+		{ "capacity 0", { 0, 64, 16, 16, 2, 1, 0, 16, 0, 0 } },
+		{ "capacity 3", { 3, 64, 16, 16, 2, 1, 0, 16, 0, 0 } },
+		{ "capacity 12", { 12, 64, 16, 16, 2, 1, 0, 16, 0, 0 } },
+		{ "capacity 2^k+1", { 1025, 64, 16, 16, 2, 1, 0, 16, 0, 0 } },
+		{ "cq_capacity 0", { 8, 64, 16, 0, 2, 1, 0, 16, 0, 0 } },
+		{ "cq_capacity 3", { 8, 64, 16, 3, 2, 1, 0, 16, 0, 0 } },
+		{ "cq_capacity 100", { 8, 64, 16, 100, 2, 1, 0, 16, 0, 0 } },
+		{ "slot_bytes 0", { 8, 0, 16, 16, 2, 1, 0, 16, 0, 0 } },
+		{ "max_clients 0", { 8, 64, 16, 16, 0, 1, 0, 16, 0, 0 } },
+		{ "nworkers 0", { 8, 64, 16, 16, 2, 0, 0, 16, 0, 0 } },
 		{ "nworkers > max",
-		  { 8, 64, 16, 16, 2, IPC_MAX_WORKERS + 1, 0, 16, 0 } },
-		{ "dlq_per_worker 0", { 8, 64, 16, 16, 2, 1, 0, 0, 0 } },
-		{ "dlq_per_worker 3", { 8, 64, 16, 16, 2, 1, 0, 3, 0 } },
-		{ "dlq_per_worker 12", { 8, 64, 16, 16, 2, 1, 0, 12, 0 } },
-		{ "dlq_per_worker 2^k+1", { 8, 64, 16, 16, 2, 1, 0, 17, 0 } },
-		{ "ordered 2", { 8, 64, 16, 16, 2, 1, 2, 16, 0 } },
-		{ "ordered 2, 4 workers", { 8, 64, 16, 16, 2, 4, 2, 16, 0 } },
-		{ "ordered -1", { 8, 64, 16, 16, 2, 4, 0xffffffffu, 16, 0 } },
-		{ "ordered, nworkers 0", { 8, 64, 16, 16, 2, 0, 1, 16, 0 } },
-		{ "stamped 2", { 8, 64, 16, 16, 2, 1, 0, 16, 2 } },
+		  { 8, 64, 16, 16, 2, IPC_MAX_WORKERS + 1, 0, 16, 0, 0 } },
+		{ "dlq_per_worker 0", { 8, 64, 16, 16, 2, 1, 0, 0, 0, 0 } },
+		{ "dlq_per_worker 3", { 8, 64, 16, 16, 2, 1, 0, 3, 0, 0 } },
+		{ "dlq_per_worker 12", { 8, 64, 16, 16, 2, 1, 0, 12, 0, 0 } },
+		{ "dlq_per_worker 2^k+1", { 8, 64, 16, 16, 2, 1, 0, 17, 0, 0 } },
+		{ "ordered 2", { 8, 64, 16, 16, 2, 1, 2, 16, 0, 0 } },
+		{ "ordered 2, 4 workers", { 8, 64, 16, 16, 2, 4, 2, 16, 0, 0 } },
+		{ "ordered -1", { 8, 64, 16, 16, 2, 4, 0xffffffffu, 16, 0, 0 } },
+		{ "ordered, nworkers 0", { 8, 64, 16, 16, 2, 0, 1, 16, 0, 0 } },
+		{ "stamped 2", { 8, 64, 16, 16, 2, 1, 0, 16, 2, 0 } },
+		{ "cq_stamped 2", { 8, 64, 16, 16, 2, 1, 0, 16, 0, 2 } },
 	};
 	struct ipc_geometry g = small_geom;
 	struct ipc_ring r;
@@ -219,7 +221,7 @@ END_TEST
 
 START_TEST(test_layout_offsets)
 {
-	struct ipc_geometry g = { 64, 100, 40, 32, 5, 3, 0, 16, 0 };
+	struct ipc_geometry g = { 64, 100, 40, 32, 5, 3, 0, 16, 0, 0 };
 	struct ipc_ring r;
 	void *base = ring_new(&r, &g);
 	const struct ipc_hdr *h = r.hdr;
@@ -403,7 +405,7 @@ START_TEST(test_single_message)
 	{
 		struct ipc_outcome o = { .status = GPUQ_EHANDLER, .len = 4,
 					 .attempts = 3, .worker = 0, .seq = 0 };
-		ipc_cq_publish(e, 42, &o);
+		ipc_cq_publish(&r, e, 42, &o, e + 1);
 	}
 	ck_assert_uint_eq(e->done, 43);
 	ck_assert_int_eq(e->status, GPUQ_EHANDLER);
@@ -1410,7 +1412,7 @@ static int memfd_ring(const struct ipc_geometry *g, size_t *size)
 
 START_TEST(test_map_good)
 {
-	struct ipc_geometry g = { 32, 200, 24, 8, 3, 2, 0, 16, 0 };
+	struct ipc_geometry g = { 32, 200, 24, 8, 3, 2, 0, 16, 0, 0 };
 	struct ipc_ring a, b;
 	size_t size;
 	uint64_t t;
@@ -1515,7 +1517,7 @@ static const struct {
 
 START_TEST(test_map_corrupt)
 {
-	struct ipc_geometry g = { 16, 64, 16, 8, 2, 2, 0, 16, 0 };
+	struct ipc_geometry g = { 16, 64, 16, 8, 2, 2, 0, 16, 0, 0 };
 	struct ipc_ring r;
 	struct ipc_hdr *h;
 	size_t size, map_size;
@@ -1763,7 +1765,7 @@ static void *mt_consumer(void *arg)
 
 START_TEST(test_two_threads)
 {
-	struct ipc_geometry g = { 64, MT_SLOT, 16, 64, 1, 1, 0, 16, 0 };
+	struct ipc_geometry g = { 64, MT_SLOT, 16, 64, 1, 1, 0, 16, 0, 0 };
 	struct mt *m = calloc(1, sizeof(*m));
 	pthread_t prod, cons;
 	struct ipc_counts c;
@@ -1920,6 +1922,121 @@ START_TEST(test_stamped_ring)
 }
 END_TEST
 
+/* ---- stamped completion entries (ipc/cq.h) ---- */
+
+/* Over three laps of the completion area and every length 0..100, an
+ * entry written by ipc_cq_publish reads back whole (outcome and result,
+ * gathered); with any one chunk still holding the previous lap's bytes it
+ * reads as not done, and so does it for ipc_cq_done. */
+START_TEST(test_stamped_cq)
+{
+	struct ipc_geometry g = small_geom;
+	struct ipc_ring r;
+	uint8_t src[100], buf[100], prev[32 + 9 * 16], now[32 + 9 * 16];
+	void *base;
+
+	g.result_bytes = 100;
+	g.cq_stamped = 1;
+	base = ring_new(&r, &g);
+	ck_assert_uint_eq(r.hdr->cq_stamped, 1);
+	ck_assert_uint_ge(r.hdr->cq_stride,
+			  IPC_CQ_HDR_BYTES + ipc_stamp_bytes(100));
+	for (uint64_t id = 0; id < 3 * g.cq_capacity; id++) {
+		struct ipc_cq_entry *e = ipc_cq_entry(&r, 1, id);
+		struct ipc_outcome o = { (int32_t)id - 5, (uint32_t)(id * 7 % 101),
+					 1 + (uint32_t)(id % 3), (uint32_t)(id % 5),
+					 id * 3 }, got;
+		uint32_t nb = IPC_CQ_HDR_BYTES + ipc_stamp_bytes(100);
+		const uint8_t *res;
+
+		ref_fill(src, o.len, id);
+		memcpy(prev, e, nb);
+		ipc_cq_publish(&r, e, id, &o, src);
+		memcpy(now, e, nb);
+		ck_assert_uint_eq(e->stamp, ipc_stamp(id));
+		ck_assert(ipc_cq_done(&r, e, id));
+		ck_assert(!ipc_cq_done(&r, e, id + 1));
+		memset(buf, 0, sizeof(buf));
+		ck_assert(ipc_cq_read(&r, e, id, &got, &res, buf));
+		ck_assert_ptr_eq(res, buf);
+		ck_assert_int_eq(got.status, o.status);
+		ck_assert_uint_eq(got.len, o.len);
+		ck_assert_uint_eq(got.attempts, o.attempts);
+		ck_assert_uint_eq(got.worker, o.worker);
+		ck_assert_uint_eq(got.seq, o.seq);
+		ck_assert_int_eq(memcmp(buf, src, o.len), 0);
+		/* Each chunk the entry uses, stale in turn. */
+		for (uint32_t j = 0; j < 2 + ipc_stamp_chunks(o.len); j++) {
+			memcpy((uint8_t *)e + j * 16, prev + j * 16, 16);
+			ck_assert_msg(!ipc_cq_read(&r, e, id, &got, &res, buf),
+				      "id %llu: chunk %u stale, read as done",
+				      (unsigned long long)id, j);
+			ck_assert(!ipc_cq_done(&r, e, id));
+			memcpy((uint8_t *)e + j * 16, now + j * 16, 16);
+		}
+		ck_assert(ipc_cq_read(&r, e, id, &got, &res, buf));
+	}
+	free(base);
+}
+END_TEST
+
+/* The broker's failure entry (no worker) reads back as worker UINT32_MAX
+ * on either format; a plain entry is read in place with stamp 0; a
+ * scrubbed stamped entry cannot pass for the next client's id, even where
+ * that id equals the last client's and only its first chunk has landed. */
+START_TEST(test_stamped_cq_scrub)
+{
+	struct ipc_geometry g = small_geom;
+	struct ipc_ring r, p;
+	struct ipc_outcome fail = { GPUQ_EDEVICE, 0, 0, UINT32_MAX, 0 }, got;
+	struct ipc_outcome ok = { 0, 40, 1, 3, 0 };
+	uint8_t src[40], buf[100], first[32];
+	const uint8_t *res;
+	struct ipc_cq_entry *e;
+	void *base, *pbase;
+
+	g.result_bytes = 100;
+	pbase = ring_new(&p, &g);
+	g.cq_stamped = 1;
+	base = ring_new(&r, &g);
+	ref_fill(src, sizeof(src), 9);
+	for (int k = 0; k < 2; k++) {
+		struct ipc_ring *q = k ? &r : &p;
+
+		e = ipc_cq_entry(q, 0, 7);
+		ipc_cq_publish(q, e, 7, &fail, NULL);
+		ck_assert(ipc_cq_read(q, e, 7, &got, &res, buf));
+		ck_assert_int_eq(got.status, GPUQ_EDEVICE);
+		ck_assert_uint_eq(got.len, 0);
+		ck_assert_uint_eq(got.worker, UINT32_MAX);
+		ck_assert_uint_eq(e->worker, IPC_CQ_NO_WORKER);
+	}
+	e = ipc_cq_entry(&p, 0, 5);
+	ipc_cq_publish(&p, e, 5, &ok, src);
+	ck_assert_uint_eq(e->stamp, 0);
+	ck_assert(ipc_cq_read(&p, e, 5, &got, &res, NULL));
+	ck_assert_ptr_eq(res, e + 1);
+	ck_assert_int_eq(memcmp(res, src, 40), 0);
+
+	/* The last client's id 5; then the scrub at its reclaim; then the
+	 * next client's id 5, of which only the header has landed. */
+	e = ipc_cq_entry(&r, 0, 5);
+	ipc_cq_publish(&r, e, 5, &ok, src);
+	memcpy(first, e, 32);
+	ipc_cq_scrub(&r, e);
+	ck_assert_uint_eq(e->done, 0);
+	ck_assert(!ipc_cq_done(&r, e, 5));
+	memcpy(e, first, 32);
+	ck_assert(!ipc_cq_read(&r, e, 5, &got, &res, buf));
+	ck_assert(!ipc_cq_done(&r, e, 5));
+	ipc_cq_publish(&r, e, 5, &ok, src);
+	ck_assert(ipc_cq_read(&r, e, 5, &got, &res, buf));
+	ck_assert_int_eq(memcmp(buf, src, 40), 0);
+	free(base);
+	free(pbase);
+}
+END_TEST
+
 Suite *suite_ring(void)
 {
 	Suite *s = suite_create("ring");
@@ -1938,6 +2055,8 @@ Suite *suite_ring(void)
 	tcase_add_test(tl, test_stamp_roundtrip);
 	tcase_add_test(tl, test_stamp_stale_chunk);
 	tcase_add_test(tl, test_stamped_ring);
+	tcase_add_test(tl, test_stamped_cq);
+	tcase_add_test(tl, test_stamped_cq_scrub);
 	suite_add_tcase(s, tl);
 
 	tcase_add_test(tp, test_single_message);

@@ -635,7 +635,9 @@ END_TEST
 /* redis_result_batch: results written in groups of up to 64 per entry.
  * Every entry still gets exactly one correct result, all are acked, and
  * the stream holds fewer entries than results.  The entries are loaded
- * before gpuqd starts, so harvests find many results done at once. */
+ * before gpuqd starts, so harvests find many results done at once.  The
+ * queue's results are stamped (ipc/cq.h), so each waits for its group
+ * gathered out of its entry rather than in place. */
 START_TEST(test_result_groups)
 {
 	struct redis_proc r = { 0 };
@@ -649,7 +651,7 @@ START_TEST(test_result_groups)
 	c = rc_ok(&r);
 	load_more(c, &l, n);
 	start_gpuqd(&b, &r, "c1", "capacity=8192,redis_batch=512,"
-				  "redis_result_batch=64", 0, 0);
+				  "redis_result_batch=64,stamped_results=1", 0, 0);
 	wait_done(c, (long long)n, 300);
 	stop_gpuqd(&b);
 	check_results(c, &l, 0, NULL, &t);
