@@ -51,6 +51,7 @@ struct bclient_slot {
 	struct bconn *owner;    /* attached connection, or NULL */
 	uint64_t *detach_heads; /* each ring's head when it detached */
 	int reclaim_pending;    /* unpublished tickets still to SKIP */
+	uint64_t scrubbed;      /* completion entries cleared for reuse */
 	uint64_t *gen_snap;     /* other clients' resv_gen at detach */
 };
 

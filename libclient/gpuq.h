@@ -290,8 +290,9 @@ typedef struct gpuq_completion {
 	uint64_t id;
 	int32_t status;     /* 0, or GPUQ_EHANDLER (dead-lettered) */
 	uint32_t len;       /* bytes of result */
-	const void *result; /* in shared memory; valid until the next call
-			       on q (any call but the read-only getters) */
+	const void *result; /* in shared memory (a stamped-result queue: the
+			       library's own copy); valid until the next
+			       call on q (any call but the read-only getters) */
 	uint32_t attempts;  /* handler runs it took (> 1: it was retried) */
 	uint32_t worker;    /* the consumer worker (CPU thread, GPU block) */
 	uint64_t seq;       /* on an ordered queue: how many messages that

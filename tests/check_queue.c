@@ -15,20 +15,28 @@
 #include "broker/broker.h"
 #include "broker/conf.h"
 #include "ipc/clock.h"
+#include "ipc/cq.h"
 #include "ipc/ring.h"
 #include "libclient/gpuq.h"
 #include "tests/runner.h"
 
-static void make_paused_queue(struct bqueue *q, uint32_t *client)
+static void make_paused_queue_as(struct bqueue *q, uint32_t *client,
+				 int stamped_results)
 {
 	struct queue_config c;
 	config_queue_defaults(&c, "f");
 	strcpy(c.handler, "checksum");
 	c.capacity = 64;
 	c.backend = CONF_BACKEND_CPU;
+	c.stamped_results = stamped_results;
 	ck_assert_int_eq(bqueue_create(q, &c, CONF_BACKEND_CPU, 1), 0);
 	bqueue_pause(q, 1);
 	ck_assert_int_eq(bqueue_attach_internal(q, client), 0);
+}
+
+static void make_paused_queue(struct bqueue *q, uint32_t *client)
+{
+	make_paused_queue_as(q, client, 0);
 }
 
 /* Publish n messages as client, ids first..first+n-1; returns the first
@@ -76,6 +84,74 @@ START_TEST(test_fail_inflight)
 	}
 	/* Twice is harmless: nothing is completed again. */
 	ck_assert_uint_eq(bqueue_fail_inflight(&q), 0);
+	bqueue_destroy(&q);
+}
+END_TEST
+
+/* Stamped results (ipc/cq.h): an entry the consumer finished stays; one
+ * it left half-written (its first chunk landed, its second did not, as a
+ * dead context can leave it) is not complete, and is failed like the
+ * rest; the failures read back through the client's reader. */
+START_TEST(test_fail_inflight_stamped)
+{
+	static struct bqueue q;
+	struct ipc_outcome ok = { 0, 4, 1, 0, 0 }, got;
+	const uint8_t *res;
+	uint8_t buf[64], half[16];
+	uint32_t client;
+	make_paused_queue_as(&q, &client, 1);
+	ck_assert_uint_eq(q.r.hdr->cq_stamped, 1);
+	publish(&q, client, 0, 10, 0);
+	ipc_cq_publish(&q.r, ipc_cq_entry(&q.r, client, 4), 4, &ok, "abcd");
+	ipc_cq_publish(&q.r, ipc_cq_entry(&q.r, client, 6), 6, &ok, "efgh");
+	memcpy(half, ipc_cq_entry(&q.r, client, 6), 16);
+	memset(ipc_cq_entry(&q.r, client, 6), 0, 32);
+	memcpy(ipc_cq_entry(&q.r, client, 6), half, 16);
+	ck_assert_uint_eq(bqueue_fail_inflight(&q), 9);
+	for (uint64_t id = 0; id < 10; id++) {
+		const struct ipc_cq_entry *e = ipc_cq_entry(&q.r, client, id);
+		ck_assert(ipc_cq_read(&q.r, e, id, &got, &res, buf));
+		ck_assert_int_eq(got.status, id == 4 ? 0 : GPUQ_EDEVICE);
+		ck_assert_uint_eq(got.len, id == 4 ? 4 : 0);
+		ck_assert_uint_eq(got.worker, id == 4 ? 0 : UINT32_MAX);
+	}
+	ck_assert(ipc_cq_read(&q.r, ipc_cq_entry(&q.r, client, 4), 4, &got,
+			      &res, buf));
+	ck_assert_int_eq(memcmp(res, "abcd", 4), 0);
+	ck_assert_uint_eq(bqueue_fail_inflight(&q), 0);
+	bqueue_destroy(&q);
+}
+END_TEST
+
+/* A detached client's completion area is cleared a slice per tick
+ * (SCRUB_PER_TICK entries), so no tick holds the loop long; the entry is
+ * free once all of it is clear, and not before. */
+START_TEST(test_recycle_in_slices)
+{
+	static struct bqueue q;
+	struct queue_config c;
+	uint32_t client, ticks = 0;
+	config_queue_defaults(&c, "r");
+	strcpy(c.handler, "checksum");
+	c.capacity = 65536;
+	c.backend = CONF_BACKEND_CPU;
+	ck_assert_int_eq(bqueue_create(&q, &c, CONF_BACKEND_CPU, 1), 0);
+	ck_assert_int_eq(bqueue_attach_internal(&q, &client), 0);
+	ck_assert_uint_eq(q.r.hdr->cq_capacity, 65536);
+	for (uint64_t id = 0; id < 65536; id++)
+		ipc_cq_entry(&q.r, client, id)->done = id + 1;
+	bqueue_detach(&q, client);
+	while (ipc_load_acquire(&q.r.clients[client].state) !=
+	       IPC_CLIENT_FREE) {
+		ck_assert_uint_eq(ipc_load_acquire(&q.r.clients[client].state),
+				  IPC_CLIENT_DEAD);
+		ck_assert_uint_lt(ticks, 100);
+		bqueue_tick(&q, ipc_now_ns());
+		ticks++;
+	}
+	ck_assert_uint_eq(ticks, 4); /* 65536 entries, 16384 a tick */
+	for (uint64_t id = 0; id < 65536; id++)
+		ck_assert_uint_eq(ipc_cq_entry(&q.r, client, id)->done, 0);
 	bqueue_destroy(&q);
 }
 END_TEST
@@ -194,6 +270,8 @@ static Suite *suite_queue(void)
 	TCase *tc = tcase_create("device_fault");
 	tcase_add_test(tc, test_fail_inflight);
 	tcase_add_test(tc, test_fail_inflight_skips_unpublished);
+	tcase_add_test(tc, test_fail_inflight_stamped);
+	tcase_add_test(tc, test_recycle_in_slices);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("pause");
 	tcase_add_test(tc, test_pause_confirmed);
