@@ -46,6 +46,7 @@ struct workload {
 	double warmup_s;        /* ... but warm up no longer than this */
 	double max_s;           /* baselines stop sending after this */
 	int zero_copy, verify, latency;
+	int spin;               /* busy-poll for results: no sched_yield */
 	double fail_rate;       /* what the queue is configured to inject */
 };
 

@@ -129,7 +129,8 @@ int drive_until(gpuq_queue *q, const struct drive_spec *s,
 	struct loop_spec ls = {
 		.count = s->count, .start_ns = s->start_ns, .stop_ns = s->stop_ns,
 		.rate = s->rate, .batch = s->batch ? s->batch : 1,
-		.window = s->window, .stall_ms = s->stall_ms, .check = s->check,
+		.window = s->window, .stall_ms = s->stall_ms, .spin = s->spin,
+		.check = s->check,
 		.check_ctx = s->ctx, .lat = s->lat, .progress = s->progress,
 	};
 	gpuq_queue_info info;

@@ -28,6 +28,7 @@ struct drive_spec {
 		     size_t len);
 	void *ctx;
 	uint32_t stall_ms; /* no progress for this long is an error (10000) */
+	int spin;          /* busy-poll (loop.h) */
 	/* Optional; zero leaves each off (see loop.h). */
 	struct hist *lat;   /* record every message's latency, ns */
 	double rate;        /* open loop at this many messages/s */

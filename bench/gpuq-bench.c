@@ -57,7 +57,7 @@ struct plan {
 enum {
 	O_JSON = 'j', O_BASE = 1000, O_REDIS, O_RSPAWN, O_READERS, O_SERVERS,
 	O_MAXS, O_SWEEP, O_SIZES, O_SCALE, O_BATCHES, O_LATRATE, O_FAILQ,
-	O_FAILRATE, O_VERIFY, O_NOLAT, O_WARMUP, O_SVG, O_JSONFILE, O_REPEAT,
+	O_FAILRATE, O_VERIFY, O_SPIN, O_NOLAT, O_WARMUP, O_SVG, O_JSONFILE, O_REPEAT,
 };
 
 static const struct option long_opts[] = {
@@ -79,6 +79,7 @@ static const struct option long_opts[] = {
 	{ "fail-queue", required_argument, NULL, O_FAILQ },
 	{ "fail-rate", required_argument, NULL, O_FAILRATE },
 	{ "verify", no_argument, NULL, O_VERIFY },
+	{ "spin", no_argument, NULL, O_SPIN },
 	{ "no-latency", no_argument, NULL, O_NOLAT },
 	{ "warmup", required_argument, NULL, O_WARMUP },
 	{ "svg", required_argument, NULL, O_SVG },
@@ -113,6 +114,8 @@ static void usage(FILE *f)
 "  --repeat N           run every system N times (interleaved) and report the\n"
 "                       median rate, with latency merged over the runs (1-9)\n"
 "  --verify             check every result against a reference\n"
+"  --spin               busy-poll for results (no sched_yield between polls),\n"
+"                       as a producer that owns its core would\n"
 "  --no-latency         do not record latency\n"
 "  --fail-rate R        the queue injects handler failures at rate R (0.01 =\n"
 "                       1%%): report the measured failure fraction against it\n"
@@ -225,6 +228,7 @@ static int parse_long(struct opts *o, int c, const char *arg)
 	case O_FAILQ: return parse_fail(o, arg);
 	case O_FAILRATE: o->w.fail_rate = atof(arg); return o->w.fail_rate >= 0 ? 0 : -1;
 	case O_VERIFY: o->w.verify = 1; return 0;
+	case O_SPIN: o->w.spin = 1; return 0;
 	case O_NOLAT: o->w.latency = 0; return 0;
 	case O_WARMUP: o->warmup = atoll(arg); return o->warmup >= 0 ? 0 : -1;
 	case O_SVG: o->svg = arg; return 0;

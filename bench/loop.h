@@ -60,6 +60,8 @@ struct loop_spec {
 	uint32_t batch;      /* most messages per send */
 	uint32_t window;     /* most messages in flight */
 	uint32_t stall_ms;   /* no progress this long is an error (10000) */
+	int spin;            /* 1: poll again at once when nothing happened;
+				0: sched_yield() first */
 	/* 1 if (status, result) is right for message seq; NULL: no check. */
 	int (*check)(void *ctx, uint64_t seq, int status, const void *res,
 		     size_t len);

@@ -48,7 +48,7 @@ static int warm_up(const struct run_env *e, void *ctx, struct proc_result *o)
 	const struct workload *w = e->w;
 	struct proc_result scratch;
 	struct loop_spec ls = { .count = w->warmup, .batch = w->batch,
-				.window = w->window };
+				.window = w->window, .spin = w->spin };
 	int rc;
 	if (!w->warmup)
 		return 0;
@@ -67,7 +67,7 @@ static int timed(const struct run_env *e, void *ctx, int idx, uint64_t t_go,
 	struct bench_slot *slot = &e->sh->slot[idx];
 	struct loop_spec ls = { .count = w->count, .batch = w->batch,
 				.window = w->window, .start_ns = t_go,
-				.progress = &slot->progress };
+				.progress = &slot->progress, .spin = w->spin };
 	uint64_t end = t_go, stop = 0;
 	int rc;
 	if (w->latency && !e->ops->lat_by_helper)

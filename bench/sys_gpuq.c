@@ -79,6 +79,7 @@ static int g_run(void *ctx, const struct loop_spec *ls, struct proc_result *o,
 		.check = g->w->verify ? payload_check : NULL, .ctx = &g->pl,
 		.lat = ls->lat, .rate = ls->rate, .start_ns = ls->start_ns,
 		.stop_ns = ls->stop_ns, .progress = ls->progress,
+		.spin = ls->spin,
 	};
 	return drive_until(g->q, &s, o, end_ns);
 }
