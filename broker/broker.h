@@ -51,7 +51,8 @@ struct bclient_slot {
 	struct bconn *owner;    /* attached connection, or NULL */
 	uint64_t *detach_heads; /* each ring's head when it detached */
 	int reclaim_pending;    /* unpublished tickets still to SKIP */
-	uint64_t scrubbed;      /* completion entries cleared for reuse */
+	int scrub_asked;        /* handed to the recycler (recycle.c); guarded
+				   by its mutex */
 	uint64_t *gen_snap;     /* other clients' resv_gen at detach */
 };
 
@@ -76,6 +77,7 @@ struct bqueue {
 	 * dead letters are freed by bqueue_tick (they go to Redis). */
 	int32_t internal_client;
 	struct tracka *tracka; /* Redis stream binding, or NULL */
+	struct recycler *recycler; /* clears detached clients' areas */
 	/* Hash tables (design.md §15): handler state, and the exactly-once
 	 * records with the sweep that expires them; .nbuckets 0 where the
 	 * queue has none.  tables_dev: they live in device memory (CUDA
@@ -153,6 +155,13 @@ void bqueue_destroy(struct bqueue *q);
 int bqueue_attach(struct bqueue *q, struct bconn *c, uint32_t *client);
 int bqueue_attach_internal(struct bqueue *q, uint32_t *client);
 void bqueue_detach(struct bqueue *q, uint32_t client);
+/* The queue's recycler thread (recycle.c): recycle_ask hands it a DEAD
+ * entry whose quarantine is over; it scrubs the entry's completion area
+ * and then publishes the entry FREE.  recycle_stop joins it (safe when it
+ * never started). */
+int recycle_start(struct bqueue *q);
+void recycle_ask(struct bqueue *q, uint32_t client);
+void recycle_stop(struct bqueue *q);
 /* Periodic work: heartbeat, reclaim of dead producers' tickets, release of
  * quarantined client slots. */
 void bqueue_tick(struct bqueue *q, uint64_t now_ns);

@@ -176,6 +176,9 @@ int bqueue_create(struct bqueue *q, const struct queue_config *c,
 	rc = map_ring(q, &g, kind, epoch);
 	if (rc)
 		return rc;
+	rc = recycle_start(q);
+	if (rc)
+		return rc;
 	rc = bqueue_tables_create(q, rbytes, kind);
 	if (rc)
 		return rc;
@@ -206,6 +209,7 @@ void bqueue_destroy(struct bqueue *q)
 		blog(0, "queue %s: %s backend stopped in %.1f ms", q->conf.name,
 		     q->be->name, (double)(ipc_now_ns() - t0) / 1e6);
 	}
+	recycle_stop(q);
 	if (q->r.base) {
 		ipc_store_release(&q->r.hdr->state, IPC_BROKER_STOPPED);
 		ipc_ring_unmap(&q->r);
@@ -315,7 +319,6 @@ void bqueue_detach(struct bqueue *q, uint32_t client)
 	for (uint32_t i = 0; s->gen_snap && i <= h->max_clients; i++)
 		s->gen_snap[i] = ipc_load_seqcst(&q->r.clients[i].resv_gen);
 	s->reclaim_pending = 1;
-	s->scrubbed = 0;
 }
 
 /* 1 once no live client that was mid-reservation at detach still is.
@@ -345,29 +348,9 @@ static int consumed_past(const struct bqueue *q, const uint64_t *heads)
 	return 1;
 }
 
-/* Completion entries the broker clears per tick, over all clients: about
- * 0.1 ms of the loop.  Clearing 14 clients' 65536 entries in one tick held
- * the loop, and the attaches waiting on it, for 6.5 ms (benchmarking.md
- * §8.3); in slices an entry is free again a few ticks later. */
-#define SCRUB_PER_TICK 16384u
-
-/* Clear up to *budget more of client i's entries; 1 once all are. */
-static int scrub_some(struct bqueue *q, uint32_t i, uint32_t *budget)
+static void reclaim_step(struct bqueue *q, uint32_t i)
 {
 	struct bclient_slot *s = &q->slots[i];
-	uint64_t end = q->r.hdr->cq_capacity;
-	if (end - s->scrubbed > *budget)
-		end = s->scrubbed + *budget;
-	*budget -= (uint32_t)(end - s->scrubbed);
-	for (; s->scrubbed < end; s->scrubbed++)
-		ipc_cq_scrub(&q->r, ipc_cq_entry(&q->r, i, s->scrubbed));
-	return s->scrubbed == q->r.hdr->cq_capacity;
-}
-
-static void reclaim_step(struct bqueue *q, uint32_t i, uint32_t *budget)
-{
-	struct bclient_slot *s = &q->slots[i];
-	struct ipc_client *cl = &q->r.clients[i];
 	if (!s->detach_heads)
 		return;
 	if (s->reclaim_pending && reservations_settled(q, s)) {
@@ -388,12 +371,8 @@ static void reclaim_step(struct bqueue *q, uint32_t i, uint32_t *budget)
 	/* Reuse the entry only after the consumers have passed every ticket
 	 * the old client could own: until then a late result could land in
 	 * the new client's completion area. */
-	if (!s->reclaim_pending && consumed_past(q, s->detach_heads) &&
-	    scrub_some(q, i, budget)) {
-		ipc_store_release(&cl->state, IPC_CLIENT_FREE);
-		blog(1, "queue %s: client entry %u is free again", q->conf.name,
-		     i);
-	}
+	if (!s->reclaim_pending && consumed_past(q, s->detach_heads))
+		recycle_ask(q, i);
 }
 
 /* Track whether the backend progresses while it has work (metrics). */
@@ -439,10 +418,9 @@ void bqueue_tick(struct bqueue *q, uint64_t now_ns)
 	bqueue_tables_sweep(q, now_ns);
 	if (q->be->tick)
 		q->be->tick(q, now_ns);
-	uint32_t budget = SCRUB_PER_TICK;
 	for (uint32_t i = 0; i < q->r.hdr->max_clients; i++)
 		if (ipc_load_relaxed(&q->r.clients[i].state) == IPC_CLIENT_DEAD)
-			reclaim_step(q, i, &budget);
+			reclaim_step(q, i);
 }
 
 void bqueue_pause(struct bqueue *q, int on)
