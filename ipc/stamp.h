@@ -47,9 +47,20 @@
 #define IPC_STAMP_DATA 12u  /* payload bytes per 16-byte chunk */
 #define IPC_STAMP_CHUNK 16u
 
-GPUQ_HD uint32_t ipc_stamp(uint64_t ticket)
+/*
+ * The stamp of ticket (or, for a completion entry, message id) t:
+ * t mod (2^32 - 1), plus 1.  Never 0, the value of memory never written.
+ * And because the modulus is odd, two tickets of one slot, a multiple of
+ * the (power-of-two) capacity apart, share a stamp only 2^32 - 1 laps
+ * apart: about 2.8e14 tickets at capacity 65536, weeks at 10^8 a second.
+ * (t + 1 would repeat every 2^32 tickets, 43 s at that rate, so a chunk
+ * left stale that long, behind a run of shorter messages, could pass.)
+ */
+GPUQ_HD uint32_t ipc_stamp(uint64_t t)
 {
-	return (uint32_t)ticket + 1u;
+	uint64_t s = (t & 0xffffffffu) + (t >> 32); /* congruent, < 2^33 */
+	s = (s & 0xffffffffu) + (s >> 32);          /* congruent, < 2^32 */
+	return s == 0xffffffffu ? 1u : (uint32_t)s + 1u;
 }
 
 /* Chunks that hold len payload bytes. */

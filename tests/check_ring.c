@@ -1862,6 +1862,35 @@ START_TEST(test_stamp_stale_chunk)
 }
 END_TEST
 
+/* ipc_stamp(t) is t mod (2^32 - 1) + 1, checked against the division at
+ * the edges of its folds; never 0; and the tickets of one slot do not
+ * repeat a stamp after 2^32 tickets, where a plain 32-bit t + 1 would. */
+START_TEST(test_stamp_function)
+{
+	static const uint64_t edge[] = {
+		0, 1, 0xfffffffeull, 0xffffffffull, 0x100000000ull,
+		0x1fffffffeull, 0x1ffffffffull, 0x200000000ull,
+		0xfffffffefffffffeull, 0xffffffff00000000ull, UINT64_MAX - 1,
+		UINT64_MAX,
+	};
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
+		ck_assert_uint_eq(ipc_stamp(edge[i]),
+				  (uint32_t)(edge[i] % 0xffffffffull) + 1);
+	for (int i = 0; i < 100000; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		ck_assert_uint_eq(ipc_stamp(x), (uint32_t)(x % 0xffffffffull) + 1);
+		ck_assert_uint_ne(ipc_stamp(x), 0);
+	}
+	for (uint32_t cap = 2; cap <= (1u << 24); cap <<= 1) {
+		uint64_t t = 12345 + cap;
+		ck_assert_uint_ne(ipc_stamp(t), ipc_stamp(t + (1ull << 32)));
+		ck_assert_uint_ne(ipc_stamp(t), ipc_stamp(t - cap));
+	}
+}
+END_TEST
+
 /* A stamped queue: room for the bigger format, header stamps from
  * publish, the payload gathered back by ipc_slot_payload; a plain queue
  * keeps stamps 0 and its payload in place. */
@@ -2054,6 +2083,7 @@ Suite *suite_ring(void)
 	tcase_add_test(tl, test_dlq_layout);
 	tcase_add_test(tl, test_stamp_roundtrip);
 	tcase_add_test(tl, test_stamp_stale_chunk);
+	tcase_add_test(tl, test_stamp_function);
 	tcase_add_test(tl, test_stamped_ring);
 	tcase_add_test(tl, test_stamped_cq);
 	tcase_add_test(tl, test_stamped_cq_scrub);
