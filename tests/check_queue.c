@@ -20,18 +20,33 @@
 #include "libclient/gpuq.h"
 #include "tests/runner.h"
 
+/* The config every test starts from: a CPU queue of the checksum handler
+ * with capacity slots. */
+static struct queue_config cpu_conf(const char *name, uint32_t capacity)
+{
+	struct queue_config c;
+	config_queue_defaults(&c, name);
+	strcpy(c.handler, "checksum");
+	c.capacity = capacity;
+	c.backend = CONF_BACKEND_CPU;
+	return c;
+}
+
+/* Create q from c, with the broker's own client attached as *client. */
+static void create_attached(struct bqueue *q, const struct queue_config *c,
+			    uint32_t *client)
+{
+	ck_assert_int_eq(bqueue_create(q, c, CONF_BACKEND_CPU, 1), 0);
+	ck_assert_int_eq(bqueue_attach_internal(q, client), 0);
+}
+
 static void make_paused_queue_as(struct bqueue *q, uint32_t *client,
 				 int stamped_results)
 {
-	struct queue_config c;
-	config_queue_defaults(&c, "f");
-	strcpy(c.handler, "checksum");
-	c.capacity = 64;
-	c.backend = CONF_BACKEND_CPU;
+	struct queue_config c = cpu_conf("f", 64);
 	c.stamped_results = stamped_results;
-	ck_assert_int_eq(bqueue_create(q, &c, CONF_BACKEND_CPU, 1), 0);
+	create_attached(q, &c, client);
 	bqueue_pause(q, 1);
-	ck_assert_int_eq(bqueue_attach_internal(q, client), 0);
 }
 
 static void make_paused_queue(struct bqueue *q, uint32_t *client)
@@ -130,15 +145,10 @@ END_TEST
 START_TEST(test_recycle)
 {
 	static struct bqueue q;
-	struct queue_config c;
+	struct queue_config c = cpu_conf("r", 65536);
 	uint32_t client;
 	int waited = 0;
-	config_queue_defaults(&c, "r");
-	strcpy(c.handler, "checksum");
-	c.capacity = 65536;
-	c.backend = CONF_BACKEND_CPU;
-	ck_assert_int_eq(bqueue_create(&q, &c, CONF_BACKEND_CPU, 1), 0);
-	ck_assert_int_eq(bqueue_attach_internal(&q, &client), 0);
+	create_attached(&q, &c, &client);
 	ck_assert_uint_eq(q.r.hdr->cq_capacity, 65536);
 	for (uint64_t id = 0; id < 65536; id++)
 		ipc_cq_entry(&q.r, client, id)->done = id + 1;
@@ -188,14 +198,9 @@ END_TEST
 
 static void make_queue(struct bqueue *q, uint32_t *client, uint32_t workers)
 {
-	struct queue_config c;
-	config_queue_defaults(&c, "p");
-	strcpy(c.handler, "checksum");
-	c.capacity = 64;
+	struct queue_config c = cpu_conf("p", 64);
 	c.workers = workers;
-	c.backend = CONF_BACKEND_CPU;
-	ck_assert_int_eq(bqueue_create(q, &c, CONF_BACKEND_CPU, 1), 0);
-	ck_assert_int_eq(bqueue_attach_internal(q, client), 0);
+	create_attached(q, &c, client);
 }
 
 static uint64_t in_ms(uint64_t ms)
@@ -248,17 +253,12 @@ END_TEST
 START_TEST(test_pause_unconfirmed)
 {
 	static struct bqueue q;
-	struct queue_config c;
+	struct queue_config c = cpu_conf("d", 64);
 	uint32_t client;
-	config_queue_defaults(&c, "d");
-	strcpy(c.handler, "checksum");
-	c.capacity = 64;
-	c.backend = CONF_BACKEND_CPU;
 	c.max_attempts = 1;
 	c.fail_ppm = 1000000; /* every message fails */
 	c.dlq_capacity = 1;
-	ck_assert_int_eq(bqueue_create(&q, &c, CONF_BACKEND_CPU, 1), 0);
-	ck_assert_int_eq(bqueue_attach_internal(&q, &client), 0);
+	create_attached(&q, &c, &client);
 	publish(&q, client, 0, 2, 0);
 	{
 		uint64_t deadline = in_ms(5000);
