@@ -75,6 +75,21 @@ static inline void ipc_cq_publish(const struct ipc_ring *r,
 	ipc_store_release(&e->done, h.done);
 }
 
+#if IPC_HAVE_STAMPS
+/* A stamped entry's header into *h, each chunk from one load: 1 if both
+ * chunks are id's and the length it gives is in range. */
+static inline int cq_stamped_hdr(const struct ipc_ring *r,
+				 const struct ipc_cq_entry *e, uint64_t id,
+				 struct ipc_cq_entry *h)
+{
+	ipc_chunk_load(h, e);
+	if (h->done != id + 1)
+		return 0;
+	ipc_chunk_load((uint8_t *)h + 16, (const uint8_t *)e + 16);
+	return h->stamp == ipc_stamp(id) && h->len <= r->hdr->result_bytes;
+}
+#endif
+
 /*
  * 1 if id's entry e is complete: *o is its outcome and *result its result
  * bytes, in place on a plain queue and gathered into buf (result_bytes of
@@ -88,11 +103,7 @@ static inline int ipc_cq_read(const struct ipc_ring *r,
 	struct ipc_cq_entry h;
 #if IPC_HAVE_STAMPS
 	if (r->hdr->cq_stamped) {
-		ipc_chunk_load(&h, e);
-		if (h.done != id + 1)
-			return 0;
-		ipc_chunk_load((uint8_t *)&h + 16, (const uint8_t *)e + 16);
-		if (h.stamp != ipc_stamp(id) || h.len > r->hdr->result_bytes ||
+		if (!cq_stamped_hdr(r, e, id, &h) ||
 		    !ipc_stamp_gather(buf, e + 1, h.len, h.stamp))
 			return 0;
 		*result = buf;
@@ -124,10 +135,7 @@ static inline int ipc_cq_done(const struct ipc_ring *r,
 #if IPC_HAVE_STAMPS
 	if (r->hdr->cq_stamped) {
 		struct ipc_cq_entry h;
-		ipc_chunk_load(&h, e);
-		ipc_chunk_load((uint8_t *)&h + 16, (const uint8_t *)e + 16);
-		return h.done == id + 1 && h.stamp == ipc_stamp(id) &&
-		       h.len <= r->hdr->result_bytes &&
+		return cq_stamped_hdr(r, e, id, &h) &&
 		       ipc_stamp_check(e + 1, h.len, h.stamp);
 	}
 #else
