@@ -30,7 +30,6 @@ struct recycler {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
-	uint32_t asked; /* entries asked for and not yet free */
 };
 
 /* The lowest entry asked for, or UINT32_MAX; called with mu held. */
@@ -49,17 +48,15 @@ static void *recycler_main(void *arg)
 	pthread_mutex_lock(&rc->mu);
 	for (;;) {
 		uint32_t i;
-		while (!rc->stop && !rc->asked)
+		while (!rc->stop && (i = next_asked(q)) == UINT32_MAX)
 			pthread_cond_wait(&rc->cv, &rc->mu);
 		if (rc->stop)
 			break;
-		i = next_asked(q);
 		pthread_mutex_unlock(&rc->mu);
 		for (uint64_t id = 0; id < q->r.hdr->cq_capacity; id++)
 			ipc_cq_scrub(&q->r, ipc_cq_entry(&q->r, i, id));
 		pthread_mutex_lock(&rc->mu);
 		q->slots[i].scrub_asked = 0;
-		rc->asked--;
 		/* After the scrub: an attach takes only a FREE entry. */
 		ipc_store_release(&q->r.clients[i].state, IPC_CLIENT_FREE);
 		blog(1, "queue %s: client entry %u is free again", q->conf.name,
@@ -99,7 +96,6 @@ void recycle_ask(struct bqueue *q, uint32_t i)
 	if (!q->slots[i].scrub_asked &&
 	    ipc_load_acquire(&q->r.clients[i].state) == IPC_CLIENT_DEAD) {
 		q->slots[i].scrub_asked = 1;
-		rc->asked++;
 		pthread_cond_signal(&rc->cv);
 	}
 	pthread_mutex_unlock(&rc->mu);
