@@ -184,5 +184,7 @@ pid_t bench_exec_gpuqd(const char *log, const char *const *argv);
 int kv_bench_main(int argc, char **argv);
 /* gpuq-bench table: the hash table's own inserts and lookups. */
 int table_bench_main(int argc, char **argv);
+/* gpuq-bench floor (sys_floor.c): the host-GPU round trip with no gpuq. */
+int floor_bench_main(int argc, char **argv);
 
 #endif

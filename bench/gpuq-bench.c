@@ -98,6 +98,9 @@ static void usage(FILE *f)
 "                                     (gpuq-bench kv --help)\n"
 "       gpuq-bench table [options]    the hash table's inserts and lookups\n"
 "                                     (gpuq-bench table --help)\n"
+"       gpuq-bench floor [options]    one message's round trip to a GPU\n"
+"                                     with no gpuq around it, the floor\n"
+"                                     (gpuq-bench floor --help)\n"
 "  -s SOCKET            gpuqd socket (default: $GPUQ_SOCKET or the default path)\n"
 "  -q QUEUE             queue to send through (default echo); its handler is\n"
 "                       what every baseline computes too\n"
@@ -648,6 +651,8 @@ int main(int argc, char **argv)
 		return kv_bench_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "table"))
 		return table_bench_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "floor"))
+		return floor_bench_main(argc - 1, argv + 1);
 	if (parse_args(&o, argc, argv))
 		return 2;
 	if (probe(&o, &bi, &qi))

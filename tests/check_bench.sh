@@ -111,6 +111,27 @@ check_json "$dir/table.json" \
 	'd["refused"] > 0 or d["found"] == d["lookups"]' \
 	'd["inserts_per_s"] > 0 and d["lookups_per_s"] > 0'
 
+echo "== floor: the round trip with no gpuq (needs a GPU; else status 77)"
+"$bench" floor -n 1000 -z 64 --json >"$dir/floor.json" 2>"$dir/floor.err"
+rc=$?
+if [ $rc -eq 0 ] && ! command -v python3 >/dev/null; then
+	grep -q '"p50_us":[0-9]' "$dir/floor.json" || fail "floor: no figures"
+elif [ $rc -eq 0 ]; then
+	check_json "$dir/floor.json" \
+		'len(d["shapes"]) == 7 and d["count"] == 1000 and d["payload"] == 64' \
+		'all(0 < v["p50_us"] <= v["p90_us"] <= v["p99_us"] <= v["p999_us"] for v in d["shapes"].values())'
+elif [ $rc -eq 77 ]; then
+	grep -q "gpuq-bench floor: ." "$dir/floor.err" ||
+		fail "floor without a GPU did not say why"
+	echo "no usable GPU: $(cat "$dir/floor.err")"
+else
+	fail "floor exited $rc: $(cat "$dir/floor.err")"
+fi
+"$bench" floor -z 0 >/dev/null 2>&1
+[ $? -eq 2 ] || fail "floor -z 0 did not exit 2"
+"$bench" floor -z 361 >/dev/null 2>&1
+[ $? -eq 2 ] || fail "floor -z 361 did not exit 2"
+
 echo "== bad arguments exit 2"
 "$bench" -s "$sock" -p 0 >/dev/null 2>&1
 [ $? -eq 2 ] || fail "-p 0 did not exit 2"

@@ -1,0 +1,342 @@
+// floor_cuda.cu - gpuq-bench floor: one message at a time between this
+// host thread and a persistent kernel, through pinned mapped memory, with
+// none of gpuq around it.  The host writes a stamped payload (12 bytes and
+// the stamp a 16-byte chunk, as gpuq's stamped slots, ipc/stamp.h) and
+// spins until every chunk of the echoed result carries the stamp; the
+// kernel's loop takes one of the shapes of floor_bench.h.  The shapes
+// differ in one thing each, so that their differences say what each
+// ingredient of gpuq's kernel costs on this host (benchmarking.md §8.4).
+#include <cuda/atomic>
+#include <cuda_runtime.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench/floor_bench.h"
+
+#ifdef __x86_64__
+#include <emmintrin.h>
+#endif
+
+static constexpr uint32_t NSLOTS = 1024; // a ring: each message has a fresh slot
+static constexpr uint32_t STRIDE = 32;   // chunks a slot (and a result)
+static constexpr uint32_t FREE_BIT = 0x80000000u;
+static constexpr uint32_t ROUND_THREADS = 512, ROUND_WARP = ROUND_THREADS / 32 - 1;
+
+typedef cuda::atomic_ref<uint32_t, cuda::thread_scope_system> sys_u32;
+
+struct fargs {
+	const uint4 *slots; // host: the producer's stamped slots
+	uint4 *res;         // host: the echoed results
+	uint32_t *state;    // host: a state word a slot, then the frontier word
+	uint4 *vram, *stage;
+	volatile uint32_t *stop; // host: set by the producer to give up
+	uint32_t n, count, shape;
+};
+
+// One probe: chunk `lane` of slot si (lanes below n) and, where the shape
+// has one, its state word (lane 0), acquire or relaxed.
+static __device__ void probe(const fargs &a, uint32_t si, uint32_t lane, bool acq,
+		      uint4 *v, uint32_t *s)
+{
+	if (lane < a.n)
+		*v = __ldcv(a.slots + (size_t)si * STRIDE + lane);
+	if (lane == 0 && a.shape >= FLOOR_ACQUIRE)
+		*s = acq ? sys_u32(a.state[si]).load(cuda::memory_order_acquire)
+			 : __ldcv(&a.state[si]);
+}
+
+// Did the probe get message st whole (and, with a state word, published)?
+static __device__ bool whole(const fargs &a, uint32_t st, uint32_t lane, uint4 v,
+		      uint32_t s)
+{
+	bool mine = lane >= a.n || v.w == st;
+	bool pub = a.shape < FLOOR_ACQUIRE || __shfl_sync(~0u, s, 0) == st;
+	return __all_sync(~0u, mine) && pub;
+}
+
+// The probing warp waits for message st in slot si; false if told to stop.
+static __device__ bool wait_msg(const fargs &a, uint32_t st, uint32_t si,
+			 uint32_t lane, uint4 *out)
+{
+	const bool acq = a.shape == FLOOR_ACQUIRE;
+	uint4 va = make_uint4(0, 0, 0, 0), vb = va;
+	uint32_t sa = 0, sb = 0;
+	if (a.shape == FLOOR_TWO_TRIPS) {
+		// The plain protocol: the state word, then the slot it orders.
+		while (__shfl_sync(~0u, sys_u32(a.state[si]).load(
+						cuda::memory_order_acquire), 0) != st)
+			if (*a.stop)
+				return false;
+		if (lane < a.n)
+			*out = __ldcv(a.slots + (size_t)si * STRIDE + lane);
+		return true;
+	}
+	if (a.shape == FLOOR_ONE_READ) {
+		for (;;) {
+			probe(a, si, lane, false, &va, &sa);
+			if (whole(a, st, lane, va, sa))
+				break;
+			if (*a.stop)
+				return false;
+		}
+		*out = va;
+		return true;
+	}
+	// Two probes in flight: the second is issued before the first is
+	// looked at, so a message is seen about half a trip after it lands.
+	probe(a, si, lane, acq, &va, &sa);
+	__nanosleep(FLOOR_GAP_NS);
+	for (;;) {
+		probe(a, si, lane, acq, &vb, &sb);
+		if (whole(a, st, lane, va, sa)) {
+			*out = va;
+			return true;
+		}
+		__nanosleep(FLOOR_GAP_NS);
+		probe(a, si, lane, acq, &va, &sa);
+		if (whole(a, st, lane, vb, sb)) {
+			*out = vb;
+			return true;
+		}
+		if (*a.stop)
+			return false;
+		__nanosleep(FLOOR_GAP_NS);
+	}
+}
+
+// After a message: its slot FREE again, and the shapes that fence publish
+// a frontier word with a release store, as gpuq's kernel does.
+static __device__ void finish(const fargs &a, uint32_t st, uint32_t si)
+{
+	if (a.shape < FLOOR_ACQUIRE)
+		return;
+	a.state[si] = FREE_BIT | st;
+	if (a.shape >= FLOOR_FENCED)
+		sys_u32(a.state[NSLOTS]).store(st, cuda::memory_order_release);
+}
+
+// FLOOR_ROUND's message: through a VRAM slot, a handler thread that copies
+// it to a VRAM stage, and a copy-out from the stage, a barrier between
+// each step, as gpuq's windowed kernel goes.
+static __device__ void round_msg(const fargs &a, uint4 *buf, uint32_t st,
+			  size_t base)
+{
+	const uint32_t tid = threadIdx.x;
+	__syncthreads(); // the list of taken tickets
+	if (tid < a.n)
+		a.vram[base + tid] = buf[tid];
+	__syncthreads();
+	if (tid == 5)
+		for (uint32_t j = 0; j < a.n; j++)
+			a.stage[base + j] = a.vram[base + j];
+	__syncthreads();
+	if (tid < a.n) {
+		uint4 v = a.stage[base + tid];
+		a.res[base + tid] = make_uint4(v.x, v.y, v.z, st);
+	}
+	__syncthreads();
+}
+
+static __global__ void floor_consume(fargs a)
+{
+	__shared__ uint4 buf[32];
+	__shared__ int quit;
+	const uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+	const bool round = a.shape == FLOOR_ROUND;
+	const uint32_t prober = round ? ROUND_WARP : 0;
+	for (uint32_t i = 0; i < a.count; i++) {
+		const uint32_t st = i + 1, si = i % NSLOTS;
+		const size_t base = (size_t)si * STRIDE;
+		uint4 v = make_uint4(0, 0, 0, 0);
+		if (round) {
+			if (threadIdx.x == 0)
+				quit = 0;
+			__syncthreads();
+		}
+		if (warp == prober) {
+			bool ok = wait_msg(a, st, si, lane, &v);
+			if (!round && !ok)
+				return;
+			if (round) {
+				buf[lane] = v;
+				if (lane == 0 && !ok)
+					quit = 1;
+			}
+		}
+		if (round) {
+			__syncthreads();
+			if (quit)
+				return;
+			round_msg(a, buf, st, base);
+		} else if (lane < a.n) {
+			a.vram[base + lane] = v;
+			a.res[base + lane] = make_uint4(v.x, v.y, v.z, st);
+		}
+		if (threadIdx.x == 0)
+			finish(a, st, si);
+	}
+}
+
+static double now_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+	return a < b ? -1 : a > b;
+}
+
+#ifdef __x86_64__
+// The producer's side of message i: write it, stamped, a chunk a single
+// 16-byte store, as gpuq's clients write stamped slots (ipc/stamp.h); publish its state word where the shape has
+// one; wait for every chunk of its result, each read with a single load.
+// -ETIMEDOUT if it takes a second, -EBADMSG if the echo is wrong.
+// One chunk, read with a single 16-byte load (the asm keeps the compiler
+// from reading any part of it again).
+static uint4 chunk_load(const uint4 *p)
+{
+	__m128i v = _mm_load_si128((const __m128i *)p);
+	__asm__ volatile("" : "+x"(v));
+	uint4 r;
+	_mm_storeu_si128((__m128i *)&r, v);
+	return r;
+}
+
+static int one_trip(uint4 *slots, uint4 *res, volatile uint32_t *state, uint32_t n,
+	     uint32_t shape, uint32_t i, double *us)
+{
+	const uint32_t st = i + 1, si = i % NSLOTS;
+	uint4 *s = slots + (size_t)si * STRIDE, *r = res + (size_t)si * STRIDE;
+	double t0 = now_us();
+	for (uint32_t j = 0; j < n; j++)
+		_mm_store_si128((__m128i *)&s[j],
+				_mm_set_epi32((int)st, (int)j, (int)i, 0x5a5a5a5a));
+	if (shape >= FLOOR_TWO_TRIPS) {
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		state[si] = st;
+	}
+	for (uint32_t j = 0; j < n; j++) {
+		uint4 v = chunk_load(&r[j]);
+		for (; v.w != st; v = chunk_load(&r[j]))
+			if (now_us() - t0 > 1e6)
+				return -ETIMEDOUT;
+		if (v.y != i || v.z != j || v.x != 0x5a5a5a5a)
+			return -EBADMSG;
+	}
+	*us = now_us() - t0;
+	return 0;
+}
+#endif
+
+#define CK(call)                                                            \
+	do {                                                                \
+		cudaError_t e_ = (call);                                    \
+		if (e_ != cudaSuccess) {                                    \
+			rc = e_ == cudaErrorNoDevice ||                     \
+					     e_ == cudaErrorInsufficientDriver \
+				     ? -ENODEV                              \
+				     : -EIO;                                \
+			snprintf(err, errcap, "%s%s: %s",                   \
+				 rc == -ENODEV ? "no usable GPU: " : "",    \
+				 #call, cudaGetErrorString(e_));            \
+			goto out;                                           \
+		}                                                           \
+	} while (0)
+
+#ifdef __x86_64__
+// One shape: count round trips, percentiles of all but the first tenth.
+static int run_shape(struct floor_bench *b, uint32_t shape, char *err,
+		     size_t errcap)
+{
+	const size_t bytes = (size_t)NSLOTS * STRIDE * sizeof(uint4);
+	const uint32_t n = 2 + (b->payload + 11) / 12, skip = b->count / 10;
+	uint4 *slots = NULL, *res = NULL, *vram = NULL, *stage = NULL;
+	uint32_t *state = NULL, *stop = NULL;
+	double *lat = (double *)calloc(b->count, sizeof(double));
+	cudaStream_t s = NULL;
+	fargs a;
+	int rc = 0;
+	if (!lat) {
+		snprintf(err, errcap, "out of memory");
+		return -ENOMEM;
+	}
+	CK(cudaHostAlloc((void **)&slots, bytes, cudaHostAllocMapped));
+	CK(cudaHostAlloc((void **)&res, bytes, cudaHostAllocMapped));
+	CK(cudaHostAlloc((void **)&state, (NSLOTS + 1) * 4, cudaHostAllocMapped));
+	CK(cudaHostAlloc((void **)&stop, 4, cudaHostAllocMapped));
+	memset(slots, 0, bytes);
+	memset(res, 0, bytes);
+	memset(state, 0, (NSLOTS + 1) * 4);
+	*stop = 0;
+	CK(cudaMalloc((void **)&vram, bytes));
+	CK(cudaMalloc((void **)&stage, bytes));
+	CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+	CK(cudaHostGetDevicePointer((void **)&a.slots, slots, 0));
+	CK(cudaHostGetDevicePointer((void **)&a.res, res, 0));
+	CK(cudaHostGetDevicePointer((void **)&a.state, state, 0));
+	CK(cudaHostGetDevicePointer((void **)&a.stop, stop, 0));
+	a.vram = vram;
+	a.stage = stage;
+	a.n = n;
+	a.count = b->count;
+	a.shape = shape;
+	floor_consume<<<1, shape == FLOOR_ROUND ? ROUND_THREADS : 32, 0, s>>>(a);
+	CK(cudaGetLastError());
+	for (uint32_t i = 0; i < b->count && !rc; i++)
+		rc = one_trip(slots, res, state, n, shape, i, &lat[i]);
+	if (rc) {
+		snprintf(err, errcap, "%s: %s", floor_shape_name((enum floor_shape)shape),
+			 rc == -ETIMEDOUT ? "no result within 1 s"
+					  : "a result is not the echo of its message");
+		*(volatile uint32_t *)stop = 1;
+	}
+	CK(cudaStreamSynchronize(s));
+	if (!rc) {
+		uint32_t m = b->count - skip;
+		double *l = lat + skip;
+		qsort(l, m, sizeof(*l), cmp_double);
+		b->r[shape].p50_us = l[m / 2];
+		b->r[shape].p90_us = l[(size_t)m * 9 / 10];
+		b->r[shape].p99_us = l[(size_t)m * 99 / 100];
+		b->r[shape].p999_us = l[(size_t)m * 999 / 1000];
+	}
+out:
+	if (s)
+		cudaStreamDestroy(s);
+	cudaFree(vram);
+	cudaFree(stage);
+	cudaFreeHost(slots);
+	cudaFreeHost(res);
+	cudaFreeHost(state);
+	cudaFreeHost(stop);
+	free(lat);
+	return rc;
+}
+#else
+static int run_shape(struct floor_bench *, uint32_t, char *, size_t)
+{
+	return -ENOTSUP;
+}
+#endif
+
+extern "C" int floor_bench_cuda(struct floor_bench *b, char *err,
+				size_t errcap)
+{
+	int rc = 0, ndev = 0;
+#ifndef __x86_64__
+	snprintf(err, errcap, "needs 16-byte host stores (x86-64)");
+	return -ENOTSUP;
+#endif
+	CK(cudaGetDeviceCount(&ndev));
+	for (uint32_t shape = 0; shape < FLOOR_NSHAPES && !rc; shape++)
+		rc = run_shape(b, shape, err, errcap);
+out:
+	return rc;
+}
