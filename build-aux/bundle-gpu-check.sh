@@ -91,11 +91,20 @@ if want bench && start_broker "$S" "$bin/gpuqd" -b cuda \
 	$B -q schecksum -p 14 -n 1000000 -b 1024 -w 8192 --verify | tail -2
 	stop_broker "$S" || fail=1
 fi
+# Both stamped keys: the lowest round trip gpuq has (docs/api.md).
+if want bench && start_broker "$S" "$bin/gpuqd" -b cuda \
+	-q secho2,handler=echo,workers=32,capacity=16384,stamped=1,stamped_results=1; then
+	for i in 1 2 3; do $B -q secho2 -p 1 -n 50000 -b 1 -w 1 | lat; done
+	stop_broker "$S" || fail=1
+fi
 # Only now, with the broker above gone: its persistent kernels stay
 # resident while idle, and without MPS the kernels of two processes
 # time-slice the GPU, so either bench below measured about half its
 # figure while that broker lived (benchmarking.md §8).
 if want bench; then
+	# the floor under those round trips: the same exchange with no gpuq
+	# around it (benchmarking.md §8.4)
+	timeout 60 "$bin/gpuq-bench" floor || fail=1
 	# the hash table in VRAM: 16M slots at 50 % load, 200M lookups
 	timeout 60 "$bin/gpuq-bench" table --device cuda || fail=1
 	# the KV API on a table in VRAM against Redis MSET/MGET, same run
@@ -170,6 +179,10 @@ want sanitize && for tool in memcheck racecheck; do
 	sanitize_one $tool stamped,handler=echo,stamped=1,stamped_results=1,slot_bytes=256,workers=2 -z 256 -p 2 -n 2000 --verify
 	sanitize_one $tool stamped16,handler=checksum,stamped=1,capacity=16,slot_bytes=100,workers=2 -z 100 -p 2 -n 2000 --verify
 	sanitize_one $tool stampedo,handler=echo,stamped=1,stamped_results=1,ordered=yes,workers=2 -p 2 -n 1000
+	# one message in flight: the probes for a lone producer's next
+	# message (design.md §10), by a whole warp and by part of one
+	sanitize_one $tool lone,handler=echo,stamped=1,stamped_results=1,workers=2 -p 1 -n 300 -b 1 -w 1 --verify
+	sanitize_one $tool lone16,handler=echo,stamped=1,stamped_results=1,capacity=16,slot_bytes=64,workers=1 -z 64 -p 1 -n 300 -b 1 -w 1 --verify
 	# the in-order kernel, with retries
 	sanitize_one $tool ordered,handler=echo,ordered=yes,workers=2,fail_ppm=200000,fail_attempts=1 -p 2 -n 1000
 	# a loaded handler module (random payloads: some hold a NUL byte,

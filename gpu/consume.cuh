@@ -70,6 +70,11 @@ constexpr unsigned PAUSED_SLEEP_NS = 2048;
 // Stamped queues (ipc/stamp.h): one warp reads a slot ahead, at most
 // SPEC_PER_LANE 16-byte chunks a lane (all loads in flight at once).
 constexpr unsigned SPEC_PER_LANE = 4, SPEC_MAX_CHUNKS = 32 * SPEC_PER_LANE;
+// Probing (see probe_next): the gap between a probe and the next, the
+// most probes in one round, and for how many rounds without progress after
+// its last message a block keeps probing (a probing round lasts about
+// PROBE_MAX * PROBE_GAP_NS, so some 8 ms).
+constexpr unsigned PROBE_GAP_NS = 500, PROBE_MAX = 32, PROBE_ROUNDS = 512;
 constexpr uint64_t NO_TICKET = ~0ull;
 
 typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_system> sys_u64;
@@ -561,9 +566,12 @@ __device__ inline void pump(const kargs &a)
 struct wshared {
 	struct counts c;
 	unsigned long long head, low, dlq;
+	unsigned long long pw;        // the pause word this round started with
 	unsigned long long spec_t;    // ticket read ahead, or NO_TICKET
 	unsigned spec_bad, spec_len;  // its first stale chunk; its length
 	int spec_hit;                 // its owner found it READY and whole
+	int probe;                    // this round probes spec_t (probe_next)
+	int probe_hit;                // and found it READY and whole
 	uint4 spec_buf[SPEC_MAX_CHUNKS]; // its slot as read
 	int stop, paused, eager;
 	unsigned ntake;               // tickets taken this round
@@ -624,10 +632,8 @@ __device__ inline uint32_t spec_lanes(uint32_t nthreads)
 // block, until the ticket is known published (spec_put).  s.spec_bad gets
 // the first chunk not stamped for the ticket and s.spec_len the header's
 // length.  Whether the read counts is up to spec_hit, once the ticket's
-// state word has been seen READY.  One read a round: probing the ticket
-// more often (several reads in flight) made the round trip 1-2 us longer,
-// likely because each read snoops the lines the producer is writing
-// (design.md §10, "Tried and not kept").
+// state word has been seen READY.  One read a round; a block that waits
+// for a lone producer's next message probes instead (probe_next).
 __device__ inline void spec_read(const kargs &a, struct wshared &s,
 				 uint32_t nthreads)
 {
@@ -679,6 +685,107 @@ __device__ inline bool spec_hit(const kargs &a, const struct wshared &s,
 	       s.spec_bad >= 2 + ipc_stamp_chunks(s.spec_len);
 }
 
+// One probe of ticket st: its state word (lane 0, in st0) and chunk `lane`
+// of its slot (lanes below n), relaxed: the stamps, not the order of the
+// loads, say whether the bytes are st's.
+__device__ inline void probe_load(const kargs &a, uint64_t st, uint32_t n,
+				  uint32_t lane, uint4 *v, uint64_t *st0)
+{
+	const size_t si = slot_index(a, 0, st);
+	if (lane < n)
+		*v = __ldcv((const uint4 *)(a.slots + si * a.slot_stride) + lane);
+	if (lane == 0)
+		*st0 = __ldcv((const unsigned long long *)&a.states[si]);
+}
+
+// What probe (v, st0) says of ticket st: PROBE_HIT when it is READY and
+// whole, PROBE_OTHER when it was published otherwise (READY_VRAM, SKIP:
+// the look takes those), else PROBE_NOT_YET.  Every lane of the probing
+// warp (mask) calls it.  The length comes from chunk 0 (lane 0); chunks
+// past it need no stamp.  A length out of range is never whole (the look
+// and the copy then deal with it, and open_ticket calls it garbled).
+enum probe { PROBE_NOT_YET, PROBE_HIT, PROBE_OTHER };
+__device__ inline enum probe probe_says(const kargs &a, uint64_t st,
+					uint32_t n, uint32_t lane,
+					uint32_t mask, uint4 v, uint64_t st0)
+{
+	const uint32_t len = __shfl_sync(mask, v.z, 0);
+	const uint64_t state = __shfl_sync(mask, st0, 0);
+	const bool mine = lane >= n || lane >= 2 + ipc_stamp_chunks(len) ||
+			  v.w == ipc_stamp(st);
+	const bool whole = __all_sync(mask, mine) && len <= a.slot_bytes;
+	if (state == IPC_STATE(st, IPC_READY))
+		return whole ? PROBE_HIT : PROBE_NOT_YET;
+	return state == IPC_STATE(st, IPC_READY_VRAM) ||
+			       state == IPC_STATE(st, IPC_SKIP)
+		       ? PROBE_OTHER
+		       : PROBE_NOT_YET;
+}
+
+// Should a probe loop end without its ticket?  When the pump shows a
+// reservation past it (more than a lone producer's message: the round's
+// looks take those), intake closed, the kernel stopping or a new pause
+// word (to be confirmed at the top of a round).
+__device__ inline bool probe_leave(const kargs &a, uint64_t st, uint64_t pw)
+{
+	volatile struct gpuq_dctl *d = a.dctl;
+	uint64_t h = d->head;
+	return (h & IPC_HEAD_CLOSED) || (h & ~IPC_HEAD_CLOSED) > st + 1 ||
+	       d->stop || d->pause != pw;
+}
+
+// A lone producer's next message: the last warp probes ticket s.spec_t
+// (its state word and whole slot, relaxed loads) with two probes in
+// flight, PROBE_GAP_NS apart, until one finds it READY and whole or
+// probe_leave says stop, at most PROBE_MAX probes.  A hit goes to
+// s.spec_buf as a read-ahead does, and the block takes it at once, with
+// no look (which would cost it another PCIe trip).  A message that comes
+// while the block waits is seen by the next probe to reach it, not by the
+// next round's look; that shortens the round trip's tail, not its median
+// (design.md §10).  The loads are relaxed on purpose: an acquire load
+// holds back every load after it, so acquire probes would not overlap
+// (gpuq-bench floor: acquire probes 0.5-1 us slower, benchmarking.md
+// §8.4).
+__device__ inline void probe_next(const kargs &a, struct wshared &s,
+				  uint32_t nthreads, uint64_t pw)
+{
+	const uint32_t n = slot_chunks(a), lane = threadIdx.x % 32;
+	const uint32_t lanes = spec_lanes(nthreads);
+	const uint32_t mask = lanes >= 32 ? ~0u : (1u << lanes) - 1;
+	const uint64_t st = s.spec_t;
+	if (threadIdx.x / 32 != (nthreads - 1) / 32)
+		return;
+	uint4 va = make_uint4(0, 0, 0, 0), vb = va, v = va;
+	uint64_t sa = 0, sb = 0;
+	enum probe p = PROBE_NOT_YET;
+	probe_load(a, st, n, lane, &va, &sa);
+	__nanosleep(PROBE_GAP_NS);
+	for (uint32_t k = 0; k < PROBE_MAX; k += 2) {
+		probe_load(a, st, n, lane, &vb, &sb);
+		if ((p = probe_says(a, st, n, lane, mask, va, sa))) {
+			v = va;
+			break;
+		}
+		__nanosleep(PROBE_GAP_NS);
+		probe_load(a, st, n, lane, &va, &sa);
+		if ((p = probe_says(a, st, n, lane, mask, vb, sb))) {
+			v = vb;
+			break;
+		}
+		if (probe_leave(a, st, pw))
+			break;
+		__nanosleep(PROBE_GAP_NS);
+	}
+	const bool hit = p == PROBE_HIT;
+	if (lane < n)
+		s.spec_buf[lane] = v;
+	if (lane == 0) {
+		s.spec_len = v.z;
+		s.spec_bad = hit ? ~0u : 0; // a miss is never used
+		s.probe_hit = hit;
+	}
+}
+
 // Profiling (GPUQ_CUDA_PROFILE): thread 0 adds the cycles since *c0 to
 // counter i.  The next lap starts only after the counter's update: the
 // update reads VRAM (a few hundred ns), and charged to the next step it
@@ -700,18 +807,29 @@ __device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
 template <bool TABLES, bool KV>
 __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 					 uint32_t worker, uint64_t ws, uint64_t t,
-					 bool finished, bool *took, bool *end)
+					 uint64_t pw, bool finished, bool *took,
+					 bool *end)
 {
 	const uint32_t tid = threadIdx.x, W = blockDim.x;
 	unsigned long long *prof =
 		a.prof && tid == 0 ? a.prof + (size_t)worker * GPUQ_PROF_N : NULL;
 	long long c0 = prof ? clock64() : 0;
 	// The read-ahead's loads go first: the look's acquire load would hold
-	// back any load after it until it returns.
-	if (!KV)
+	// back any load after it until it returns.  A probing round probes
+	// first; the block looks only if the probe missed.
+	if (!KV && s.probe) {
+		probe_next(a, s, W, pw);
+		__syncthreads();
+	} else if (!KV) {
 		spec_read(a, s, W);
-	enum look l = finished ? LOOK_WAIT
-			       : look_ticket(a, 0, t, s.head, s.stop, s.eager);
+	}
+	// After a hit the others do not look either: their looks would hold
+	// the hit back a PCIe trip, and the next round looks anyway.
+	enum look l = finished	      ? LOOK_WAIT
+		      : !s.probe_hit ? look_ticket(a, 0, t, s.head, s.stop,
+						   s.eager)
+		      : t == s.spec_t ? LOOK_READY
+				      : LOOK_WAIT;
 	bool published = l == LOOK_READY || l == LOOK_READY_VRAM;
 	bool ready = published || l == LOOK_SKIP;
 	bool any = __syncthreads_or(ready);
@@ -847,6 +965,8 @@ __device__ inline void consume_windowed(const kargs &a)
 	// messages).
 	const bool spec = a.stamped && !KV &&
 			  slot_chunks(a) <= SPEC_PER_LANE * spec_lanes(blockDim.x);
+	// Probe (probe_next) slots of one chunk a lane of that warp.
+	const bool probe = spec && slot_chunks(a) <= spec_lanes(blockDim.x);
 	if (tid == 0)
 		s.dlq = me->dlq_head;
 	for (uint64_t win = worker;; win += a.nworkers) {
@@ -864,7 +984,8 @@ __device__ inline void consume_windowed(const kargs &a)
 				volatile struct gpuq_dctl *d = a.dctl;
 				s.head = d->head;
 				s.stop = d->stop;
-				s.paused = paused_now(a, me, d->pause, s.stop,
+				s.pw = d->pause;
+				s.paused = paused_now(a, me, s.pw, s.stop,
 						      &acked);
 				s.low = ~0ull;
 				s.ntake = 0;
@@ -875,6 +996,15 @@ __device__ inline void consume_windowed(const kargs &a)
 				s.spec_bad = ~0u;
 				s.spec_len = 0;
 				s.spec_hit = 0;
+				// Probe while a lone producer's next message
+				// is all this window waits for: the lowest
+				// unfinished ticket is at most just reserved.
+				uint64_t hn = s.head & ~IPC_HEAD_CLOSED;
+				s.probe = probe && s.spec_t != NO_TICKET &&
+					  quiet < PROBE_ROUNDS && !s.stop &&
+					  !(s.head & IPC_HEAD_CLOSED) &&
+					  next + 1 >= hn;
+				s.probe_hit = 0;
 			}
 			__syncthreads();
 			// The round's head, for the wait below: thread 0
@@ -890,8 +1020,8 @@ __device__ inline void consume_windowed(const kargs &a)
 				continue;
 			}
 			bool took;
-			enum look l = window_round<TABLES, KV>(a, s, worker, ws, t, finished,
-						   &took, &end);
+			enum look l = window_round<TABLES, KV>(
+				a, s, worker, ws, t, s.pw, finished, &took, &end);
 			if (l == LOOK_END)
 				finished = end = true;
 			finished |= took;
