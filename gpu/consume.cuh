@@ -735,8 +735,11 @@ __device__ inline bool probe_leave(const kargs &a, uint64_t st, uint64_t pw)
 }
 
 // A lone producer's next message: the last warp probes ticket s.spec_t
-// (its state word and whole slot, relaxed loads) with two probes in
-// flight, PROBE_GAP_NS apart, until one finds it READY and whole or
+// (its state word and whole slot, relaxed loads), meaning to keep two
+// probes in flight PROBE_GAP_NS apart (as compiled, the loop copies the
+// last probe's registers before it issues the next, which waits for that
+// probe: benchmarking.md §8.4; unrolling the loop is the fix to measure),
+// until one finds it READY and whole or
 // probe_leave says stop, at most PROBE_MAX probes.  A hit goes to
 // s.spec_buf as a read-ahead does, and the block takes it at once, with
 // no look (which would cost it another PCIe trip).  A message that comes
