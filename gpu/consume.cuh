@@ -308,10 +308,18 @@ __device__ inline struct ipc_cq_entry *cq_entry(const kargs &a,
 						      a.cq_stride);
 }
 
+// 16-byte chunks of a stamped slot or completion entry with len payload
+// bytes: its two header chunks (a slot's and an entry's header are both 32
+// bytes), then 12 payload bytes and the stamp a chunk.
+__device__ inline uint32_t stamped_chunks(uint32_t len)
+{
+	return IPC_MSG_HDR_BYTES / 16 + ipc_stamp_chunks(len);
+}
+
 // 16-byte chunks of a host slot that copy_in reads.
 __device__ inline uint32_t slot_chunks(const kargs &a)
 {
-	return a.stamped ? 2 + ipc_stamp_chunks(a.slot_bytes)
+	return a.stamped ? stamped_chunks(a.slot_bytes)
 			 : (IPC_MSG_HDR_BYTES + a.slot_bytes + 15) / 16;
 }
 
@@ -400,7 +408,7 @@ __device__ inline uint4 stamped_cq_chunk(const uint4 *src, uint32_t j,
 // in the producer's area.
 __device__ inline uint32_t cq_chunks(const kargs &a, uint32_t bytes)
 {
-	return a.cq_stamped ? 2 + ipc_stamp_chunks(bytes - IPC_CQ_HDR_BYTES)
+	return a.cq_stamped ? stamped_chunks(bytes - IPC_CQ_HDR_BYTES)
 			    : (bytes + 15) / 16;
 }
 
@@ -415,7 +423,7 @@ __device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
 				uint32_t nthreads)
 {
 	const uint32_t per = a.cq_stamped
-				     ? 2 + ipc_stamp_chunks(a.result_bytes)
+				     ? stamped_chunks(a.result_bytes)
 				     : a.stage_stride / 16;
 	const uint32_t total = n * per;
 	for (uint32_t c = tid; c < total; c += nthreads) {
@@ -682,7 +690,7 @@ __device__ inline bool spec_hit(const kargs &a, const struct wshared &s,
 				uint64_t t)
 {
 	return t == s.spec_t && s.spec_len <= a.slot_bytes &&
-	       s.spec_bad >= 2 + ipc_stamp_chunks(s.spec_len);
+	       s.spec_bad >= stamped_chunks(s.spec_len);
 }
 
 // One probe of ticket st: its state word (lane 0, in st0) and chunk `lane`
@@ -711,7 +719,7 @@ __device__ inline enum probe probe_says(const kargs &a, uint64_t st,
 {
 	const uint32_t len = __shfl_sync(mask, v.z, 0);
 	const uint64_t state = __shfl_sync(mask, st0, 0);
-	const bool mine = lane >= n || lane >= 2 + ipc_stamp_chunks(len) ||
+	const bool mine = lane >= n || lane >= stamped_chunks(len) ||
 			  v.w == ipc_stamp(st);
 	const bool whole = __all_sync(mask, mine) && len <= a.slot_bytes;
 	if (state == IPC_STATE(st, IPC_READY))
