@@ -12,13 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench/floor_bench.h"
-
-#ifdef __x86_64__
-#include <emmintrin.h>
-#endif
+#include "ipc/atomics.h"
+#include "ipc/clock.h"
+#include "ipc/stamp.h"
+extern "C" {
+#include "bench/hist.h"
+}
 
 static constexpr uint32_t NSLOTS = 1024; // a ring: each message has a fresh slot
 static constexpr uint32_t STRIDE = 32;   // chunks a slot (and a result)
@@ -180,61 +181,38 @@ static __global__ void floor_consume(fargs a)
 	}
 }
 
-static double now_us(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-	double a = *(const double *)x, b = *(const double *)y;
-	return a < b ? -1 : a > b;
-}
-
 #ifdef __x86_64__
 // The producer's side of message i: write it, stamped, a chunk a single
-// 16-byte store, as gpuq's clients write stamped slots (ipc/stamp.h); publish its state word where the shape has
-// one; wait for every chunk of its result, each read with a single load.
-// -ETIMEDOUT if it takes a second, -EBADMSG if the echo is wrong.
-// One chunk, read with a single 16-byte load (the asm keeps the compiler
-// from reading any part of it again).
-static uint4 chunk_load(const uint4 *p)
-{
-	__m128i v = _mm_load_si128((const __m128i *)p);
-	__asm__ volatile("" : "+x"(v));
-	uint4 r;
-	_mm_storeu_si128((__m128i *)&r, v);
-	return r;
-}
-
+// 16-byte store, as gpuq's clients write stamped slots (ipc/stamp.h);
+// publish its state word where the shape has one; wait for every chunk of
+// its result, then check each, read with a single load.  -ETIMEDOUT if it
+// takes a second, -EBADMSG if the echo is wrong.
 static int one_trip(uint4 *slots, uint4 *res, volatile uint32_t *state, uint32_t n,
-	     uint32_t shape, uint32_t i, double *us)
+	     uint32_t shape, uint32_t i, uint64_t *ns)
 {
 	const uint32_t st = i + 1, si = i % NSLOTS;
 	uint4 *s = slots + (size_t)si * STRIDE, *r = res + (size_t)si * STRIDE;
-	double t0 = now_us();
-	for (uint32_t j = 0; j < n; j++)
-		_mm_store_si128((__m128i *)&s[j],
-				_mm_set_epi32((int)st, (int)j, (int)i, 0x5a5a5a5a));
-	if (shape >= FLOOR_TWO_TRIPS) {
-		__atomic_thread_fence(__ATOMIC_RELEASE);
-		state[si] = st;
+	uint64_t t0 = ipc_now_ns();
+	for (uint32_t j = 0; j < n; j++) {
+		const uint4 v = make_uint4(0x5a5a5a5a, i, j, st);
+		ipc_chunk_store(&s[j], &v);
 	}
+	if (shape >= FLOOR_TWO_TRIPS)
+		ipc_store_release(&state[si], st);
 	// Spin on each chunk's stamp word alone, pausing between reads, as a
 	// client waiting for its result would; the bytes are checked after.
 	for (uint32_t j = 0; j < n; j++) {
 		volatile uint32_t *w = &((volatile uint32_t *)&r[j])[3];
 		for (uint32_t k = 0; *w != st; k++) {
-			_mm_pause();
-			if ((k & 1023) == 1023 && now_us() - t0 > 1e6)
+			ipc_cpu_relax();
+			if ((k & 1023) == 1023 && ipc_now_ns() - t0 > 1000000000ull)
 				return -ETIMEDOUT;
 		}
 	}
-	*us = now_us() - t0;
+	*ns = ipc_now_ns() - t0;
 	for (uint32_t j = 0; j < n; j++) {
-		uint4 v = chunk_load(&r[j]);
+		uint4 v;
+		ipc_chunk_load(&v, &r[j]);
 		if (v.y != i || v.z != j || v.x != 0x5a5a5a5a || v.w != st)
 			return -EBADMSG;
 	}
@@ -258,15 +236,16 @@ static int one_trip(uint4 *slots, uint4 *res, volatile uint32_t *state, uint32_t
 	} while (0)
 
 #ifdef __x86_64__
-// One shape: count round trips, percentiles of all but the first tenth.
+// One shape: count round trips, percentiles of all but the first tenth,
+// from gpuq-bench's latency histogram (bench/hist.h).
 static int run_shape(struct floor_bench *b, uint32_t shape, char *err,
 		     size_t errcap)
 {
 	const size_t bytes = (size_t)NSLOTS * STRIDE * sizeof(uint4);
-	const uint32_t n = 2 + (b->payload + 11) / 12, skip = b->count / 10;
+	const uint32_t n = 2 + ipc_stamp_chunks(b->payload), skip = b->count / 10;
 	uint4 *slots = NULL, *res = NULL, *vram = NULL, *stage = NULL;
 	uint32_t *state = NULL, *stop = NULL;
-	double *lat = (double *)calloc(b->count, sizeof(double));
+	struct hist *lat = (struct hist *)malloc(sizeof(*lat));
 	cudaStream_t s = NULL;
 	fargs a;
 	int rc = 0;
@@ -274,6 +253,7 @@ static int run_shape(struct floor_bench *b, uint32_t shape, char *err,
 		snprintf(err, errcap, "out of memory");
 		return -ENOMEM;
 	}
+	hist_init(lat);
 	CK(cudaHostAlloc((void **)&slots, bytes, cudaHostAllocMapped));
 	CK(cudaHostAlloc((void **)&res, bytes, cudaHostAllocMapped));
 	CK(cudaHostAlloc((void **)&state, (NSLOTS + 1) * 4, cudaHostAllocMapped));
@@ -296,8 +276,12 @@ static int run_shape(struct floor_bench *b, uint32_t shape, char *err,
 	a.shape = shape;
 	floor_consume<<<1, shape == FLOOR_ROUND ? ROUND_THREADS : 32, 0, s>>>(a);
 	CK(cudaGetLastError());
-	for (uint32_t i = 0; i < b->count && !rc; i++)
-		rc = one_trip(slots, res, state, n, shape, i, &lat[i]);
+	for (uint32_t i = 0; i < b->count && !rc; i++) {
+		uint64_t ns = 0;
+		rc = one_trip(slots, res, state, n, shape, i, &ns);
+		if (!rc && i >= skip)
+			hist_record(lat, ns);
+	}
 	if (rc) {
 		snprintf(err, errcap, "%s: %s", floor_shape_name((enum floor_shape)shape),
 			 rc == -ETIMEDOUT ? "no result within 1 s"
@@ -306,13 +290,10 @@ static int run_shape(struct floor_bench *b, uint32_t shape, char *err,
 	}
 	CK(cudaStreamSynchronize(s));
 	if (!rc) {
-		uint32_t m = b->count - skip;
-		double *l = lat + skip;
-		qsort(l, m, sizeof(*l), cmp_double);
-		b->r[shape].p50_us = l[m / 2];
-		b->r[shape].p90_us = l[(size_t)m * 9 / 10];
-		b->r[shape].p99_us = l[(size_t)m * 99 / 100];
-		b->r[shape].p999_us = l[(size_t)m * 999 / 1000];
+		b->r[shape].p50_us = hist_percentile(lat, 50) / 1e3;
+		b->r[shape].p90_us = hist_percentile(lat, 90) / 1e3;
+		b->r[shape].p99_us = hist_percentile(lat, 99) / 1e3;
+		b->r[shape].p999_us = hist_percentile(lat, 99.9) / 1e3;
 	}
 out:
 	if (s)

@@ -36,9 +36,12 @@
 
 #include "ipc/hd.h"
 
-#if defined(__x86_64__) && !defined(__CUDA_ARCH__)
+#if defined(__x86_64__)
 #include <emmintrin.h>
-/* The format needs single-copy atomic 16-byte stores on the host. */
+/* The format needs single-copy atomic 16-byte stores on the host.  Also
+ * in nvcc's device pass, which parses a .cu file's host functions too (and
+ * compiles no SSE into device code): gpuq-bench floor's producer, a host
+ * function in a .cu file, writes and reads chunks with these helpers. */
 #define IPC_HAVE_STAMPS 1
 #else
 #define IPC_HAVE_STAMPS 0
