@@ -977,7 +977,7 @@ __device__ inline void consume_windowed(const kargs &a)
 	const bool spec = a.stamped && !KV &&
 			  slot_chunks(a) <= SPEC_PER_LANE * spec_lanes(blockDim.x);
 	// Probe (probe_next) slots of one chunk a lane of that warp.
-	const bool probe = spec && slot_chunks(a) <= spec_lanes(blockDim.x);
+	const bool may_probe = spec && slot_chunks(a) <= spec_lanes(blockDim.x);
 	if (tid == 0)
 		s.dlq = me->dlq_head;
 	for (uint64_t win = worker;; win += a.nworkers) {
@@ -1011,7 +1011,7 @@ __device__ inline void consume_windowed(const kargs &a)
 				// is all this window waits for: the lowest
 				// unfinished ticket is at most just reserved.
 				uint64_t hn = s.head & ~IPC_HEAD_CLOSED;
-				s.probe = probe && s.spec_t != NO_TICKET &&
+				s.probe = may_probe && s.spec_t != NO_TICKET &&
 					  quiet < PROBE_ROUNDS && !s.stop &&
 					  !(s.head & IPC_HEAD_CLOSED) &&
 					  next + 1 >= hn;
