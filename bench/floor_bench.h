@@ -23,8 +23,14 @@ enum floor_shape {
 	FLOOR_ACQUIRE,     /* two probes of state word and slot; acquire loads */
 	FLOOR_RELAXED,     /* the same, relaxed loads; FREE written back */
 	FLOOR_FENCED,      /* FLOOR_RELAXED plus a release store a message */
+	FLOOR_WT,          /* FLOOR_RELAXED, result and FREE written through
+			    * (st.global.wt) instead of a release store */
+	/* From here on, 512 threads in gpuq's round shape. */
 	FLOOR_ROUND,       /* FLOOR_FENCED inside gpuq's round: 512 threads,
 			    * the slot through VRAM and a staged result */
+	FLOOR_ROUND_WT,    /* FLOOR_ROUND written through, no release store */
+	FLOOR_ROUND_EARLY, /* FLOOR_ROUND, but the next message is probed for
+			    * while thread 0 makes the release store */
 	FLOOR_NSHAPES
 };
 
@@ -35,12 +41,13 @@ struct floor_result {
 struct floor_bench {
 	uint32_t count;   /* round trips per shape (the first 10 % not counted) */
 	uint32_t payload; /* bytes, at most FLOOR_MAX_PAYLOAD */
+	uint32_t gap_ns;  /* between two probes in flight (FLOOR_GAP_NS) */
 	/* out */
 	struct floor_result r[FLOOR_NSHAPES];
 };
 
 #define FLOOR_MAX_PAYLOAD 360 /* 30 stamped chunks: one warp reads a slot */
-#define FLOOR_GAP_NS 500
+#define FLOOR_GAP_NS 500 /* the default gap, gpuq's PROBE_GAP_NS */
 
 /* A shape's name as printed. */
 const char *floor_shape_name(enum floor_shape s);

@@ -34,7 +34,7 @@ struct fargs {
 	uint32_t *state;    // host: a state word a slot, then the frontier word
 	uint4 *vram, *stage;
 	volatile uint32_t *stop; // host: set by the producer to give up
-	uint32_t n, count, shape;
+	uint32_t n, count, shape, gap;
 };
 
 // One probe: chunk `lane` of slot si (lanes below n) and, where the shape
@@ -88,24 +88,46 @@ static __device__ bool wait_msg(const fargs &a, uint32_t st, uint32_t si,
 	}
 	// Two probes in flight: the second is issued before the first is
 	// looked at, so a message is seen about half a trip after it lands.
+	// Unrolled, so that each probe has registers of its own: a loop that
+	// carried the last probe into the next iteration compiled to a copy
+	// that waited for that probe before the next went out.
 	probe(a, si, lane, acq, &va, &sa);
-	__nanosleep(FLOOR_GAP_NS);
+	__nanosleep(a.gap);
 	for (;;) {
-		probe(a, si, lane, acq, &vb, &sb);
-		if (whole(a, st, lane, va, sa)) {
-			*out = va;
-			return true;
-		}
-		__nanosleep(FLOOR_GAP_NS);
-		probe(a, si, lane, acq, &va, &sa);
-		if (whole(a, st, lane, vb, sb)) {
-			*out = vb;
-			return true;
+#pragma unroll
+		for (int k = 0; k < 8; k++) {
+			probe(a, si, lane, acq, &vb, &sb);
+			if (whole(a, st, lane, va, sa)) {
+				*out = va;
+				return true;
+			}
+			__nanosleep(a.gap);
+			probe(a, si, lane, acq, &va, &sa);
+			if (whole(a, st, lane, vb, sb)) {
+				*out = vb;
+				return true;
+			}
+			__nanosleep(a.gap);
 		}
 		if (*a.stop)
 			return false;
-		__nanosleep(FLOOR_GAP_NS);
 	}
+}
+
+// Shapes whose result and FREE stores write through the L2 to the host
+// (st.global.wt) rather than leave when a fence or the cache sends them.
+static __device__ bool written_through(const fargs &a)
+{
+	return a.shape == FLOOR_WT || a.shape == FLOOR_ROUND_WT;
+}
+
+// A result chunk, written back or through as the shape says.
+static __device__ void put_res(const fargs &a, size_t at, uint4 v)
+{
+	if (written_through(a))
+		__stwt(&a.res[at], v);
+	else
+		a.res[at] = v;
 }
 
 // After a message: its slot FREE again, and the shapes that fence publish
@@ -114,8 +136,12 @@ static __device__ void finish(const fargs &a, uint32_t st, uint32_t si)
 {
 	if (a.shape < FLOOR_ACQUIRE)
 		return;
-	a.state[si] = FREE_BIT | st;
-	if (a.shape >= FLOOR_FENCED)
+	if (written_through(a))
+		__stwt(&a.state[si], FREE_BIT | st);
+	else
+		a.state[si] = FREE_BIT | st;
+	if (a.shape == FLOOR_FENCED || a.shape == FLOOR_ROUND ||
+	    a.shape == FLOOR_ROUND_EARLY)
 		sys_u32(a.state[NSLOTS]).store(st, cuda::memory_order_release);
 }
 
@@ -136,9 +162,21 @@ static __device__ void round_msg(const fargs &a, uint4 *buf, uint32_t st,
 	__syncthreads();
 	if (tid < a.n) {
 		uint4 v = a.stage[base + tid];
-		a.res[base + tid] = make_uint4(v.x, v.y, v.z, st);
+		put_res(a, base + tid, make_uint4(v.x, v.y, v.z, st));
 	}
 	__syncthreads();
+}
+
+// The prober warp takes message st (slot si) into buf; false to stop.
+static __device__ bool take_msg(const fargs &a, uint4 *buf, int *quit,
+				uint32_t st, uint32_t si, uint32_t lane)
+{
+	uint4 v = make_uint4(0, 0, 0, 0);
+	bool ok = wait_msg(a, st, si, lane, &v);
+	buf[lane] = v;
+	if (lane == 0 && !ok)
+		*quit = 1;
+	return ok;
 }
 
 static __global__ void floor_consume(fargs a)
@@ -146,38 +184,39 @@ static __global__ void floor_consume(fargs a)
 	__shared__ uint4 buf[32];
 	__shared__ int quit;
 	const uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-	const bool round = a.shape == FLOOR_ROUND;
+	const bool early = a.shape == FLOOR_ROUND_EARLY;
+	const bool round = a.shape >= FLOOR_ROUND;
 	const uint32_t prober = round ? ROUND_WARP : 0;
+	if (threadIdx.x == 0)
+		quit = 0;
+	__syncthreads();
 	for (uint32_t i = 0; i < a.count; i++) {
 		const uint32_t st = i + 1, si = i % NSLOTS;
 		const size_t base = (size_t)si * STRIDE;
 		uint4 v = make_uint4(0, 0, 0, 0);
 		if (round) {
-			if (threadIdx.x == 0)
-				quit = 0;
 			__syncthreads();
-		}
-		if (warp == prober) {
-			bool ok = wait_msg(a, st, si, lane, &v);
-			if (!round && !ok)
-				return;
-			if (round) {
-				buf[lane] = v;
-				if (lane == 0 && !ok)
-					quit = 1;
-			}
-		}
-		if (round) {
+			// FLOOR_ROUND_EARLY's prober took this message while
+			// thread 0 finished the last one.
+			if (warp == prober && (!early || i == 0))
+				take_msg(a, buf, &quit, st, si, lane);
 			__syncthreads();
 			if (quit)
 				return;
 			round_msg(a, buf, st, base);
-		} else if (lane < a.n) {
-			a.vram[base + lane] = v;
-			a.res[base + lane] = make_uint4(v.x, v.y, v.z, st);
+		} else {
+			if (!wait_msg(a, st, si, lane, &v))
+				return;
+			if (lane < a.n) {
+				a.vram[base + lane] = v;
+				put_res(a, base + lane,
+					make_uint4(v.x, v.y, v.z, st));
+			}
 		}
 		if (threadIdx.x == 0)
 			finish(a, st, si);
+		else if (early && warp == prober && i + 1 < a.count)
+			take_msg(a, buf, &quit, st + 1, (i + 1) % NSLOTS, lane);
 	}
 }
 
@@ -273,8 +312,9 @@ static int run_shape(struct floor_bench *b, uint32_t shape, char *err,
 	a.stage = stage;
 	a.n = n;
 	a.count = b->count;
+	a.gap = b->gap_ns;
 	a.shape = shape;
-	floor_consume<<<1, shape == FLOOR_ROUND ? ROUND_THREADS : 32, 0, s>>>(a);
+	floor_consume<<<1, shape >= FLOOR_ROUND ? ROUND_THREADS : 32, 0, s>>>(a);
 	CK(cudaGetLastError());
 	for (uint32_t i = 0; i < b->count && !rc; i++) {
 		uint64_t ns = 0;

@@ -24,7 +24,10 @@ const char *floor_shape_name(enum floor_shape s)
 		[FLOOR_ACQUIRE] = "state-acquire",
 		[FLOOR_RELAXED] = "state-relaxed",
 		[FLOOR_FENCED] = "state-fenced",
+		[FLOOR_WT] = "state-wt",
 		[FLOOR_ROUND] = "gpuq-round",
+		[FLOOR_ROUND_WT] = "gpuq-round-wt",
+		[FLOOR_ROUND_EARLY] = "gpuq-round-early",
 	};
 	return (unsigned)s < FLOOR_NSHAPES ? names[s] : "?";
 }
@@ -47,17 +50,19 @@ static void usage(FILE *f)
 	      "  -n COUNT       round trips per shape (default 40000; the first\n"
 	      "                 tenth are not counted)\n"
 	      "  -z BYTES       payload bytes, 1 to 360 (default 256)\n"
+	      "  -g NS          gap between two probes in flight, 0 to\n"
+	      "                 100000 ns (default 500)\n"
 	      "  --json         one JSON object\n", f);
 }
 
 static void print_text(const struct floor_bench *b)
 {
-	printf("floor: %u round trips a shape, %u-byte payload, us\n",
-	       b->count, b->payload);
-	printf("%-14s %8s %8s %8s %8s\n", "shape", "p50", "p90", "p99",
+	printf("floor: %u round trips a shape, %u-byte payload, probes %u ns "
+	       "apart, us\n", b->count, b->payload, b->gap_ns);
+	printf("%-17s %8s %8s %8s %8s\n", "shape", "p50", "p90", "p99",
 	       "p99.9");
 	for (int s = 0; s < FLOOR_NSHAPES; s++)
-		printf("%-14s %8.2f %8.2f %8.2f %8.2f\n", floor_shape_name(s),
+		printf("%-17s %8.2f %8.2f %8.2f %8.2f\n", floor_shape_name(s),
 		       b->r[s].p50_us, b->r[s].p90_us, b->r[s].p99_us,
 		       b->r[s].p999_us);
 }
@@ -65,7 +70,7 @@ static void print_text(const struct floor_bench *b)
 static void print_json(const struct floor_bench *b)
 {
 	printf("{\"tool\":\"gpuq-bench floor\",\"count\":%u,\"payload\":%u,"
-	       "\"shapes\":{", b->count, b->payload);
+	       "\"gap_ns\":%u,\"shapes\":{", b->count, b->payload, b->gap_ns);
 	for (int s = 0; s < FLOOR_NSHAPES; s++)
 		printf("%s\"%s\":{\"p50_us\":%.2f,\"p90_us\":%.2f,"
 		       "\"p99_us\":%.2f,\"p999_us\":%.2f}", s ? "," : "",
@@ -81,22 +86,27 @@ int floor_bench_main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct floor_bench b = { .count = 40000, .payload = 256 };
+	struct floor_bench b = { .count = 40000, .payload = 256,
+				 .gap_ns = FLOOR_GAP_NS };
+	static const long lo_lim[] = { 100, 1, 0 };
+	static const long hi_lim[] = { 100000000, FLOOR_MAX_PAYLOAD, 100000 };
+	uint32_t *const dst[] = { &b.count, &b.payload, &b.gap_ns };
 	char err[256] = "", *end;
 	int ch, json = 0, rc;
 	long v;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "n:z:h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:z:g:h", lo, NULL)) != -1) {
+		int i = ch == 'n' ? 0 : ch == 'z' ? 1 : 2;
 		switch (ch) {
 		case 'n':
 		case 'z':
+		case 'g':
 			v = strtol(optarg, &end, 10);
-			if (*end || v < (ch == 'n' ? 100 : 1) ||
-			    v > (ch == 'n' ? 100000000 : FLOOR_MAX_PAYLOAD)) {
+			if (!*optarg || *end || v < lo_lim[i] || v > hi_lim[i]) {
 				usage(stderr);
 				return 2;
 			}
-			*(ch == 'n' ? &b.count : &b.payload) = (uint32_t)v;
+			*dst[i] = (uint32_t)v;
 			break;
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return 0;

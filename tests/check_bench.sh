@@ -131,6 +131,10 @@ fi
 [ $? -eq 2 ] || fail "floor -z 0 did not exit 2"
 "$bench" floor -z 361 >/dev/null 2>&1
 [ $? -eq 2 ] || fail "floor -z 361 did not exit 2"
+"$bench" floor -g 100001 >/dev/null 2>&1
+[ $? -eq 2 ] || fail "floor -g 100001 did not exit 2"
+"$bench" floor -g '' >/dev/null 2>&1
+[ $? -eq 2 ] || fail "floor -g '' did not exit 2"
 
 echo "== bad arguments exit 2"
 "$bench" -s "$sock" -p 0 >/dev/null 2>&1
