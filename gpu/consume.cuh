@@ -422,9 +422,8 @@ __device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
 				const uint32_t *bytes, uint32_t tid,
 				uint32_t nthreads)
 {
-	const uint32_t per = a.cq_stamped
-				     ? stamped_chunks(a.result_bytes)
-				     : a.stage_stride / 16;
+	// Chunks of the largest entry: a result of result_bytes.
+	const uint32_t per = cq_chunks(a, IPC_CQ_HDR_BYTES + a.result_bytes);
 	const uint32_t total = n * per;
 	for (uint32_t c = tid; c < total; c += nthreads) {
 		uint32_t i = c / per, j = c - i * per, k = list[i];
@@ -436,7 +435,12 @@ __device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
 		const uint4 *src = (const uint4 *)(a.stage + si * a.stage_stride);
 		uint4 *dst = (uint4 *)cq_entry(a, m);
 		if (a.cq_stamped) {
-			dst[j] = stamped_cq_chunk(src, j, m->id);
+			// Written through the L2 (st.global.wt), as the FREE
+			// state (release_ticket): the frontier's fence at the
+			// round's end then has less to wait for, and a lone
+			// message's round trip was 0.1-0.2 us shorter
+			// (benchmarking.md §8.5).
+			__stwt(&dst[j], stamped_cq_chunk(src, j, m->id));
 		} else if (j == 0) {
 			uint4 v = src[0];
 			((uint2 *)dst)[1] = make_uint2(v.z, v.w);
@@ -458,7 +462,11 @@ __device__ inline void release_ticket(const kargs &a, uint32_t ring,
 			(const struct ipc_msg_hdr *)(a.vram + si * a.slot_stride);
 		*(volatile uint64_t *)&cq_entry(a, m)->done = m->id + 1;
 	}
-	*(volatile uint64_t *)&a.states[si] = IPC_STATE(t + a.capacity, IPC_FREE);
+	// Written through, see copy_out.  Nothing orders it against the done
+	// word above: FREE lets a producer reuse the slot, whose bytes the
+	// copy-in took long before, and says nothing about the result.
+	__stwt((unsigned long long *)&a.states[si],
+	       (unsigned long long)IPC_STATE(t + a.capacity, IPC_FREE));
 }
 
 // Thread 0 publishes a worker's counters: totals of finished windows plus
@@ -746,7 +754,8 @@ __device__ inline bool probe_leave(const kargs &a, uint64_t st, uint64_t pw)
 // (its state word and whole slot, relaxed loads), meaning to keep two
 // probes in flight PROBE_GAP_NS apart (as compiled, the loop copies the
 // last probe's registers before it issues the next, which waits for that
-// probe: benchmarking.md §8.4; unrolling the loop is the fix to measure),
+// probe; unrolled, it made the round trip longer, not shorter, and 1500
+// ns between probes did nothing: benchmarking.md §8.5),
 // until one finds it READY and whole or
 // probe_leave says stop, at most PROBE_MAX probes.  A hit goes to
 // s.spec_buf as a read-ahead does, and the block takes it at once, with
@@ -758,8 +767,9 @@ __device__ inline bool probe_leave(const kargs &a, uint64_t st, uint64_t pw)
 // (gpuq-bench floor: acquire probes 0.5-1 us slower, benchmarking.md
 // §8.4).
 __device__ inline void probe_next(const kargs &a, struct wshared &s,
-				  uint32_t nthreads, uint64_t pw)
+				  uint32_t nthreads)
 {
+	const uint64_t pw = s.pw;
 	const uint32_t n = slot_chunks(a), lane = threadIdx.x % 32;
 	const uint32_t lanes = spec_lanes(nthreads);
 	const uint32_t mask = lanes >= 32 ? ~0u : (1u << lanes) - 1;
@@ -818,8 +828,7 @@ __device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
 template <bool TABLES, bool KV>
 __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 					 uint32_t worker, uint64_t ws, uint64_t t,
-					 uint64_t pw, bool finished, bool *took,
-					 bool *end)
+					 bool finished, bool *took, bool *end)
 {
 	const uint32_t tid = threadIdx.x, W = blockDim.x;
 	unsigned long long *prof =
@@ -829,7 +838,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	// back any load after it until it returns.  A probing round probes
 	// first; the block looks only if the probe missed.
 	if (!KV && s.probe) {
-		probe_next(a, s, W, pw);
+		probe_next(a, s, W);
 		__syncthreads();
 	} else if (!KV) {
 		spec_read(a, s, W);
@@ -1032,7 +1041,7 @@ __device__ inline void consume_windowed(const kargs &a)
 			}
 			bool took;
 			enum look l = window_round<TABLES, KV>(
-				a, s, worker, ws, t, s.pw, finished, &took, &end);
+				a, s, worker, ws, t, finished, &took, &end);
 			if (l == LOOK_END)
 				finished = end = true;
 			finished |= took;
