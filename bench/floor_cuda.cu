@@ -167,8 +167,9 @@ static __device__ void round_msg(const fargs &a, uint4 *buf, uint32_t st,
 	__syncthreads();
 }
 
-// The prober warp takes message st (slot si) into buf; false to stop.
-static __device__ bool take_msg(const fargs &a, uint4 *buf, int *quit,
+// The prober warp takes message st (slot si) into buf, or sets *quit when
+// told to stop.
+static __device__ void take_msg(const fargs &a, uint4 *buf, int *quit,
 				uint32_t st, uint32_t si, uint32_t lane)
 {
 	uint4 v = make_uint4(0, 0, 0, 0);
@@ -176,7 +177,6 @@ static __device__ bool take_msg(const fargs &a, uint4 *buf, int *quit,
 	buf[lane] = v;
 	if (lane == 0 && !ok)
 		*quit = 1;
-	return ok;
 }
 
 static __global__ void floor_consume(fargs a)
@@ -193,7 +193,6 @@ static __global__ void floor_consume(fargs a)
 	for (uint32_t i = 0; i < a.count; i++) {
 		const uint32_t st = i + 1, si = i % NSLOTS;
 		const size_t base = (size_t)si * STRIDE;
-		uint4 v = make_uint4(0, 0, 0, 0);
 		if (round) {
 			__syncthreads();
 			// FLOOR_ROUND_EARLY's prober took this message while
@@ -205,6 +204,7 @@ static __global__ void floor_consume(fargs a)
 				return;
 			round_msg(a, buf, st, base);
 		} else {
+			uint4 v = make_uint4(0, 0, 0, 0);
 			if (!wait_msg(a, st, si, lane, &v))
 				return;
 			if (lane < a.n) {
