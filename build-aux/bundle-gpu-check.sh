@@ -4,19 +4,34 @@
 # broker running the persistent kernel.  One command, so one device session.
 #   ./gpu-check.sh [all|suites|bench|sweep|tracka|sanitize]
 #   (default: all but sweep and tracka)
+#   ./gpu-check.sh compare OTHER_GPUQD [ROUNDS]
+#   (this bundle's gpuqd against another build's, brokers alternating:
+#   a lone message's round trip and throughput, with medians)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin="$here/bin"
-tmp=$(mktemp -d /tmp/gpuq-gpu-XXXXXX)
 fail=0
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 mode=${1:-default}
+usage() {
+	echo "usage: $0 [all|suites|bench|sweep|tracka|sanitize]" >&2
+	echo "       $0 compare OTHER_GPUQD [ROUNDS]" >&2
+	exit 2
+}
 case $mode in
 default|all|suites|bench|sweep|tracka|sanitize) ;;
-*) echo "usage: $0 [all|suites|bench|sweep|tracka|sanitize]" >&2; exit 2 ;;
+compare)
+	other=${2:-}
+	rounds=${3:-3}
+	[ -x "$other" ] || usage
+	case $rounds in ''|*[!0-9]*|0) usage ;; esac
+	;;
+*) usage ;;
 esac
+# After the arguments: a refused call leaves nothing behind.
+tmp=$(mktemp -d /tmp/gpuq-gpu-XXXXXX)
 want() { [ "$mode" = default ] && [ "$1" != sweep ] && [ "$1" != tracka ] &&
 		return 0
 	[ "$mode" = all ] || [ "$mode" = "$1" ]; }
@@ -41,6 +56,78 @@ stop_broker() { # socket
 	"$bin/gpuqctl" -s "$1" shutdown >/dev/null
 	wait $bpid
 }
+
+# compare: one gpuq-bench run; a line "label what msg/s p50_us p99_us" in
+# $tmp/compare.txt, from its JSON.
+cmp_run() { # label, what, gpuq-bench args
+	l=$1 w=$2
+	shift 2
+	j=$(timeout 60 "$bin/gpuq-bench" -s "$S" --json "$@")
+	rc=$?
+	if [ $rc -ne 0 ] || ! printf '%s' "$j" | grep -q '"all_ok":true'; then
+		echo "$l $w: gpuq-bench exit $rc, not all ok"
+		fail=1
+		return
+	fi
+	# The first of each key is the run's total (producers' come after).
+	r=$(first msgs_per_s) p50=$(first p50) p99=$(first p99)
+	echo "$l $w $r $p50 $p99" >>"$tmp/compare.txt"
+	echo "$l $w $r $p50 $p99" | awk '{ printf "%s %s: %.2f M msg/s, p50 %.2f us, p99 %.2f us\n", $1, $2, $3 / 1e6, $4 / 1e3, $5 / 1e3 }'
+}
+first() { # key: its first number in $j
+	printf '%s' "$j" | tr ',{' '\n\n' | sed -n "s/^\"$1\":\([0-9.]*\)\$/\1/p" | head -1
+}
+
+if [ "$mode" = compare ]; then
+echo "== compare: $bin/gpuqd (this) against $other (other), $rounds rounds"
+S="$tmp/cmp.sock"
+backend=${GPUQ_COMPARE_BACKEND:-cuda} # cpu: try the script without a GPU
+stamped=stamped=1,stamped_results=1
+for _ in $(seq "$rounds"); do
+	for l in this other; do
+		g="$bin/gpuqd"
+		[ $l = other ] && g=$other
+		start_broker "$S" "$g" -b "$backend" \
+			-q "echo,handler=echo,workers=32,capacity=16384,$stamped" \
+			-q "checksum,handler=checksum,workers=32,capacity=65536,$stamped" \
+			-q "plain,handler=checksum,workers=32,capacity=65536" || continue
+		for _ in 1 2 3; do
+			cmp_run $l echo -q echo -p 1 -n 40000 -b 1 -w 1 --verify
+		done
+		for _ in 1 2; do
+			cmp_run $l checksum -q checksum -p 1 -n 40000 -b 1 -w 1 --verify
+		done
+		cmp_run $l plain-checksum -q plain -p 1 -n 40000 -b 1 -w 1 --verify
+		cmp_run $l throughput -q checksum -p 14 -n 1000000 -b 1024 -w 8192
+		stop_broker "$S" || fail=1
+	done
+done
+echo "== compare: medians (runs; msg/s, and for one in flight p50 and p99)"
+sort -k2,2 -k1,1 "$tmp/compare.txt" | awk '
+	function med(a, n,    i, j, t) {
+		for (i = 2; i <= n; i++)
+			for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
+				t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+			}
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	function flush() {
+		if (!n)
+			return
+		if (key ~ / throughput$/)
+			printf "%-26s %2d runs %8.2f M msg/s\n", key, n, med(r, n) / 1e6
+		else
+			printf "%-26s %2d runs p50 %6.2f us  p99 %6.2f us\n", key, n,
+				med(p, n) / 1e3, med(q, n) / 1e3
+		n = 0
+	}
+	{ k = $1 " " $2; if (k != key) { flush(); key = k }
+	  n++; r[n] = $3; p[n] = $4; q[n] = $5 }
+	END { flush() }'
+rm -rf "$tmp"
+echo "gpu-check: $([ $fail -eq 0 ] && echo PASS || echo FAIL)"
+exit $fail
+fi
 
 if want bench || want sweep; then
 echo "== benchmark (gpuq-bench, CUDA backend)"
