@@ -92,6 +92,7 @@ for _ in $(seq "$rounds"); do
 	for l in this other; do
 		g="$bin/gpuqd"
 		[ $l = other ] && g=$other
+		: >"$tmp/gpuqd.log" # this broker's log alone, for its profile
 		start_broker "$S" "$g" -b "$backend" \
 			-q "echo,handler=echo,workers=32,capacity=16384,$stamped" \
 			-q "checksum,handler=checksum,workers=32,capacity=65536,$stamped" \
@@ -105,6 +106,9 @@ for _ in $(seq "$rounds"); do
 		cmp_run $l plain-checksum -q plain -p 1 -n $lone -b 1 -w 1 --verify
 		cmp_run $l throughput -q checksum -p 14 -n $many -b 1024 -w 8192
 		stop_broker "$S" || fail=1
+		# With GPUQ_CUDA_PROFILE=1 in the environment, each broker
+		# logs its queues' kernel profiles as it stops.
+		grep " profile" "$tmp/gpuqd.log" | sed "s/^/$l: /"
 	done
 done
 echo "== compare: medians (runs; msg/s, and for one in flight p50 and p99)"
