@@ -118,7 +118,8 @@ if [ $rc -eq 0 ] && ! command -v python3 >/dev/null; then
 	grep -q '"p50_us":[0-9]' "$dir/floor.json" || fail "floor: no figures"
 elif [ $rc -eq 0 ]; then
 	check_json "$dir/floor.json" \
-		'len(d["shapes"]) == 7 and d["count"] == 1000 and d["payload"] == 64' \
+		'len(d["shapes"]) == 10 and d["count"] == 1000 and d["payload"] == 64' \
+		'd["gap_ns"] == 500' \
 		'all(0 < v["p50_us"] <= v["p90_us"] <= v["p99_us"] <= v["p999_us"] for v in d["shapes"].values())'
 elif [ $rc -eq 77 ]; then
 	grep -q "gpuq-bench floor: ." "$dir/floor.err" ||
