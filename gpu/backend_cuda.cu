@@ -19,13 +19,6 @@ extern "C" {
 #include "gpu/cuda_call.h"
 #include "gpu/tables_cuda.h"
 
-// Tickets per window = threads per worker block.  512 keeps the copy loops
-// long enough to fill the link and the handler's registers within limits;
-// a ring too small for every worker's window gets smaller ones
-// (fitted_window).  GPUQ_CUDA_WINDOW (32..1024, a power of two) overrides
-// both for tuning.
-#define DEFAULT_WINDOW 512u
-
 struct cuda_state {
 	void *dev_base;     // device view of the shared memory
 	uint8_t *vram;      // the VRAM ring
@@ -105,7 +98,7 @@ static uint32_t env_pow2(const char *name, uint32_t lo, uint32_t hi,
 }
 
 // The default window of a queue whose kernel runs a ticket per thread:
-// DEFAULT_WINDOW, halved (down to 32) until the workers' windows together
+// GPUQ_DEFAULT_WINDOW, halved (down to 32) until the workers' windows together
 // span no more than the ring.  A ring holds at most capacity tickets in
 // flight, so windows past that wait on tickets that cannot be published
 // yet, and their blocks idle.  With 4 KB slots, capacity 16384 and 64
@@ -114,7 +107,7 @@ static uint32_t env_pow2(const char *name, uint32_t lo, uint32_t hi,
 // it) 17.6 (benchmarking.md §8.2).
 static uint32_t fitted_window(uint32_t capacity, uint32_t nworkers)
 {
-	uint32_t w = DEFAULT_WINDOW;
+	uint32_t w = GPUQ_DEFAULT_WINDOW;
 	while (w > 32 && (uint64_t)w * nworkers > capacity)
 		w /= 2;
 	return w;
@@ -122,12 +115,12 @@ static uint32_t fitted_window(uint32_t capacity, uint32_t nworkers)
 
 // Threads of a worker block, which is the window of a ticket per thread.
 // KV: the kv kernel, whose window is separate (kv_window) and whose
-// threads stay DEFAULT_WINDOW, warps running a message each.
+// threads stay GPUQ_DEFAULT_WINDOW, warps running a message each.
 static uint32_t window_size(uint32_t capacity, uint32_t nworkers, bool tables,
 			    bool kv)
 {
 	uint32_t max = tables ? gpuq_dev::TABLES_MAX_WINDOW : gpuq_dev::MAX_WINDOW;
-	uint32_t def = kv ? DEFAULT_WINDOW : fitted_window(capacity, nworkers);
+	uint32_t def = kv ? GPUQ_DEFAULT_WINDOW : fitted_window(capacity, nworkers);
 	uint32_t w = env_pow2("GPUQ_CUDA_WINDOW", 32, max, def,
 			      tables ? " for a queue with tables" : "");
 	return w < capacity ? w : capacity;

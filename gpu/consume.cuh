@@ -594,6 +594,7 @@ struct wshared {
 	uint16_t list[MAX_WINDOW];    // their offsets in the window
 	uint8_t flag[MAX_WINDOW];     // COPY_* for step 2, or KEEP_STOPPED
 	uint32_t bytes[MAX_WINDOW];   // completion bytes to copy this round
+	unsigned long long prof[GPUQ_PROF_N]; // GPUQ_CUDA_PROFILE, thread 0's
 };
 
 // Step 3's bookkeeping for ticket ws + k of the window: its outcome in the
@@ -808,10 +809,10 @@ __device__ inline void probe_next(const kargs &a, struct wshared &s,
 }
 
 // Profiling (GPUQ_CUDA_PROFILE): thread 0 adds the cycles since *c0 to
-// counter i.  The next lap starts only after the counter's update: the
-// update reads VRAM (a few hundred ns), and charged to the next step it
-// made every step look that much slower than it is.  Instructions issue in
-// order, so the clock read after the store waits for the load it needs.
+// counter i, in shared memory (s.prof), which prof_flush copies to VRAM
+// at each window's end.  The counters were in VRAM once: each update read
+// VRAM in the middle of the round (a few hundred ns), which the next step
+// was charged for, or held up.
 __device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
 {
 	if (!prof)
@@ -819,6 +820,18 @@ __device__ inline void prof_lap(unsigned long long *prof, int i, long long *c0)
 	long long c = clock64();
 	prof[i] += (unsigned long long)(c - *c0);
 	*c0 = clock64();
+}
+
+// Thread 0: the block's profile counters, totals so far, to a.prof (stores
+// only, once a window).
+__device__ inline void prof_flush(const kargs &a, const struct wshared &s,
+				  uint32_t worker)
+{
+	if (!a.prof)
+		return;
+	unsigned long long *p = a.prof + (size_t)worker * GPUQ_PROF_N;
+	for (int i = 0; i < GPUQ_PROF_N; i++)
+		p[i] = s.prof[i];
 }
 
 // One round of a window: steps 1-4 for every thread's ticket.  Returns this
@@ -831,8 +844,7 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 					 bool finished, bool *took, bool *end)
 {
 	const uint32_t tid = threadIdx.x, W = blockDim.x;
-	unsigned long long *prof =
-		a.prof && tid == 0 ? a.prof + (size_t)worker * GPUQ_PROF_N : NULL;
+	unsigned long long *prof = a.prof && tid == 0 ? s.prof : NULL;
 	long long c0 = prof ? clock64() : 0;
 	// The read-ahead's loads go first: the look's acquire load would hold
 	// back any load after it until it returns.  A probing round probes
@@ -987,8 +999,11 @@ __device__ inline void consume_windowed(const kargs &a)
 			  slot_chunks(a) <= SPEC_PER_LANE * spec_lanes(blockDim.x);
 	// Probe (probe_next) slots of one chunk a lane of that warp.
 	const bool may_probe = spec && slot_chunks(a) <= spec_lanes(blockDim.x);
-	if (tid == 0)
+	if (tid == 0) {
 		s.dlq = me->dlq_head;
+		for (int i = 0; i < GPUQ_PROF_N; i++)
+			s.prof[i] = 0;
+	}
 	for (uint64_t win = worker;; win += a.nworkers) {
 		uint64_t ws = win * W, t = ws + tid;
 		unsigned sleep = 0;
@@ -1068,8 +1083,7 @@ __device__ inline void consume_windowed(const kargs &a)
 				}
 				next = s.low;
 				if (a.prof && progressed)
-					prof_lap(a.prof + (size_t)worker * GPUQ_PROF_N,
-						 GPUQ_PROF_PUBLISH, &c0);
+					prof_lap(s.prof, GPUQ_PROF_PUBLISH, &c0);
 			}
 			if (all)
 				break;
@@ -1099,6 +1113,7 @@ __device__ inline void consume_windowed(const kargs &a)
 		}
 		bool any_end = __syncthreads_or(end);
 		if (tid == 0) {
+			prof_flush(a, s, worker);
 			add_counts(&tot, s.c);
 			publish_counters(me, tot, zero, s.dlq);
 			cur_shown = any_end ? UINT64_MAX : (win + a.nworkers) * W;
@@ -1192,8 +1207,12 @@ __device__ inline void consume_ordered(const kargs &a)
 // module by name.  Each translation unit that includes this file gets its
 // own copy: gpuqd's, and each user module's.  The _tables kernels serve
 // queues with hash tables; their table code takes registers enough that a
-// window of DEFAULT_WINDOW threads only fits with a bound (and spills).
-extern "C" __global__ void gpuq_consume_windowed(kargs a)
+// window of GPUQ_DEFAULT_WINDOW threads only fits with a bound (and spills).
+// Bounded so that a block of the default window's threads always fits:
+// without the bound, a change that took the kernel past 128 registers
+// would only show as gpuqd refusing every default queue (check_resident).
+extern "C" __global__ void __launch_bounds__(GPUQ_DEFAULT_WINDOW)
+gpuq_consume_windowed(kargs a)
 {
 	gpuq_dev::consume_windowed<false>(a);
 }

@@ -19,6 +19,13 @@
  * names and parameters. */
 #define GPUQ_KERNEL_ABI ((IPC_LAYOUT_VERSION << 16) | 4u)
 
+/* Tickets per window = threads per worker block of the windowed kernel.
+ * 512 keeps the copy loops long enough to fill the link and the handler's
+ * registers within limits (the kernel is bounded to it); a ring too small
+ * for every worker's window gets smaller ones (fitted_window).
+ * GPUQ_CUDA_WINDOW (32..1024, a power of two) overrides both for tuning. */
+#define GPUQ_DEFAULT_WINDOW 512u
+
 /* Kernel names a handler module must export (extern "C"). */
 #define GPUQ_KERNEL_WINDOWED "gpuq_consume_windowed"
 #define GPUQ_KERNEL_ORDERED "gpuq_consume_ordered"
