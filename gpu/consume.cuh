@@ -76,6 +76,14 @@ constexpr unsigned SPEC_PER_LANE = 4, SPEC_MAX_CHUNKS = 32 * SPEC_PER_LANE;
 // PROBE_MAX * PROBE_GAP_NS, so some 8 ms).
 constexpr unsigned PROBE_GAP_NS = 500, PROBE_MAX = 32, PROBE_ROUNDS = 512;
 constexpr uint64_t NO_TICKET = ~0ull;
+// A lone stamped message a probe took runs from shared memory (see
+// lone_ticket): its slot (header and the payload a probe can hold, 30
+// stamped chunks of 12 bytes, rounded up to 16) and its completion entry
+// (header and up to FAST_RESULT_MAX result bytes, which stamped_cq_chunk
+// reads 12 at a time, so a multiple of 12 that rounds up to 16 in room).
+constexpr unsigned FAST_RESULT_MAX = 504;
+constexpr unsigned FAST_SLOT_CHUNKS = 2 + (30 * 12 + 15) / 16;
+constexpr unsigned FAST_STAGE_CHUNKS = 2 + (FAST_RESULT_MAX + 15) / 16;
 
 typedef cuda::atomic_ref<uint64_t, cuda::thread_scope_system> sys_u64;
 
@@ -182,19 +190,29 @@ struct ticket {
 // Ticket t of ring, opened for step 3; false if its header is garbled.
 // A bad header must never steer a write outside the completion areas;
 // index max_clients is the broker's own, which never wants results.
-__device__ inline bool open_ticket(const kargs &a, uint32_t ring, uint64_t t,
-				   struct ticket *k)
+// The slot at vslot and the entry at stage may be in VRAM or, for a lone
+// message a probe took (lone_ticket), in shared memory (the handler gets
+// plain pointers).
+__device__ inline bool open_ticket_at(const kargs &a, const uint8_t *vslot,
+				      uint8_t *stage, struct ticket *k)
 {
-	size_t si = slot_index(a, ring, t);
-	k->m = (const struct ipc_msg_hdr *)(a.vram + si * a.slot_stride);
+	k->m = (const struct ipc_msg_hdr *)vslot;
 	k->payload = (const uint8_t *)(k->m + 1);
-	k->e = (struct ipc_cq_entry *)(a.stage + si * a.stage_stride);
+	k->e = (struct ipc_cq_entry *)stage;
 	k->len = k->m->len;
 	k->noresult = k->m->flags & IPC_MSG_NORESULT;
 	uint32_t client = k->m->client;
 	return !(client > a.max_clients || k->len == 0 ||
 		 k->len > a.slot_bytes ||
 		 (client == a.max_clients && !k->noresult));
+}
+
+__device__ inline bool open_ticket(const kargs &a, uint32_t ring, uint64_t t,
+				   struct ticket *k)
+{
+	size_t si = slot_index(a, ring, t);
+	return open_ticket_at(a, a.vram + si * a.slot_stride,
+			      a.stage + si * a.stage_stride, k);
 }
 
 // The end of step 3 for a ticket whose handler returned rc after attempts
@@ -226,18 +244,23 @@ __device__ inline enum outcome finish_ticket(const kargs &a, uint32_t worker,
 // copy (0: no completion is wanted).  TABLES: the queue has hash tables
 // (handler state, exactly-once); without them the table code is compiled
 // out, which keeps the kernel's register count, and so its window size,
-// what it was.
+// what it was.  fslot/fstage: the slot and the entry in shared memory
+// instead (lone_ticket), where the VRAM ring and staging area are not used.
 template <bool TABLES>
 __device__ inline enum outcome run_ticket(const kargs &a, uint32_t worker,
 					  uint32_t ring, uint64_t t,
 					  unsigned long long *dlq_next,
 					  unsigned *retried, uint64_t seq,
-					  uint32_t *out_bytes)
+					  uint32_t *out_bytes,
+					  const uint4 *fslot = nullptr,
+					  uint4 *fstage = nullptr)
 {
 	struct ticket k;
 	uint32_t attempts;
 	*out_bytes = 0;
-	if (!open_ticket(a, ring, t, &k))
+	if (!(fslot ? open_ticket_at(a, (const uint8_t *)fslot,
+				     (uint8_t *)fstage, &k)
+		    : open_ticket(a, ring, t, &k)))
 		return OUT_GARBLED;
 	struct gpuq_hmsg in = { k.payload, k.len, 1, k.m->id, k.m->key, NULL };
 	struct gpuq_hres res = { (uint8_t *)(k.e + 1), a.result_bytes, 0 };
@@ -416,11 +439,13 @@ __device__ inline uint32_t cq_chunks(const kargs &a, uint32_t bytes)
 // from + k, for k = list[i], i < n; 0 for none) to the producers'
 // completion areas.  A plain entry's first chunk skips the DONE word,
 // which is written last, after the fence; a stamped entry is written whole
-// here, DONE and all, and needs no fence.
+// here, DONE and all, and needs no fence.  fslot/fstage: the one ticket's
+// slot header and entry in shared memory (lone_ticket).
 __device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
 				const uint16_t *list, uint32_t n,
 				const uint32_t *bytes, uint32_t tid,
-				uint32_t nthreads)
+				uint32_t nthreads, const uint4 *fslot = nullptr,
+				const uint4 *fstage = nullptr)
 {
 	// Chunks of the largest entry: a result of result_bytes.
 	const uint32_t per = cq_chunks(a, IPC_CQ_HDR_BYTES + a.result_bytes);
@@ -431,8 +456,9 @@ __device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
 			continue;
 		size_t si = slot_index(a, ring, from + k);
 		const struct ipc_msg_hdr *m = (const struct ipc_msg_hdr *)(
-			a.vram + si * a.slot_stride);
-		const uint4 *src = (const uint4 *)(a.stage + si * a.stage_stride);
+			fslot ? (const uint8_t *)fslot : a.vram + si * a.slot_stride);
+		const uint4 *src = fstage ? fstage
+				: (const uint4 *)(a.stage + si * a.stage_stride);
 		uint4 *dst = (uint4 *)cq_entry(a, m);
 		if (a.cq_stamped) {
 			// Written through the L2 (st.global.wt), as the FREE
@@ -589,6 +615,10 @@ struct wshared {
 	int probe;                    // this round probes spec_t (probe_next)
 	int probe_hit;                // and found it READY and whole
 	uint4 spec_buf[SPEC_MAX_CHUNKS]; // its slot as read
+	uint4 fast_slot[FAST_SLOT_CHUNKS];   // a probe's message, unstamped
+	uint4 fast_stage[FAST_STAGE_CHUNKS]; // and its completion entry
+	int lone, lone_out;           // lone_ticket ran, and its outcome
+	long long lone_cycles;        // and how long (GPUQ_CUDA_PROFILE)
 	int stop, paused, eager;
 	unsigned ntake;               // tickets taken this round
 	uint16_t list[MAX_WINDOW];    // their offsets in the window
@@ -834,6 +864,49 @@ __device__ inline void prof_flush(const kargs &a, const struct wshared &s,
 		p[i] = s.prof[i];
 }
 
+// A lone message that a probe took, run by the probing warp alone from
+// shared memory (design.md §10, step 5a): the probe's copy goes without
+// its stamps to s.fast_slot, lane 0 runs the ticket (handler, retries,
+// dead letter) and builds the entry in s.fast_stage, the warp copies the
+// entry out, and lane 0 counts the ticket and gives the slot back.  The
+// rest of the round is skipped: for one ticket, its barriers and its
+// loops over the window cost more than the work (benchmarking.md §8.6).
+template <bool TABLES>
+__device__ inline void lone_ticket(const kargs &a, struct wshared &s,
+				   uint32_t worker)
+{
+	const uint32_t lane = threadIdx.x % 32;
+	const uint64_t t = s.spec_t;
+	const long long c0 = a.prof ? clock64() : 0;
+	if (lane < slot_chunks(a))
+		put_chunk(a, (uint8_t *)s.fast_slot, lane, s.spec_buf[lane]);
+	__syncwarp();
+	uint32_t nb = 0;
+	enum outcome o = OUT_RESULT;
+	if (lane == 0)
+		o = run_ticket<TABLES>(a, worker, 0, t, &s.dlq, &s.c.retried,
+				       0, &nb, s.fast_slot, s.fast_stage);
+	__syncwarp(); // orders lane 0's entry in s.fast_stage before the copy
+	nb = __shfl_sync(FULL_WARP, nb, 0);
+	o = (enum outcome)__shfl_sync(FULL_WARP, (int)o, 0);
+	const uint16_t first = 0;
+	copy_out(a, 0, t, &first, 1, &nb, lane, 32, s.fast_slot, s.fast_stage);
+	if (lane != 0)
+		return;
+	// Counted before the release, as in window_round.
+	atomicAdd(&s.c.done, 1u);
+	if (o == OUT_DEAD)
+		atomicAdd(&s.c.dead, 1u);
+	else if (o == OUT_GARBLED)
+		atomicAdd(&s.c.garbled, 1u);
+	if (o != OUT_STOPPED)
+		release_ticket(a, 0, t, nb);
+	s.lone_out = o;
+	s.lone = 1;
+	if (a.prof)
+		s.lone_cycles = clock64() - c0;
+}
+
 // One round of a window: steps 1-4 for every thread's ticket.  Returns this
 // thread's look; *took says whether it finished its ticket this round.
 // KV: the kv kernel (gpuq_consume_windowed_kv, gpuqd's own), whose step 3
@@ -851,7 +924,30 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 	// first; the block looks only if the probe missed.
 	if (!KV && s.probe) {
 		probe_next(a, s, W);
+		// A hit with a stamped result that fits: the probing warp runs
+		// it alone, and the others only wait for it.
+		if (!TABLES && a.cq_stamped && a.result_bytes <= FAST_RESULT_MAX &&
+		    tid / 32 == (W - 1) / 32) {
+			__syncwarp();
+			if (s.probe_hit)
+				lone_ticket<TABLES>(a, s, worker);
+		}
 		__syncthreads();
+		if (s.lone) {
+			const bool mine = t == s.spec_t;
+			*took = mine;
+			if (mine && s.lone_out == OUT_STOPPED)
+				*end = true; // given up: the kernel is stopping
+			if (prof) {
+				prof_lap(prof, GPUQ_PROF_LOOK, &c0);
+				prof[GPUQ_PROF_LOOK] -= s.lone_cycles;
+				prof[GPUQ_PROF_HANDLER] += s.lone_cycles;
+				prof[GPUQ_PROF_WORK_ROUNDS]++;
+				prof[GPUQ_PROF_TICKETS]++;
+				prof[GPUQ_PROF_SPEC_HITS]++;
+			}
+			return mine ? LOOK_READY : LOOK_WAIT;
+		}
 	} else if (!KV) {
 		spec_read(a, s, W);
 	}
@@ -1040,6 +1136,7 @@ __device__ inline void consume_windowed(const kargs &a)
 					  !(s.head & IPC_HEAD_CLOSED) &&
 					  next + 1 >= hn;
 				s.probe_hit = 0;
+				s.lone = 0;
 			}
 			__syncthreads();
 			// The round's head, for the wait below: thread 0

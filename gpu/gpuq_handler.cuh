@@ -22,10 +22,14 @@
 //   result_bytes = 64
 //
 // The contract (the built-in handlers keep it too, broker/handlers.h):
-//  - m->data is the payload, m->len bytes, 16-byte aligned, in device
-//    memory; m->id is the producer's message id, m->key its ordering key,
-//    m->attempt 1 on the first run, 2 on the first retry, ...
-//  - Write at most r->cap bytes at r->data (16-byte aligned) and set
+//  - m->data is the payload, m->len bytes, 16-byte aligned, in global or
+//    (a lone message on a stamped queue) shared memory: read it through
+//    the generic pointer, not with __ldg, cp.async or anything that
+//    assumes global memory; m->id is the producer's message id, m->key
+//    its ordering key, m->attempt 1 on the first run, 2 on the first
+//    retry, ...
+//  - Write at most r->cap bytes at r->data (16-byte aligned, global or
+//    shared memory as m->data) and set
 //    r->len.  Return 0 for success; any other value is a failure: the
 //    message is retried up to the queue's max_attempts, then it goes to the
 //    dead-letter queue and the producer gets GPUQ_EHANDLER.
