@@ -435,17 +435,27 @@ __device__ inline uint32_t cq_chunks(const kargs &a, uint32_t bytes)
 			    : (bytes + 15) / 16;
 }
 
+// Chunk j of message m's stamped entry, staged at src, to its producer's
+// completion area.  Written through the L2 (st.global.wt), as the FREE
+// state (release_ticket): the frontier's fence at the round's end then has
+// less to wait for, and a lone message's round trip was 0.1-0.2 us shorter
+// (benchmarking.md §8.5).
+__device__ inline void put_stamped_cq_chunk(const kargs &a,
+					    const struct ipc_msg_hdr *m,
+					    const uint4 *src, uint32_t j)
+{
+	__stwt((uint4 *)cq_entry(a, m) + j, stamped_cq_chunk(src, j, m->id));
+}
+
 // Step 4: copy the completion entries built in step 3 (bytes[k] of ticket
 // from + k, for k = list[i], i < n; 0 for none) to the producers'
 // completion areas.  A plain entry's first chunk skips the DONE word,
 // which is written last, after the fence; a stamped entry is written whole
-// here, DONE and all, and needs no fence.  fslot/fstage: the one ticket's
-// slot header and entry in shared memory (lone_ticket).
+// here, DONE and all, and needs no fence.
 __device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
 				const uint16_t *list, uint32_t n,
 				const uint32_t *bytes, uint32_t tid,
-				uint32_t nthreads, const uint4 *fslot = nullptr,
-				const uint4 *fstage = nullptr)
+				uint32_t nthreads)
 {
 	// Chunks of the largest entry: a result of result_bytes.
 	const uint32_t per = cq_chunks(a, IPC_CQ_HDR_BYTES + a.result_bytes);
@@ -456,17 +466,11 @@ __device__ inline void copy_out(const kargs &a, uint32_t ring, uint64_t from,
 			continue;
 		size_t si = slot_index(a, ring, from + k);
 		const struct ipc_msg_hdr *m = (const struct ipc_msg_hdr *)(
-			fslot ? (const uint8_t *)fslot : a.vram + si * a.slot_stride);
-		const uint4 *src = fstage ? fstage
-				: (const uint4 *)(a.stage + si * a.stage_stride);
+			a.vram + si * a.slot_stride);
+		const uint4 *src = (const uint4 *)(a.stage + si * a.stage_stride);
 		uint4 *dst = (uint4 *)cq_entry(a, m);
 		if (a.cq_stamped) {
-			// Written through the L2 (st.global.wt), as the FREE
-			// state (release_ticket): the frontier's fence at the
-			// round's end then has less to wait for, and a lone
-			// message's round trip was 0.1-0.2 us shorter
-			// (benchmarking.md §8.5).
-			__stwt(&dst[j], stamped_cq_chunk(src, j, m->id));
+			put_stamped_cq_chunk(a, m, src, j);
 		} else if (j == 0) {
 			uint4 v = src[0];
 			((uint2 *)dst)[1] = make_uint2(v.z, v.w);
@@ -889,8 +893,13 @@ __device__ inline void lone_ticket(const kargs &a, struct wshared &s,
 	__syncwarp(); // orders lane 0's entry in s.fast_stage before the copy
 	nb = __shfl_sync(FULL_WARP, nb, 0);
 	o = (enum outcome)__shfl_sync(FULL_WARP, (int)o, 0);
-	const uint16_t first = 0;
-	copy_out(a, 0, t, &first, 1, &nb, lane, 32, s.fast_slot, s.fast_stage);
+	// The entry, restamped (copy_out's stamped case, for one entry whose
+	// size the warp knows: copy_out's walk of a round's list cost this
+	// path 0.35 us, benchmarking.md §8.6).
+	const struct ipc_msg_hdr *m = (const struct ipc_msg_hdr *)s.fast_slot;
+	const uint32_t nc = nb ? cq_chunks(a, nb) : 0;
+	for (uint32_t j = lane; j < nc; j += 32)
+		put_stamped_cq_chunk(a, m, s.fast_stage, j);
 	if (lane != 0)
 		return;
 	// Counted before the release, as in window_round.
