@@ -275,8 +275,9 @@ want sanitize && for tool in memcheck racecheck; do
 	# message (design.md §10), by a whole warp and by part of one
 	sanitize_one $tool lone,handler=echo,stamped=1,stamped_results=1,workers=2 -p 1 -n 300 -b 1 -w 1 --verify
 	sanitize_one $tool lone16,handler=echo,stamped=1,stamped_results=1,capacity=16,slot_bytes=64,workers=1 -z 64 -p 1 -n 300 -b 1 -w 1 --verify
-	# the same, run from shared memory (design.md §10): with retries,
-	# and a loaded handler module with its dead letters
+	# the same, run by the probing warp alone from shared memory
+	# (design.md §10, step 5a): with retries and dead letters, and in a
+	# loaded handler module
 	sanitize_one $tool lonefail,handler=checksum,stamped=1,stamped_results=1,workers=2,fail_ppm=200000,fail_attempts=1 -p 1 -n 300 -b 1 -w 1 --verify
 	sanitize_one $tool "loneupper,handler_module=$here/handlers/example_handler.fatbin,result_bytes=256,stamped=1,stamped_results=1,workers=2" -p 1 -n 300 -b 1 -w 1
 	# the in-order kernel, with retries
