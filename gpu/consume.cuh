@@ -27,6 +27,9 @@
 //   4. writes the entries to the producers' completion areas, again all
 //      threads together, then one system fence, then the DONE marks and the
 //      FREE states.
+// (design.md §10 numbers these steps 2, 5, 6 and 7-8.)  A lone producer's
+// next message, found by a probe, skips 2-4: the probing warp runs it alone
+// (lone_ticket, design.md §10 step 5a).
 // Ordered queues: one thread per ring walks it in ticket order.
 // Either kind keeps the queue's tables with threads it has to spare
 // (gpu/maint.cuh).
