@@ -237,6 +237,10 @@ export GPUQ_HEARTBEAT_TIMEOUT_MS=600000
 # One queue per sanitized broker: the sanitizers run kernels one at a time,
 # so a second queue's persistent kernel would never start beside the first.
 # Each case: a queue spec, then the gpuq-bench load to drive it.
+# GPUQ_SANITIZE_TOOLS: the compute-sanitizer tools (memcheck and racecheck
+# are what the GPU suite must pass; synccheck and initcheck can be asked
+# for).
+tools=${GPUQ_SANITIZE_TOOLS:-memcheck racecheck}
 sanitize_one() { # tool, queue spec, bench args...
 	tool=$1 spec=$2; shift 2
 	S="$tmp/$tool.sock"
@@ -258,7 +262,7 @@ sanitize_one() { # tool, queue spec, bench args...
 	grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Error|error" "$tmp/gpuqd.log" | tail -3
 	: >"$tmp/gpuqd.log"
 }
-want sanitize && for tool in memcheck racecheck; do
+want sanitize && for tool in $tools; do
 	echo "== compute-sanitizer --tool $tool"
 	sanitize_one $tool checksum,handler=checksum,workers=2 -p 2 -n 2000
 	sanitize_one $tool vector,handler=vector,slot_bytes=1024,workers=2 -z 1024 -p 2 -n 1000
@@ -312,7 +316,7 @@ reap_sanitized() {
 	pkill -KILL -f "$bin/gpuqd"
 	return 0
 }
-want sanitize && for tool in memcheck racecheck; do
+want sanitize && for tool in $tools; do
 	w="$tmp/gpuqd-$tool"
 	cat >"$w" <<WRAP
 #!/bin/sh
