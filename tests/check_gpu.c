@@ -323,6 +323,53 @@ START_TEST(test_device_fault)
 }
 END_TEST
 
+/* The same policy on the lone path (design.md §10, step 5a): a stamped
+ * queue and one message in flight at a time, so the probing warp runs
+ * the trapping message alone, from shared memory, where no VRAM copy of
+ * it exists.  Its producer must still get GPUQ_EDEVICE. */
+START_TEST(test_device_fault_lone)
+{
+	char spec[700];
+	const char *args[] = { "-q", spec, NULL };
+	enum { WARM = 300 };
+	struct broker_proc b;
+	gpuq_client *c;
+	gpuq_queue *q;
+	uint8_t buf[64], out[16];
+	uint64_t id;
+	size_t got = 0;
+	int status;
+	snprintf(spec, sizeof(spec),
+		 "t,handler_module=%s,result_bytes=16,workers=2,stamped=1,"
+		 "stamped_results=1",
+		 trap_module_path());
+	ck_assert_msg(broker_start(&b, args) == 0, "gpuqd did not start with %s",
+		      spec);
+	ck_assert_int_eq(gpuq_connect(b.socket, &c), 0);
+	q = open_queue(c, "t");
+	memset(buf, 'x', sizeof(buf));
+	for (int i = 0; i < WARM; i++) { /* lone messages, each its result */
+		uint32_t v = 0;
+		ck_assert_int_eq(gpuq_enqueue(q, buf, sizeof(buf), &id, WAIT_MS),
+				 0);
+		ck_assert_int_eq(gpuq_wait(q, id, out, sizeof(out), &got, WAIT_MS),
+				 0);
+		memcpy(&v, out, 4);
+		ck_assert(got == 4 && v == sizeof(buf));
+	}
+	memcpy(buf, "TRAP", 4);
+	ck_assert_int_eq(gpuq_enqueue(q, buf, sizeof(buf), &id, WAIT_MS), 0);
+	status = broker_stop(&b, 0, 10000); /* signal 0: wait for it to exit */
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 3,
+		      "gpuqd did not exit with status 3 after the trap (%#x)", status);
+	ck_assert(broker_log_contains(&b, "device fault"));
+	ck_assert_int_eq(gpuq_result(q, id, out, sizeof(out), &got), GPUQ_EDEVICE);
+	gpuq_close(q);
+	gpuq_disconnect(c);
+	broker_cleanup(&b);
+}
+END_TEST
+
 #ifdef HAVE_CUDA
 /* The table in VRAM: rounds of 128 concurrent operations from four blocks
  * on 16 keys that share one window (so their buckets and locks), each
@@ -430,6 +477,7 @@ static Suite *suite_gpu(void)
 	tcase_add_test(tc, test_module_refused);
 	tcase_add_test(tc, test_drain);
 	tcase_add_test(tc, test_device_fault);
+	tcase_add_test(tc, test_device_fault_lone);
 	suite_add_tcase(s, tc);
 #ifdef HAVE_CUDA
 	tc = tcase_create("table");
