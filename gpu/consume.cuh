@@ -905,12 +905,9 @@ __device__ inline void lone_ticket(const kargs &a, struct wshared &s,
 		put_stamped_cq_chunk(a, m, s.fast_stage, j);
 	if (lane != 0)
 		return;
-	// Counted before the release, as in window_round.
+	// Counted before the release, as in window_round; the outcome's own
+	// counts are the ticket's thread's, after the barrier (note_outcome).
 	atomicAdd(&s.c.done, 1u);
-	if (o == OUT_DEAD)
-		atomicAdd(&s.c.dead, 1u);
-	else if (o == OUT_GARBLED)
-		atomicAdd(&s.c.garbled, 1u);
 	if (o != OUT_STOPPED)
 		release_ticket(a, 0, t, nb);
 	s.lone_out = o;
@@ -948,8 +945,9 @@ __device__ inline enum look window_round(const kargs &a, struct wshared &s,
 		if (s.lone) {
 			const bool mine = t == s.spec_t;
 			*took = mine;
-			if (mine && s.lone_out == OUT_STOPPED)
-				*end = true; // given up: the kernel is stopping
+			if (mine) // its counts, and *end if the kernel is stopping
+				note_outcome(s, tid, (enum outcome)s.lone_out, 0,
+					     end);
 			if (prof) {
 				prof_lap(prof, GPUQ_PROF_LOOK, &c0);
 				prof[GPUQ_PROF_LOOK] -= s.lone_cycles;
